@@ -1,0 +1,150 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace SlotCapacity.Kafka;
+
+/// <summary>
+/// librdkafka's mock cluster, hosted in this process: brokers listening on loopback TCP ports that
+/// any process can connect to. It keeps everything in memory and has no admin API, so topics are
+/// created here, before any client uses them.
+/// </summary>
+public sealed class LocalCluster : IDisposable
+{
+    private readonly IntPtr _handle;
+    private readonly IntPtr _cluster;
+    private readonly Lock _gate = new();
+    private bool _disposed;
+
+    public string BootstrapServers { get; }
+    public int Brokers { get; }
+
+    private LocalCluster(IntPtr handle, IntPtr cluster, int brokers)
+    {
+        _handle = handle;
+        _cluster = cluster;
+        Brokers = brokers;
+        BootstrapServers = Marshal.PtrToStringAnsi(Native.rd_kafka_mock_cluster_bootstraps(cluster))
+            ?? throw new InvalidOperationException("the mock cluster returned no bootstrap list");
+    }
+
+    public static LocalCluster Start(int brokers = 3)
+    {
+        if (brokers < 1) throw new ArgumentOutOfRangeException(nameof(brokers), brokers, "a cluster needs at least one broker");
+        var conf = Native.rd_kafka_conf_new();
+        var error = new byte[512];
+        // The handle only anchors the mock cluster; it never produces. Quiet its logs.
+        if (Native.rd_kafka_conf_set(conf, "log_level", "3", error, (UIntPtr)error.Length) != 0)
+            throw new StartupException($"cannot configure the local cluster: {Text(error)}");
+        var handle = Native.rd_kafka_new(0, conf, error, (UIntPtr)error.Length);
+        if (handle == IntPtr.Zero)
+            throw new StartupException($"cannot start the local cluster: rd_kafka_new failed ({Text(error)})");
+        var cluster = Native.rd_kafka_mock_cluster_new(handle, brokers);
+        if (cluster == IntPtr.Zero)
+        {
+            Native.rd_kafka_destroy(handle);
+            throw new StartupException("cannot start the local cluster: rd_kafka_mock_cluster_new failed (no free loopback ports?)");
+        }
+        return new LocalCluster(handle, cluster, brokers);
+    }
+
+    public void CreateTopics(IEnumerable<TopicSpec> topics)
+    {
+        ArgumentNullException.ThrowIfNull(topics);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            foreach (var topic in topics)
+            {
+                var replication = Math.Min(3, Brokers);
+                var err = Native.rd_kafka_mock_topic_create(_cluster, topic.Name, topic.Partitions, replication);
+                if (err != 0)
+                    throw new StartupException($"cannot create topic '{topic.Name}' on the local cluster: {ErrorName(err)}");
+            }
+        }
+    }
+
+    /// <summary>Fault injection: the broker stops answering (ids are 1..Brokers).</summary>
+    public void SetBrokerDown(int brokerId) => Check(Native.rd_kafka_mock_broker_set_down(_cluster, brokerId), $"set broker {brokerId} down");
+
+    public void SetBrokerUp(int brokerId) => Check(Native.rd_kafka_mock_broker_set_up(_cluster, brokerId), $"set broker {brokerId} up");
+
+    /// <summary>Fault injection: adds round-trip time to every request the broker answers.</summary>
+    public void SetBrokerRtt(int brokerId, int rttMs) => Check(Native.rd_kafka_mock_broker_set_rtt(_cluster, brokerId, rttMs), $"set broker {brokerId} rtt");
+
+    /// <summary>Moves a partition's leadership, as a controlled broker restart does.</summary>
+    public void SetPartitionLeader(string topic, int partition, int brokerId) =>
+        Check(Native.rd_kafka_mock_partition_set_leader(_cluster, topic, partition, brokerId), $"move {topic}[{partition}] to broker {brokerId}");
+
+    private void Check(int err, string what)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+        }
+        if (err != 0) throw new InvalidOperationException($"local cluster: cannot {what}: {ErrorName(err)}");
+    }
+
+    private static string Text(byte[] buffer)
+    {
+        var end = Array.IndexOf(buffer, (byte)0);
+        return Encoding.UTF8.GetString(buffer, 0, end < 0 ? buffer.Length : end);
+    }
+
+    private static string ErrorName(int err) => Marshal.PtrToStringAnsi(Native.rd_kafka_err2str(err)) ?? $"error {err}";
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
+        Native.rd_kafka_mock_cluster_destroy(_cluster);
+        Native.rd_kafka_destroy(_handle);
+    }
+
+    private static class Native
+    {
+        private const string Library = "librdkafka";
+
+        static Native() => NativeLibrary.SetDllImportResolver(typeof(Native).Assembly, Resolve);
+
+        /// <summary>
+        /// librdkafka.so needs libsasl2.so.3, which a bare machine lacks; Confluent.Kafka then falls
+        /// back to the CentOS 8 build, which links it statically. Resolve the same way.
+        /// </summary>
+        private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+        {
+            if (name != Library) return IntPtr.Zero;
+            var candidates = new List<string>();
+            foreach (var root in new[] { AppContext.BaseDirectory, Path.GetDirectoryName(typeof(Confluent.Kafka.Library).Assembly.Location) ?? "" })
+            {
+                var dir = Path.Combine(root, "runtimes", "linux-x64", "native");
+                candidates.Add(Path.Combine(dir, "librdkafka.so"));
+                candidates.Add(Path.Combine(dir, "centos8-librdkafka.so"));
+                candidates.Add(Path.Combine(root, "librdkafka.so"));
+            }
+            foreach (var candidate in candidates)
+            {
+                if (File.Exists(candidate) && NativeLibrary.TryLoad(candidate, out var handle)) return handle;
+            }
+            throw new StartupException(
+                $"cannot load librdkafka for the local cluster (tried {string.Join(", ", candidates)}): build the project so runtimes/linux-x64/native is copied next to it");
+        }
+
+        [DllImport(Library)] public static extern IntPtr rd_kafka_conf_new();
+        [DllImport(Library)] public static extern int rd_kafka_conf_set(IntPtr conf, string name, string value, byte[] errstr, UIntPtr errstrSize);
+        [DllImport(Library)] public static extern IntPtr rd_kafka_new(int type, IntPtr conf, byte[] errstr, UIntPtr errstrSize);
+        [DllImport(Library)] public static extern void rd_kafka_destroy(IntPtr rk);
+        [DllImport(Library)] public static extern IntPtr rd_kafka_err2str(int err);
+        [DllImport(Library)] public static extern IntPtr rd_kafka_mock_cluster_new(IntPtr rk, int brokerCount);
+        [DllImport(Library)] public static extern void rd_kafka_mock_cluster_destroy(IntPtr cluster);
+        [DllImport(Library)] public static extern IntPtr rd_kafka_mock_cluster_bootstraps(IntPtr cluster);
+        [DllImport(Library)] public static extern int rd_kafka_mock_topic_create(IntPtr cluster, string topic, int partitions, int replicationFactor);
+        [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_down(IntPtr cluster, int brokerId);
+        [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_up(IntPtr cluster, int brokerId);
+        [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_rtt(IntPtr cluster, int brokerId, int rttMs);
+        [DllImport(Library)] public static extern int rd_kafka_mock_partition_set_leader(IntPtr cluster, string topic, int partition, int brokerId);
+    }
+}
