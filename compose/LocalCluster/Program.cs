@@ -1,0 +1,83 @@
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Kafka;
+
+// Hosts librdkafka's mock cluster for development and CI, where no Kafka broker exists: creates
+// every topic, publishes the bootstrap list in a file the other processes read, runs until stopped.
+using var loggers = LoggerFactory.Create(b => b.AddJsonConsole(o => o.TimestampFormat = "HH:mm:ss.fff "));
+var log = loggers.CreateLogger("local-cluster");
+
+LocalClusterOptions options;
+try
+{
+    options = LocalClusterOptions.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"local-cluster: {e.Message}");
+    Console.Error.WriteLine(LocalClusterOptions.Usage);
+    return 2;
+}
+
+try
+{
+    using var cluster = LocalCluster.Start(options.Brokers);
+    var topics = new TopicNames(options.Prefix).Specs(options.SlotPartitions, options.ReplyPartitions);
+    cluster.CreateTopics(topics);
+    await TopicProvisioner.VerifyAsync(cluster.BootstrapServers, topics, TimeSpan.FromSeconds(30));
+    foreach (var topic in topics)
+        log.LogInformation("Topic {Topic} ready with {Partitions} partitions", topic.Name, topic.Partitions);
+
+    if (options.BootstrapFile is { } file)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(file))!);
+        // Written whole then renamed, so a reader never sees half a list.
+        await File.WriteAllTextAsync(file + ".tmp", cluster.BootstrapServers + "\n");
+        File.Move(file + ".tmp", file, overwrite: true);
+    }
+    log.LogInformation("Local cluster of {Brokers} brokers listening at {BootstrapServers}; data is kept in memory only", options.Brokers, cluster.BootstrapServers);
+
+    var stopped = new TaskCompletionSource();
+    using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
+    Console.CancelKeyPress += (_, e) => { e.Cancel = true; stopped.TrySetResult(); };
+    await stopped.Task;
+
+    log.LogInformation("Stopping the local cluster; its data is gone");
+    if (options.BootstrapFile is { } published && File.Exists(published)) File.Delete(published);
+    return 0;
+}
+catch (StartupException e)
+{
+    Console.Error.WriteLine($"local-cluster: {e.Message}");
+    return 1;
+}
+
+internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int ReplyPartitions, string Prefix, string? BootstrapFile)
+{
+    public const string Usage =
+        "usage: SlotCapacity.LocalCluster [--brokers 3] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P] [--bootstrap-file PATH]";
+
+    public static LocalClusterOptions Parse(string[] args)
+    {
+        var options = new LocalClusterOptions(3, TopicNames.DefaultSlotPartitions, TopicNames.DefaultReplyPartitions,
+            Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? "", null);
+        for (var i = 0; i < args.Length; i++)
+        {
+            var name = args[i];
+            if (i + 1 >= args.Length) throw new ArgumentException($"{name} needs a value");
+            var value = args[++i];
+            options = name switch
+            {
+                "--brokers" => options with { Brokers = Positive(name, value) },
+                "--slot-partitions" => options with { SlotPartitions = Positive(name, value) },
+                "--reply-partitions" => options with { ReplyPartitions = Positive(name, value) },
+                "--topic-prefix" => options with { Prefix = value },
+                "--bootstrap-file" => options with { BootstrapFile = value },
+                _ => throw new ArgumentException($"unknown option '{name}'"),
+            };
+        }
+        return options;
+    }
+
+    private static int Positive(string name, string value) =>
+        int.TryParse(value, out var n) && n > 0 ? n : throw new ArgumentException($"{name} must be a positive whole number, not '{value}'");
+}
