@@ -1,0 +1,31 @@
+# Checkout/planning gRPC gateway (gateway/SlotCapacity.Gateway). Build context: the repository
+# root, e.g.
+#   docker build -f compose/gateway.Dockerfile -t slot-capacity/gateway:local .
+# compose/docker-compose.yml builds it this way and passes `--urls http://0.0.0.0:8080`.
+
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+WORKDIR /src
+
+# Project files first: the restore layer is reused until a project file or package version changes.
+COPY global.json Directory.Build.props Directory.Packages.props ./
+COPY schemas/SlotCapacity.Schemas.csproj schemas/
+COPY compose/Kafka/SlotCapacity.Kafka.csproj compose/Kafka/
+COPY gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj gateway/SlotCapacity.Gateway/
+RUN dotnet restore gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj
+
+COPY schemas/ schemas/
+COPY compose/Kafka/ compose/Kafka/
+COPY gateway/SlotCapacity.Gateway/ gateway/SlotCapacity.Gateway/
+# bin/ and obj/ from a developer's checkout (when .dockerignore does not exclude them) hold
+# host paths and stale generated code; drop them. publish restores again from the cache above.
+RUN find . -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + \
+ && dotnet publish gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj \
+      -c Release -o /app -p:UseAppHost=false
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0
+WORKDIR /app
+COPY --from=build /app .
+USER $APP_UID
+EXPOSE 8080
+ENTRYPOINT ["dotnet", "SlotCapacity.Gateway.dll"]
+CMD ["--urls", "http://0.0.0.0:8080"]
