@@ -3,6 +3,8 @@ using SlotCapacity.Kafka;
 
 // Hosts librdkafka's mock cluster for development and CI, where no Kafka broker exists: creates
 // every topic, publishes the bootstrap list in a file the other processes read, runs until stopped.
+// With `provision --bootstrap LIST` it instead creates (or checks) every topic on a real cluster
+// and exits: the same topic list and the same checks on every path.
 using var loggers = LoggerFactory.Create(b => b.AddJsonConsole(o => o.TimestampFormat = "HH:mm:ss.fff "));
 var log = loggers.CreateLogger("local-cluster");
 
@@ -20,6 +22,15 @@ catch (ArgumentException e)
 
 try
 {
+    if (options.ProvisionBootstrap is { } real)
+    {
+        var wanted = new TopicNames(options.Prefix).Specs(options.SlotPartitions, options.ReplyPartitions);
+        await TopicProvisioner.CreateAsync(real, wanted);
+        foreach (var topic in wanted)
+            log.LogInformation("Topic {Topic} ready with {Partitions} partitions at {BootstrapServers}", topic.Name, topic.Partitions, real);
+        return 0;
+    }
+
     using var cluster = LocalCluster.Start(options.Brokers);
     var topics = new TopicNames(options.Prefix).Specs(options.SlotPartitions, options.ReplyPartitions);
     cluster.CreateTopics(topics);
@@ -51,16 +62,18 @@ catch (StartupException e)
     return 1;
 }
 
-internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int ReplyPartitions, string Prefix, string? BootstrapFile)
+internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int ReplyPartitions, string Prefix, string? BootstrapFile, string? ProvisionBootstrap)
 {
     public const string Usage =
-        "usage: SlotCapacity.LocalCluster [--brokers 3] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P] [--bootstrap-file PATH]";
+        "usage: SlotCapacity.LocalCluster [--brokers 3] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P] [--bootstrap-file PATH]\n" +
+        "       SlotCapacity.LocalCluster provision --bootstrap HOST:PORT[,...] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P]";
 
     public static LocalClusterOptions Parse(string[] args)
     {
         var options = new LocalClusterOptions(3, TopicNames.DefaultSlotPartitions, TopicNames.DefaultReplyPartitions,
-            Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? "", null);
-        for (var i = 0; i < args.Length; i++)
+            Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? "", null, null);
+        var provision = args.Length > 0 && args[0] == "provision";
+        for (var i = provision ? 1 : 0; i < args.Length; i++)
         {
             var name = args[i];
             if (i + 1 >= args.Length) throw new ArgumentException($"{name} needs a value");
@@ -72,9 +85,11 @@ internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int 
                 "--reply-partitions" => options with { ReplyPartitions = Positive(name, value) },
                 "--topic-prefix" => options with { Prefix = value },
                 "--bootstrap-file" => options with { BootstrapFile = value },
+                "--bootstrap" when provision => options with { ProvisionBootstrap = value },
                 _ => throw new ArgumentException($"unknown option '{name}'"),
             };
         }
+        if (provision && options.ProvisionBootstrap is null) throw new ArgumentException("provision needs --bootstrap HOST:PORT[,...]");
         return options;
     }
 

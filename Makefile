@@ -1,0 +1,20 @@
+# The two commands: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+SCENARIO ?= tenx
+DURATION ?= 60s
+
+.PHONY: build run test load bench bench-deps clean
+
+build:
+	dotnet build Streams.sln -c Release
+
+## Local cluster (or $$KAFKA_BOOTSTRAP_SERVERS), 2 processors, 2 gateways, demo plan. Ctrl-C stops all.
+run:
+	bash compose/run-local.sh
+
+## Every test; ends with "N passed, N failed".
+test:
+	bash tests/run-tests.sh
+
+clean:
+	dotnet clean Streams.sln -c Release >/dev/null; rm -rf .run

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# `make run`: builds, then starts the local cluster (unless KAFKA_BOOTSTRAP_SERVERS names a real
+# one), 2 processors and 2 gateways, applies the demo capacity plan and prints the endpoints.
+# Ctrl-C stops every process it started. Logs go to .run/logs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+run="$root/.run"
+logs="$run/logs"
+mkdir -p "$logs"
+GATEWAY_PORTS=(${GATEWAY_PORTS:-5101 5102})
+PROCESSORS=${PROCESSORS:-2}
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo
+    echo "stopping ${#pids[@]} processes..."
+    # Gateways and processors first (graceful: SIGTERM), the cluster last.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; sleep 0.2; done
+    for pid in "${pids[@]}"; do
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+  fi
+  rm -f "$run/bootstrap" "$run/endpoints"
+}
+trap stop_all INT TERM EXIT
+
+echo "building (Release)..."
+for project in compose/LocalCluster/SlotCapacity.LocalCluster.csproj \
+               processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj \
+               gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj; do
+  dotnet build "$project" -c Release -v quiet -nologo >"$logs/build.log" 2>&1 || { cat "$logs/build.log"; exit 1; }
+done
+bin() { echo "$root/$1/bin/Release/net10.0/$2.dll"; }
+
+if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  echo "using Kafka at $KAFKA_BOOTSTRAP_SERVERS"
+  dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" provision --bootstrap "$KAFKA_BOOTSTRAP_SERVERS" >"$logs/provision.log"
+else
+  rm -f "$run/bootstrap"
+  dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers 3 --bootstrap-file "$run/bootstrap" >"$logs/local-cluster.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 300); do [ -s "$run/bootstrap" ] && break; kill -0 "${pids[0]}" 2>/dev/null || { cat "$logs/local-cluster.log"; exit 1; }; sleep 0.1; done
+  [ -s "$run/bootstrap" ] || { echo "the local cluster did not start: see $logs/local-cluster.log"; exit 1; }
+  export KAFKA_BOOTSTRAP_SERVERS=$(cat "$run/bootstrap")
+  echo "local cluster (librdkafka mock, 3 brokers, in memory) at $KAFKA_BOOTSTRAP_SERVERS"
+fi
+
+for n in $(seq 1 "$PROCESSORS"); do
+  mkdir -p "$run/processor-$n"
+  PROCESSOR_STATE_DIR="$run/processor-$n" PROCESSOR_INSTANCE="processor-$n" \
+    dotnet "$(bin processors/SlotCapacity.Processor SlotCapacity.Processor)" >"$logs/processor-$n.log" 2>&1 &
+  pids+=($!)
+  echo "processor-$n started (pid $!, log .run/logs/processor-$n.log)"
+done
+
+endpoints=()
+for i in "${!GATEWAY_PORTS[@]}"; do
+  port=${GATEWAY_PORTS[$i]}
+  GATEWAY_INSTANCE="gateway-$((i + 1))" \
+    dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" --urls "http://127.0.0.1:$port" >"$logs/gateway-$((i + 1)).log" 2>&1 &
+  pids+=($!)
+  endpoints+=("http://127.0.0.1:$port")
+  echo "gateway-$((i + 1)) started (pid $!, log .run/logs/gateway-$((i + 1)).log)"
+done
+
+gateway_cli() { dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" "$@"; }
+echo "waiting for the gateways to be ready..."
+for endpoint in "${endpoints[@]}"; do
+  ready=""
+  for _ in $(seq 1 600); do
+    if curl -sf "$endpoint/healthz" >/dev/null 2>&1; then ready=yes; break; fi
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { echo "a process died during start-up: see $logs"; tail -5 "$logs"/*.log; exit 1; }; done
+    sleep 0.1
+  done
+  [ -n "$ready" ] || { echo "$endpoint did not become ready in 60 s: see $logs"; exit 1; }
+done
+printf '%s\n' "${endpoints[@]}" > "$run/endpoints"
+
+echo "applying the demo capacity plan (gateway/plans/sample-plan.csv)..."
+gateway_cli plan apply gateway/plans/sample-plan.csv --gateway "${endpoints[0]}" | tail -3
+
+cat <<EOT
+
+Slot capacity service is running.
+  gRPC (h2c, reflection on):  ${endpoints[*]}
+  health, metrics:            ${endpoints[0]}/healthz   ${endpoints[0]}/metrics
+  logs:                       .run/logs/
+Example calls (from another terminal):
+  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") reserve --gateway ${endpoints[0]} --hub hub-1 --start $(date -u -d 'tomorrow 10:00' +%Y-%m-%dT%H:00Z) --zone z1 --items 12
+  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") plan utilisation --gateway ${endpoints[0]} --hub hub-1
+  make load SCENARIO=tenx DURATION=60s
+Ctrl-C stops everything.
+EOT
+
+# Runs until Ctrl-C, or until one of the processes dies.
+while true; do
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then echo "process $pid exited: see $logs"; exit 1; fi
+  done
+  sleep 1
+done
