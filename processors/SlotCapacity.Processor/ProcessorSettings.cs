@@ -1,0 +1,22 @@
+using SlotCapacity.Kafka;
+
+namespace SlotCapacity.Processor;
+
+/// <summary>Where one processor instance connects and keeps its state.</summary>
+/// <param name="BootstrapServers">Kafka bootstrap list (KAFKA_BOOTSTRAP_SERVERS).</param>
+/// <param name="Topics">Topic names and application id (TOPIC_PREFIX).</param>
+/// <param name="StateDirectory">RocksDB directory, one per instance (PROCESSOR_STATE_DIR).</param>
+/// <param name="InstanceName">Name in logs and the Kafka client id (PROCESSOR_INSTANCE).</param>
+public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topics, string StateDirectory, string InstanceName)
+{
+    /// <summary>Reads the environment; KAFKA_BOOTSTRAP_SERVERS is required (StartupException otherwise).</summary>
+    public static ProcessorSettings FromEnvironment()
+    {
+        var instance = Environment.GetEnvironmentVariable("PROCESSOR_INSTANCE");
+        if (string.IsNullOrWhiteSpace(instance)) instance = $"processor-{Environment.ProcessId}";
+        var stateDirectory = Environment.GetEnvironmentVariable("PROCESSOR_STATE_DIR");
+        if (string.IsNullOrWhiteSpace(stateDirectory))
+            stateDirectory = Path.Combine(Path.GetTempPath(), "slot-processor-state", instance);
+        return new ProcessorSettings(KafkaEndpoint.BootstrapServers(), TopicNames.FromEnvironment(), stateDirectory, instance);
+    }
+}

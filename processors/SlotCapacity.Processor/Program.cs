@@ -1,0 +1,39 @@
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Kafka;
+using SlotCapacity.Processor;
+
+using var loggers = LoggerFactory.Create(logging => logging
+    .AddJsonConsole(json => json.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ")
+    .SetMinimumLevel(LogLevel.Information)
+    .AddFilter("Streamiz", LogLevel.Warning));
+var log = loggers.CreateLogger("SlotCapacity.Processor");
+
+using var stop = new CancellationTokenSource();
+using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+{
+    context.Cancel = true;
+    stop.Cancel();
+});
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    stop.Cancel();
+};
+
+try
+{
+    var settings = ProcessorSettings.FromEnvironment();
+    await using var processor = await SlotProcessor.StartAsync(settings, loggers, stop.Token);
+    await Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+    return 0;
+}
+catch (StartupException e)
+{
+    log.LogCritical("{Problem}", e.Message);
+    await Console.Error.WriteLineAsync(e.Message);
+    return 2;
+}
+catch (OperationCanceledException) when (stop.IsCancellationRequested)
+{
+    return 0;
+}

@@ -1,0 +1,210 @@
+using System.Text;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
+using SlotCapacity.Kafka;
+using Streamiz.Kafka.Net.Processors.Public;
+using Streamiz.Kafka.Net.State;
+
+namespace SlotCapacity.Processor;
+
+/// <summary>
+/// The Kafka adapter around <see cref="SlotDecisions"/>, one instance per stream task (partition):
+/// decode the command, load the slot's state, decide, store the new state (with the command's
+/// offset) in one put, and forward the reply, events and snapshot. Bad input is answered and
+/// logged, never thrown, so the stream never stops on it.
+/// <para>
+/// Hold expiry without traffic: a wall-clock punctuator writes an ExpireHolds command for every
+/// slot with a due hold back into the commands topic, on the slot's own partition. The expiry is
+/// then applied in partition order with that record's timestamp, like any other command, and a
+/// re-processing gives the same result.
+/// </para>
+/// </summary>
+public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, Outbound>
+{
+    /// <summary>How often due holds are looked for, and how long before the same slot is asked again.</summary>
+    public static readonly TimeSpan ExpiryTick = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan ExpiryRetry = TimeSpan.FromSeconds(3);
+
+    private readonly TopicNames _topics;
+    private readonly int _replyPartitions;
+    private readonly ILogger _log;
+    private ProcessorContext<string, Outbound> _context = null!;
+    private IKeyValueStore<string, SlotState> _store = null!;
+    // Earliest hold expiry per slot of this task; built from the store on the first tick.
+    private Dictionary<string, long>? _nextExpiry;
+    private readonly Dictionary<string, long> _expiryRequestedAt = new(StringComparer.Ordinal);
+
+    /// <summary>Streamiz's builder (a new() constraint) makes one instance this way only to learn
+    /// the type; every task's instance is made with the parameters given in <see cref="SlotTopology.Build"/>.</summary>
+    public SlotCommandProcessor() : this(new TopicNames(), 0, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance) { }
+
+    public SlotCommandProcessor(TopicNames topics, int replyPartitions, ILoggerFactory loggers)
+    {
+        _topics = topics;
+        _replyPartitions = replyPartitions;
+        _log = loggers.CreateLogger<SlotCommandProcessor>();
+    }
+
+    public void Init(ProcessorContext<string, Outbound> context)
+    {
+        _context = context;
+        _store = (IKeyValueStore<string, SlotState>)context.GetStateStore(TopicNames.SlotStateStore);
+        context.Schedule(ExpiryTick, PunctuationType.PROCESSING_TIME, RequestDueExpiries);
+    }
+
+    public Record<string, Outbound>? Process(Record<byte[], byte[]> record)
+    {
+        var position = record.TopicPartitionOffset;
+        var partition = position.Partition.Value;
+        var offset = position.Offset.Value;
+        var timestamp = record.Timestamp.UnixTimestampMs;
+
+        SlotCommand command;
+        try
+        {
+            command = SlotCommand.Parser.ParseFrom(record.Value ?? []);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            _log.LogWarning("Undecodable command at {Topic}[{Partition}]@{Offset}: {Problem}", position.Topic, partition, offset, e.Message);
+            var address = PartialCommand(record.Value ?? []);
+            if (address.HasReplyPartition)
+                ReplyToMalformed(address, partition, offset, timestamp, $"command bytes are not a SlotCommand ({e.Message})");
+            return null;
+        }
+
+        var key = record.Key is null ? null : Encoding.UTF8.GetString(record.Key);
+        if (command.HasReplyPartition && (command.ReplyPartition < 0 || command.ReplyPartition >= _replyPartitions))
+        {
+            _log.LogWarning("Command {CommandId} at {Topic}[{Partition}]@{Offset} names reply partition {ReplyPartition}, outside 0..{Last}; not applied",
+                command.CommandId, position.Topic, partition, offset, command.ReplyPartition, _replyPartitions - 1);
+            return null;
+        }
+        if (key != command.Slot)
+        {
+            _log.LogWarning("Command {CommandId} at {Topic}[{Partition}]@{Offset} is for slot {Slot} but keyed {Key}; not applied",
+                command.CommandId, position.Topic, partition, offset, command.Slot, key);
+            ReplyToMalformed(command, partition, offset, timestamp,
+                $"record key '{key}' differs from the command's slot '{command.Slot}'");
+            return null;
+        }
+
+        Decision decision;
+        try
+        {
+            decision = SlotDecisions.Decide(_store.Get(command.Slot), command, timestamp, partition, offset);
+        }
+        catch (Exception e)
+        {
+            _log.LogError(e, "Command {CommandId} at {Topic}[{Partition}]@{Offset} for slot {Slot} could not be decided",
+                command.CommandId, position.Topic, partition, offset, command.Slot);
+            ReplyToMalformed(command, partition, offset, timestamp, $"the processor could not decide this command ({e.Message})",
+                RejectReason.Unavailable);
+            return null;
+        }
+
+        if (decision.State is not null)
+        {
+            _store.Put(command.Slot, decision.State);
+            TrackExpiry(command.Slot, decision.State.NextHoldExpiryUnixMs);
+        }
+        if (decision.Reply.Replayed)
+            _log.LogInformation("Re-delivered command {CommandId} at {Topic}[{Partition}]@{Offset} answered from state",
+                command.CommandId, position.Topic, partition, offset);
+        else if (decision.Reply is { Accepted: false, Reason: RejectReason.Invalid or RejectReason.UnknownSlot })
+            _log.LogWarning("Command {CommandId} at {Topic}[{Partition}]@{Offset} rejected {Reason}: {Detail}",
+                command.CommandId, position.Topic, partition, offset, decision.Reply.Reason, decision.Reply.Detail);
+
+        if (command.HasReplyPartition)
+            _context.Forward(command.CorrelationId, new Outbound(_topics.Replies, command.ReplyPartition, timestamp, decision.Reply));
+        foreach (var slotEvent in decision.Events)
+            _context.Forward(command.Slot, new Outbound(_topics.Events, partition, timestamp, slotEvent));
+        if (decision.Snapshot is not null)
+            _context.Forward(command.Slot, new Outbound(_topics.Availability, partition, timestamp, decision.Snapshot));
+        return null;
+    }
+
+    public void Close() { }
+
+    private void ReplyToMalformed(SlotCommand address, int partition, long offset, long timestamp, string detail,
+        RejectReason reason = RejectReason.Invalid)
+    {
+        if (!address.HasReplyPartition || address.ReplyPartition < 0 || address.ReplyPartition >= _replyPartitions) return;
+        var reply = new SlotReply
+        {
+            CorrelationId = address.CorrelationId,
+            CommandId = address.CommandId,
+            Slot = address.Slot,
+            Reason = reason,
+            Detail = detail,
+            Status = ReservationStatus.Rejected,
+            CommandPartition = partition,
+            CommandOffset = offset,
+        };
+        _context.Forward(address.CorrelationId, new Outbound(_topics.Replies, address.ReplyPartition, timestamp, reply));
+    }
+
+    /// <summary>
+    /// The envelope fields that can be read before the bytes go bad, so that a corrupt command
+    /// whose reply address survived still gets its INVALID reply.
+    /// </summary>
+    private static SlotCommand PartialCommand(byte[] bytes)
+    {
+        var address = new SlotCommand();
+        var input = new CodedInputStream(bytes);
+        try
+        {
+            uint tag;
+            while ((tag = input.ReadTag()) != 0)
+            {
+                switch (WireFormat.GetTagFieldNumber(tag))
+                {
+                    case SlotCommand.CommandIdFieldNumber: address.CommandId = input.ReadString(); break;
+                    case SlotCommand.SlotFieldNumber: address.Slot = input.ReadString(); break;
+                    case SlotCommand.ReplyPartitionFieldNumber: address.ReplyPartition = input.ReadInt32(); break;
+                    case SlotCommand.CorrelationIdFieldNumber: address.CorrelationId = input.ReadString(); break;
+                    default: input.SkipLastField(); break;
+                }
+            }
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            // Keep what was read before the damage.
+        }
+        return address;
+    }
+
+    private void TrackExpiry(string slot, long nextExpiry)
+    {
+        if (_nextExpiry is null) return;
+        if (nextExpiry == 0)
+        {
+            _nextExpiry.Remove(slot);
+            _expiryRequestedAt.Remove(slot);
+        }
+        else
+        {
+            _nextExpiry[slot] = nextExpiry;
+        }
+    }
+
+    private void RequestDueExpiries(long now)
+    {
+        if (_nextExpiry is null)
+        {
+            _nextExpiry = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var (slot, state) in _store.All())
+                if (state.NextHoldExpiryUnixMs > 0) _nextExpiry[slot] = state.NextHoldExpiryUnixMs;
+        }
+        foreach (var (slot, expiry) in _nextExpiry)
+        {
+            if (expiry > now) continue;
+            if (_expiryRequestedAt.TryGetValue(slot, out var asked) && now - asked < ExpiryRetry.TotalMilliseconds) continue;
+            _expiryRequestedAt[slot] = now;
+            var command = new SlotCommand { CommandId = $"expire-holds:{slot}:{now}", Slot = slot, ExpireHolds = new ExpireHolds() };
+            _context.Forward(slot, new Outbound(_topics.Commands, _context.Id.Partition, now, command));
+        }
+    }
+}

@@ -1,0 +1,83 @@
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Kafka;
+using Streamiz.Kafka.Net;
+
+namespace SlotCapacity.Processor;
+
+/// <summary>
+/// Starts one slot processor in this process. Used by Program (the service) and by other areas'
+/// end-to-end tests.
+/// </summary>
+public static class SlotProcessor
+{
+    /// <summary>
+    /// Checks the topics (StartupException with a one-line reason if one is missing or has the wrong
+    /// partition count), starts the stream and waits until it runs. Dispose to stop it gracefully
+    /// (commits and closes the store).
+    /// </summary>
+    public static async Task<IAsyncDisposable> StartAsync(ProcessorSettings settings, ILoggerFactory loggers, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(loggers);
+        var log = loggers.CreateLogger(typeof(SlotProcessor));
+        var (slotPartitions, replyPartitions) = PartitionCounts(settings);
+        await TopicProvisioner.VerifyAsync(settings.BootstrapServers, settings.Topics.Specs(slotPartitions, replyPartitions),
+            TimeSpan.FromSeconds(30), ct);
+        Directory.CreateDirectory(settings.StateDirectory);
+
+        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, loggers), SlotTopology.Config(settings, loggers));
+        var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        stream.StateChanged += (_, now) =>
+        {
+            if (now == KafkaStream.State.RUNNING) running.TrySetResult();
+            else if (now == KafkaStream.State.ERROR) running.TrySetException(new StartupException($"processor {settings.InstanceName}: the stream failed while starting"));
+        };
+        log.LogInformation("Processor {Instance} starting: {Commands} ({SlotPartitions} partitions) -> {Replies} ({ReplyPartitions} partitions), state in {StateDirectory}",
+            settings.InstanceName, settings.Topics.Commands, slotPartitions, settings.Topics.Replies, replyPartitions, settings.StateDirectory);
+        await stream.StartAsync(ct);
+        try
+        {
+            await running.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
+        }
+        catch
+        {
+            await Task.Run(stream.Dispose, CancellationToken.None);
+            throw;
+        }
+        log.LogInformation("Processor {Instance} running", settings.InstanceName);
+        return new Running(stream, log, settings.InstanceName);
+    }
+
+    /// <summary>Slot topics share the commands topic's partition count; replies have their own.</summary>
+    private static (int Slot, int Reply) PartitionCounts(ProcessorSettings settings)
+    {
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = settings.BootstrapServers, SocketTimeoutMs = 10_000 })
+            .SetLogHandler((_, _) => { }).Build();
+        Metadata metadata;
+        try
+        {
+            metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
+        }
+        catch (KafkaException e)
+        {
+            throw new StartupException($"cannot reach Kafka at '{settings.BootstrapServers}' ({e.Error.Reason}): check {KafkaEndpoint.BootstrapVariable}", e);
+        }
+        int Count(string topic, int fallback) =>
+            metadata.Topics.FirstOrDefault(t => t.Topic == topic && t.Error.Code == ErrorCode.NoError)?.Partitions.Count ?? fallback;
+        return (Count(settings.Topics.Commands, TopicNames.DefaultSlotPartitions), Count(settings.Topics.Replies, TopicNames.DefaultReplyPartitions));
+    }
+
+    private sealed class Running(KafkaStream stream, ILogger log, string instance) : IAsyncDisposable
+    {
+        private int _disposed;
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            log.LogInformation("Processor {Instance} stopping", instance);
+            await Task.Run(stream.Dispose);
+            log.LogInformation("Processor {Instance} stopped", instance);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Contracts;
+using SlotCapacity.Kafka;
+using Streamiz.Kafka.Net;
+using Streamiz.Kafka.Net.Processors.Public;
+using Streamiz.Kafka.Net.SerDes;
+using Streamiz.Kafka.Net.State;
+using Streamiz.Kafka.Net.Stream;
+
+namespace SlotCapacity.Processor;
+
+/// <summary>The processor's Streamiz topology and configuration.</summary>
+public static class SlotTopology
+{
+    /// <summary>
+    /// commands (raw bytes, so a bad record is answered instead of failing the stream)
+    /// -> decide with the `slot-state` store -> replies / events / availability / ExpireHolds commands.
+    /// </summary>
+    public static Topology Build(TopicNames topics, int replyPartitions, ILoggerFactory loggers)
+    {
+        ArgumentNullException.ThrowIfNull(topics);
+        var store = Stores.KeyValueStoreBuilder(
+                Stores.PersistentKeyValueStore(TopicNames.SlotStateStore), new StringSerDes(), new ProtobufSerDes<SlotState>())
+            // Every put goes to the changelog at once, in the same flush as the records it caused.
+            .WithCachingDisabled();
+        var builder = new StreamBuilder();
+        builder.Stream(topics.Commands, new ByteArraySerDes(), new ByteArraySerDes())
+            .Transform(TransformerBuilder.New<byte[], byte[], string, Outbound>()
+                .Transformer<SlotCommandProcessor>(topics, replyPartitions, loggers)
+                .StateStore(store)
+                .Build(), "decide")
+            .To(new OutboundTopic(), new StringSerDes(), new OutboundSerDes(), new OutboundTimestamp(), new OutboundPartition(), "write");
+        return builder.Build();
+    }
+
+    /// <summary>
+    /// At-least-once with a 100 ms commit interval: the offset stored in each slot's state turns
+    /// re-delivery into answers from state, so effects are exactly once without transactions
+    /// (see processors/README.md). Polling and fetch waits are short because a reply is on the
+    /// checkout path.
+    /// </summary>
+    public static StreamConfig Config(ProcessorSettings settings, ILoggerFactory loggers)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return new StreamConfig<StringSerDes, StringSerDes>
+        {
+            ApplicationId = settings.Topics.ProcessorApplicationId,
+            ClientId = settings.InstanceName,
+            BootstrapServers = settings.BootstrapServers,
+            StateDir = settings.StateDirectory,
+            Guarantee = ProcessingGuarantee.AT_LEAST_ONCE,
+            CommitIntervalMs = 100,
+            PollMs = 2,
+            MaxPollRecords = 500,
+            FetchWaitMaxMs = 5,
+            LingerMs = 1,
+            Acks = Acks.All,
+            EnableIdempotence = true,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            AllowAutoCreateTopics = false,
+            // Failover after a crash is bounded by the session timeout.
+            SessionTimeoutMs = 6000,
+            HeartbeatIntervalMs = 1500,
+            NumStreamThreads = 1,
+            Logger = loggers,
+        };
+    }
+}
