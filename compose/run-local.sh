@@ -41,6 +41,8 @@ if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" provision --bootstrap "$KAFKA_BOOTSTRAP_SERVERS" >"$logs/provision.log"
 else
   rm -f "$run/bootstrap"
+  # The local cluster starts empty every time; state left by an earlier run would not match it.
+  rm -rf "$run"/processor-*
   dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers 3 --bootstrap-file "$run/bootstrap" >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 300); do [ -s "$run/bootstrap" ] && break; kill -0 "${pids[0]}" 2>/dev/null || { cat "$logs/local-cluster.log"; exit 1; }; sleep 0.1; done
