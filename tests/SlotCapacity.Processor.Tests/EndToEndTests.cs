@@ -1,0 +1,94 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using SlotCapacity.Contracts;
+using SlotCapacity.Kafka;
+using SlotCapacity.Testing;
+using Xunit;
+using Xunit.Abstractions;
+using static SlotCapacity.Processor.Tests.Commands;
+
+namespace SlotCapacity.Processor.Tests;
+
+/// <summary>The processor on a broker (TestBroker: real Kafka if configured, else the local cluster).</summary>
+public sealed class EndToEndTests(ITestOutputHelper output)
+{
+    private const int Partitions = 4;
+
+    private static async Task<(TestBroker Broker, TopicNames Topics, IAsyncDisposable Processor)> StartAsync()
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        var settings = new ProcessorSettings(broker.BootstrapServers, topics,
+            Path.Combine(Path.GetTempPath(), "slot-e2e", Guid.NewGuid().ToString("N")), "e2e");
+        var processor = await SlotProcessor.StartAsync(settings, NullLoggerFactory.Instance, CancellationToken.None);
+        return (broker, topics, processor);
+    }
+
+    [Fact]
+    public async Task Two_hundred_concurrent_reservations_race_for_37_units_and_exactly_37_win()
+    {
+        var (broker, topics, processor) = await StartAsync();
+        await using var _ = processor;
+        using var kafka = new Kafka(broker.BootstrapServers);
+        var slot = Slot("race");
+        await kafka.SendAsync(topics.Commands, Configure(slot, Config(vans: 37), replyPartition: null));
+
+        var reserves = Enumerable.Range(0, 200).Select(i => Reserve(slot, $"race-{i:D3}", replyPartition: i % Partitions)).ToList();
+        await Task.WhenAll(reserves.Select(r => kafka.SendAsync(topics.Commands, r)));
+
+        var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions,
+            read => read.Select(r => r.Message.Key).Distinct().Count() >= 200, TimeSpan.FromSeconds(60));
+        var byCorrelation = replies.GroupBy(r => r.Message.Key).ToDictionary(g => g.Key, g => g.First().Message.Value);
+        Assert.Equal(200, byCorrelation.Count);
+        Assert.All(reserves, r => Assert.Equal(r.ReplyPartition, replies.First(x => x.Message.Key == r.CorrelationId).Partition.Value));
+        Assert.Equal(37, byCorrelation.Values.Count(r => r.Accepted));
+        Assert.Equal(163, byCorrelation.Values.Count(r => !r.Accepted && r.Reason == RejectReason.SlotFull));
+
+        var events = kafka.ReadUntil<SlotEvent>(topics.Events, Partitions,
+            read => read.Count(e => e.Message.Value.Kind == SlotEventKind.ReservationBooked) >= 37,
+            TimeSpan.FromSeconds(30), settle: TimeSpan.FromSeconds(1));
+        var booked = events.Where(e => e.Message.Value.Kind == SlotEventKind.ReservationBooked).Select(e => e.Message.Value).ToList();
+        Assert.Equal(37, booked.Count);
+        Assert.Equal(byCorrelation.Values.Where(r => r.Accepted).Select(r => r.ReservationId).Order(),
+            booked.Select(e => e.ReservationId).Order());
+        output.WriteLine($"broker {broker.Kind}: {replies.Count} replies, {events.Count} events");
+    }
+
+    [Fact]
+    public async Task A_malformed_record_gets_an_INVALID_reply_and_the_stream_continues()
+    {
+        var (broker, topics, processor) = await StartAsync();
+        await using var _ = processor;
+        using var kafka = new Kafka(broker.BootstrapServers);
+        var slot = Slot("malformed");
+        await kafka.SendAsync(topics.Commands, Configure(slot, Config(), replyPartition: null));
+        var address = new SlotCommand { CommandId = "bad", Slot = slot, ReplyPartition = 1, CorrelationId = "corr-bad" };
+        await kafka.SendRawAsync(topics.Commands, slot, [.. Google.Protobuf.MessageExtensions.ToByteArray(address), 0x52, 100, 1]);
+        await kafka.SendRawAsync(topics.Commands, slot, [0xff, 0xff]);
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "after-bad", replyPartition: 1));
+
+        var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 2, TimeSpan.FromSeconds(30));
+        Assert.Equal(RejectReason.Invalid, replies.Single(r => r.Message.Key == "corr-bad").Message.Value.Reason);
+        Assert.True(replies.Single(r => r.Message.Value.ReservationId == "after-bad").Message.Value.Accepted);
+    }
+
+    [Fact]
+    public async Task An_expired_hold_is_freed_in_the_availability_snapshot_without_further_traffic()
+    {
+        var (broker, topics, processor) = await StartAsync();
+        await using var _ = processor;
+        using var kafka = new Kafka(broker.BootstrapServers);
+        var slot = Slot("hold");
+        await kafka.SendAsync(topics.Commands, Configure(slot, Config(vans: 5), replyPartition: null));
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "held", replyPartition: 0,
+            holdExpiresUnixMs: DateTimeOffset.UtcNow.AddSeconds(1).ToUnixTimeMilliseconds()));
+
+        var snapshots = kafka.ReadUntil<AvailabilitySnapshot>(topics.Availability, Partitions,
+            read => read.Any(s => s.Message.Value.Fleet.Single().UsedOrders == 1)
+                    && read.Last().Message.Value.Fleet.Single().UsedOrders == 0,
+            TimeSpan.FromSeconds(15));
+        Assert.Equal(0, snapshots.Last().Message.Value.Fleet.Single().UsedOrders);
+        var events = kafka.ReadUntil<SlotEvent>(topics.Events, Partitions,
+            read => read.Any(e => e.Message.Value.Kind == SlotEventKind.HoldExpired), TimeSpan.FromSeconds(5));
+        Assert.Contains(events, e => e.Message.Value is { Kind: SlotEventKind.HoldExpired, ReservationId: "held" });
+    }
+}
