@@ -1,0 +1,279 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Grpc.Core;
+using HdrHistogram;
+using SlotCapacity.Load.Targets;
+
+namespace SlotCapacity.Load;
+
+public sealed record RunnerOptions(int MaxInFlight = 20_000, double DrainSeconds = 15)
+{
+    public static readonly RunnerOptions Default = new();
+}
+
+/// <summary>One stretch of a run at one rate: a warm-up or a measured step.</summary>
+public sealed record PhaseResult(
+    string Label,
+    double Multiplier,
+    double ReservesPerSecondTarget,
+    double ReadsPerSecondTarget,
+    double Seconds,
+    long Scheduled,
+    bool Measured,
+    OperationTally Reserve,
+    OperationTally Read,
+    LatencySummary DispatchLag)
+{
+    public double ReservesPerSecondAchieved => Seconds <= 0 ? 0 : Reserve.Count / Seconds;
+    public double ReadsPerSecondAchieved => Seconds <= 0 ? 0 : Read.Count / Seconds;
+}
+
+public sealed record TimelineOp(long Count, double P50, double P99, double Max, long Accepted, long Failures);
+
+/// <summary>One second of a run as the live table showed it.</summary>
+public sealed record TimelinePoint(double Seconds, string Phase, double Multiplier, TimelineOp Reserve, TimelineOp Read, long InFlight);
+
+/// <summary>
+/// Open-loop load: operation i of a phase is due at start + i / rate, whatever happened to the
+/// ones before it, and its latency is measured from that due time. A target that stalls therefore
+/// shows the stall in every operation that queued behind it (no coordinated omission). Bounded:
+/// a phase sends exactly rate x duration operations, caps calls in flight, and waits a bounded
+/// time for the last answers.
+/// </summary>
+public sealed partial class OpenLoopRunner
+{
+    private readonly ITarget _target;
+    private readonly Workload _workload;
+    private readonly ConcurrentQueue<AcceptedReservation> _accepted;
+    private readonly TextWriter _console;
+    private readonly RunnerOptions _options;
+    private readonly long _runStart = Stopwatch.GetTimestamp();
+    private long _inFlight;
+
+    public List<TimelinePoint> Timeline { get; } = [];
+
+    public OpenLoopRunner(ITarget target, Workload workload, ConcurrentQueue<AcceptedReservation> accepted,
+        TextWriter console, RunnerOptions? options = null)
+    {
+        _target = target;
+        _workload = workload;
+        _accepted = accepted;
+        _console = console;
+        _options = options ?? RunnerOptions.Default;
+    }
+
+    public long InFlight => Interlocked.Read(ref _inFlight);
+
+    public async Task<PhaseResult> RunPhaseAsync(string label, double multiplier, double reservesPerSecond,
+        double readsPerSecond, TimeSpan duration, bool measured, CancellationToken ct)
+    {
+        var recorder = new RunRecorder { Measuring = measured };
+        var rate = reservesPerSecond + readsPerSecond;
+        var scheduled = (long)Math.Round(rate * duration.TotalSeconds);
+        var lag = new HdrHistogram.LongHistogram(OperationTally.HighestTrackableMicros, 3);
+        var lagLock = new Lock();
+        var dispatchDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var phaseStart = Stopwatch.GetTimestamp();
+
+        var dispatcher = new Thread(() =>
+        {
+            try
+            {
+                Dispatch(recorder, scheduled, rate, reservesPerSecond, phaseStart, lag, lagLock, ct);
+                dispatchDone.SetResult();
+            }
+            catch (Exception e)
+            {
+                dispatchDone.SetException(e);
+            }
+        })
+        { IsBackground = true, Name = "load-dispatcher", Priority = ThreadPriority.AboveNormal };
+        dispatcher.Start();
+
+        PrintHeader(label, rate);
+        var drainDeadline = TimeSpan.FromSeconds(duration.TotalSeconds + _options.DrainSeconds);
+        var nextTick = TimeSpan.FromSeconds(1);
+        while (!ct.IsCancellationRequested)
+        {
+            var elapsed = Stopwatch.GetElapsedTime(phaseStart);
+            if ((dispatchDone.Task.IsCompleted && InFlight == 0) || elapsed > drainDeadline) break;
+            if (elapsed >= nextTick)
+            {
+                Tick(recorder, label, multiplier, duration, phaseStart, force: true);
+                nextTick += TimeSpan.FromSeconds(1);
+                continue;
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(50, (nextTick - elapsed).TotalMilliseconds + 1)), CancellationToken.None);
+        }
+        await dispatchDone.Task;
+        var leftover = InFlight;
+        if (leftover > 0)
+            _console.WriteLine($"  ! {leftover} calls still unanswered {_options.DrainSeconds:0} s after the phase ended; counted as errors");
+        Tick(recorder, label, multiplier, duration, phaseStart, force: false);
+
+        var reserve = recorder.Total(OperationKind.Reserve);
+        var read = recorder.Total(OperationKind.Read);
+        if (leftover > 0 && measured)
+        {
+            // The reserve/read split of unanswered calls is unknown: count them on reserves, the stricter side.
+            for (var i = 0; i < leftover; i++) reserve.RecordUnanswered();
+        }
+        LatencySummary lagSummary;
+        lock (lagLock)
+        {
+            lagSummary = lag.TotalCount == 0 ? new LatencySummary(0, 0, 0, 0, 0, 0) : new LatencySummary(
+                lag.GetValueAtPercentile(50) / 1000.0, lag.GetValueAtPercentile(90) / 1000.0,
+                lag.GetValueAtPercentile(99) / 1000.0, lag.GetValueAtPercentile(99.9) / 1000.0,
+                lag.GetMaxValue() / 1000.0, lag.GetMean() / 1000.0);
+        }
+        return new PhaseResult(label, multiplier, reservesPerSecond, readsPerSecond, duration.TotalSeconds,
+            scheduled, measured, reserve, read, lagSummary);
+    }
+
+    private void Dispatch(RunRecorder recorder, long scheduled, double rate, double reservesPerSecond,
+        long phaseStart, HdrHistogram.LongHistogram lag, Lock lagLock, CancellationToken ct)
+    {
+        var ticksPerOp = Stopwatch.Frequency / rate;
+        var reserveShare = reservesPerSecond / rate;
+        for (long i = 0; i < scheduled && !ct.IsCancellationRequested; i++)
+        {
+            var due = phaseStart + (long)(i * ticksPerOp);
+            WaitUntil(due);
+            lock (lagLock) lag.RecordValue(Math.Clamp(ToMicros(Stopwatch.GetTimestamp() - due), 0, OperationTally.HighestTrackableMicros));
+            // Interleave the two kinds evenly: operation i is a reserve when the running reserve count steps up.
+            var isReserve = (long)Math.Floor((i + 1) * reserveShare) > (long)Math.Floor(i * reserveShare);
+            var kind = isReserve ? OperationKind.Reserve : OperationKind.Read;
+            if (Interlocked.Read(ref _inFlight) >= _options.MaxInFlight)
+            {
+                recorder.Record(kind, ToMicros(Stopwatch.GetTimestamp() - due), false, null, "shed: harness in-flight limit");
+                continue;
+            }
+            Interlocked.Increment(ref _inFlight);
+            var call = isReserve
+                ? new Call(this, recorder, due, _workload.NextReserve(), null, ct)
+                : new Call(this, recorder, due, null, _workload.NextRead(), ct);
+            ThreadPool.UnsafeQueueUserWorkItem(call, preferLocal: false);
+        }
+    }
+
+    private sealed class Call(OpenLoopRunner runner, RunRecorder recorder, long due, ReserveOperation? reserve,
+        ReadOperation? read, CancellationToken ct) : IThreadPoolWorkItem
+    {
+        public void Execute() => _ = RunAsync();
+
+        private async Task RunAsync()
+        {
+            var kind = reserve is not null ? OperationKind.Reserve : OperationKind.Read;
+            bool accepted = false;
+            string? reject = null, error = null;
+            try
+            {
+                if (reserve is not null)
+                {
+                    var outcome = await runner._target.ReserveAsync(reserve, ct).ConfigureAwait(false);
+                    if (outcome.Accepted)
+                    {
+                        accepted = true;
+                        runner._accepted.Enqueue(new AcceptedReservation(reserve.ReservationId, reserve.Slot.Id,
+                            outcome.FleetCounter, reserve.Zone, reserve.Needs.Items, reserve.Needs.Totes));
+                    }
+                    else if (outcome.IsFailure) error = outcome.Reason;
+                    else reject = outcome.Reason ?? "UNSPECIFIED";
+                }
+                else
+                {
+                    await runner._target.ReadAsync(read!, ct).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e)
+            {
+                error = ErrorName(e);
+            }
+            finally
+            {
+                recorder.Record(kind, ToMicros(Stopwatch.GetTimestamp() - due), accepted, reject, error);
+                Interlocked.Decrement(ref runner._inFlight);
+            }
+        }
+    }
+
+    public static string ErrorName(Exception e) => e switch
+    {
+        RpcException rpc => $"grpc {rpc.StatusCode}",
+        OperationCanceledException => "cancelled",
+        TimeoutException => "timeout", // RedisTimeoutException included
+        Npgsql.PostgresException pg => $"postgres {pg.SqlState}",
+        Npgsql.NpgsqlException { InnerException: TimeoutException } => "timeout",
+        StackExchange.Redis.RedisConnectionException => "redis connection",
+        _ => e.GetType().Name,
+    };
+
+    private static long ToMicros(long ticks) => ticks * 1_000_000 / Stopwatch.Frequency;
+
+    private void PrintHeader(string label, double rate)
+    {
+        _console.WriteLine();
+        _console.WriteLine($"== {_target.Name} / {label}: {rate:0} ops/s ==");
+        _console.WriteLine("   t(s)  res/s  read/s | reserve ms p50    p99   p999    max | read ms p50    p99   p999    max | accepts  rejects                 errors | in-flight  progress");
+    }
+
+    private void Tick(RunRecorder recorder, string label, double multiplier, TimeSpan duration, long phaseStart, bool force)
+    {
+        var interval = recorder.SwapInterval();
+        var res = interval[(int)OperationKind.Reserve];
+        var read = interval[(int)OperationKind.Read];
+        if (!force && res.Count + read.Count == 0) return;
+        var runSeconds = Stopwatch.GetElapsedTime(_runStart).TotalSeconds;
+        var phaseSeconds = Stopwatch.GetElapsedTime(phaseStart).TotalSeconds;
+        Timeline.Add(new TimelinePoint(Math.Round(runSeconds, 2), label, multiplier,
+            new TimelineOp(res.Count, res.PercentileMs(50), res.PercentileMs(99), res.MaxMs, res.Accepted, res.Failures),
+            new TimelineOp(read.Count, read.PercentileMs(50), read.PercentileMs(99), read.MaxMs, read.Accepted, read.Failures),
+            InFlight));
+        var rejects = res.Rejects.Count == 0 ? "-" : string.Join(" ", res.Rejects.Select(r => $"{r.Key}:{r.Value}"));
+        var progress = Math.Clamp(phaseSeconds / duration.TotalSeconds, 0, 1);
+        var bar = new string('#', (int)(progress * 20)).PadRight(20, '.');
+        _console.WriteLine(
+            $"{phaseSeconds,7:0.0} {res.Count,6} {read.Count,7} | {res.PercentileMs(50),13:0.00} {res.PercentileMs(99),6:0.00} {res.PercentileMs(99.9),6:0.00} {res.MaxMs,6:0.0} " +
+            $"| {read.PercentileMs(50),10:0.00} {read.PercentileMs(99),6:0.00} {read.PercentileMs(99.9),6:0.00} {read.MaxMs,6:0.0} " +
+            $"| {res.Accepted,7}  {Truncate(rejects, 22),-22} {res.Failures + read.Failures,6} | {InFlight,9}  [{bar}] {progress * 100,3:0}%");
+    }
+
+    private static string Truncate(string s, int n) => s.Length <= n ? s : s[..(n - 1)] + "…";
+
+    /// <summary>
+    /// Sleeps until the due time with nanosleep on Linux (~60 us late), so the dispatcher neither
+    /// burns a core spinning nor adds a millisecond of Thread.Sleep granularity to every latency.
+    /// </summary>
+    private static void WaitUntil(long due)
+    {
+        while (true)
+        {
+            var remaining = due - Stopwatch.GetTimestamp();
+            if (remaining <= 0) return;
+            var nanos = remaining * 1_000_000_000 / Stopwatch.Frequency;
+            if (OperatingSystem.IsLinux())
+            {
+                var spec = new TimeSpec { Seconds = nanos / 1_000_000_000, Nanoseconds = nanos % 1_000_000_000 };
+                _ = NativeMethods.nanosleep(ref spec, IntPtr.Zero);
+            }
+            else
+            {
+                Thread.Sleep(TimeSpan.FromTicks(Math.Max(1, remaining * TimeSpan.TicksPerSecond / Stopwatch.Frequency)));
+            }
+        }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct TimeSpec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    private static partial class NativeMethods
+    {
+        [LibraryImport("libc", SetLastError = false)]
+        internal static partial int nanosleep(ref TimeSpec request, IntPtr remaining);
+    }
+}

@@ -1,0 +1,149 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace SlotCapacity.Load;
+
+/// <summary>Writes a scenario's report.json, summary.md and latency plots, and the index of all scenarios.</summary>
+public static class ReportWriter
+{
+    public static void Write(ScenarioReport report, string dir)
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "report.json"), JsonSerializer.Serialize(report, ScenarioReport.Json) + "\n");
+        var plots = LatencyPlot.Write(report, dir);
+        File.WriteAllText(Path.Combine(dir, "summary.md"), Markdown(report, plots));
+    }
+
+    private static string F(double v) => v.ToString(v >= 100 ? "0" : v >= 10 ? "0.0" : "0.00", CultureInfo.InvariantCulture);
+    private static string R(double? v) => v is null ? "n/a" : v.Value.ToString("0.00", CultureInfo.InvariantCulture) + "x";
+
+    public static string Markdown(ScenarioReport r, IReadOnlyList<string> plots)
+    {
+        var sb = new StringBuilder();
+        var m = r.Machine;
+        sb.AppendLine(CultureInfo.InvariantCulture, $"# Scenario `{r.Scenario}`");
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{r.Description}. Run {r.StartedUtc:yyyy-MM-dd HH:mm} UTC, commit `{m.GitCommit ?? "unknown"}`.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {m.Cores} cores ({m.CpuModel}), {m.MemoryMib / 1024.0:0.0} GiB memory, {m.Os}, {m.Dotnet}; everything (system or peer, and this load generator) on it.");
+        var shape = r.Settings.Multipliers.Count > 1
+            ? string.Create(CultureInfo.InvariantCulture, $"steps of {r.Settings.StepSeconds:0} s at {string.Join(", ", r.Settings.Multipliers.Select(x => x + "x"))} nominal, stopping at the first step with p99 > {r.Settings.P99LimitMs:0} ms, errors > {r.Settings.ErrorRateLimit:P1} or an oversell.")
+            : string.Create(CultureInfo.InvariantCulture, $"{r.Settings.DurationSeconds:0} s measured.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Open-loop arrivals at a fixed rate, latency measured from each call's intended send time; warm-up {r.Settings.WarmupSeconds:0} s excluded; {shape}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Nominal = {r.Settings.NominalReservesPerSecond:0} reservation attempts/s + {r.Settings.NominalReadsPerSecond:0} availability reads/s. Latencies in ms.");
+        sb.AppendLine();
+        sb.AppendLine("| target | step | offered res/s | done res/s | reserve p50 | p99 | p99.9 | max | offered reads/s | read p50 | p99 | p99.9 | max | accepted | rejected | errors | held |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        foreach (var t in r.Targets)
+        {
+            if (t.Error is not null)
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {t.Target} | failed: {t.Error.Replace('|', '/')} |||||||||||||||| |");
+                continue;
+            }
+            foreach (var s in t.Steps)
+            {
+                var rejected = s.Reserve.Rejected.Values.Sum();
+                var errors = s.Reserve.Errors.Values.Sum() + s.Read.Errors.Values.Sum();
+                sb.AppendLine(CultureInfo.InvariantCulture,
+                    $"| {t.Target} | {s.Label} | {s.ReservesPerSecondTarget:0} | {s.Reserve.PerSecond:0} | {F(s.Reserve.LatencyMs.P50)} | {F(s.Reserve.LatencyMs.P99)} | {F(s.Reserve.LatencyMs.P999)} | {F(s.Reserve.LatencyMs.Max)} " +
+                    $"| {s.ReadsPerSecondTarget:0} | {F(s.Read.LatencyMs.P50)} | {F(s.Read.LatencyMs.P99)} | {F(s.Read.LatencyMs.P999)} | {F(s.Read.LatencyMs.Max)} " +
+                    $"| {s.Reserve.Accepted} | {rejected} | {errors} | {(s.Held ? "yes" : "no: " + s.FailedBecause)} |");
+            }
+        }
+        sb.AppendLine();
+        sb.AppendLine("## Highest rate held");
+        sb.AppendLine();
+        sb.AppendLine("| target | highest step held | reserves/s | reads/s | reserve p99 | read p99 | within design latency (reserve p99 < " +
+                      $"{r.Settings.DesignReserveP99Ms:0} ms, read p99 < {r.Settings.DesignReadP99Ms:0} ms) |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---|");
+        foreach (var t in r.Targets.Where(t => t.Error is null))
+        {
+            var h = t.HighestHeld;
+            sb.AppendLine(h is null
+                ? $"| {t.Target} | none | | | | | |"
+                : string.Create(CultureInfo.InvariantCulture, $"| {t.Target} | {h.Label} | {h.Reserve.PerSecond:0} | {h.Read.PerSecond:0} | {F(h.Reserve.LatencyMs.P99)} | {F(h.Read.LatencyMs.P99)} | {(h.MeetsDesignLatency ? "yes" : "no")} |"));
+        }
+        sb.AppendLine();
+        sb.AppendLine("## Audit (after the run: accepted units within capacity, every accept recorded)");
+        sb.AppendLine();
+        sb.AppendLine("| target | passed | read back from | accepted (told to harness) | recorded by target | missing | oversold counters | oversold units |");
+        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|");
+        foreach (var t in r.Targets)
+        {
+            var a = t.Audit;
+            sb.AppendLine(a is null
+                ? $"| {t.Target} | no (not run) | | | | | | |"
+                : $"| {t.Target} | {(a.Passed ? "yes" : "**NO**")} | {a.Source} | {a.AcceptedByHarness} | {a.RecordedByTarget} | {a.MissingAccepted} | {a.OversoldCounters} | {a.OversoldUnits} |");
+        }
+        foreach (var t in r.Targets.Where(t => t.Audit is { Passed: false }))
+        {
+            sb.AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Violations for {t.Target}:");
+            foreach (var v in t.Audit!.Violations) sb.AppendLine(CultureInfo.InvariantCulture, $"- {v}");
+        }
+        if (r.Comparisons.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine("## This system divided by each peer");
+            sb.AppendLine();
+            sb.AppendLine("Throughput ratio above 1 = the system held more; latency ratio above 1 = the system is slower.");
+            sb.AppendLine();
+            sb.AppendLine("| peer | compared steps | held reserves/s | reserve p50 | reserve p99 | read p99 |");
+            sb.AppendLine("|---|---|---:|---:|---:|---:|");
+            foreach (var c in r.Comparisons)
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {c.Peer} | {c.Step} | {R(c.HeldReservesPerSecondRatio)} | {R(c.ReserveP50Ratio)} | {R(c.ReserveP99Ratio)} | {R(c.ReadP99Ratio)} |");
+        }
+        sb.AppendLine();
+        sb.AppendLine("## Setup of each target");
+        sb.AppendLine();
+        foreach (var t in r.Targets)
+            sb.AppendLine(CultureInfo.InvariantCulture, $"- **{t.Target}** ({t.Endpoint}): {t.Notes}. {t.Slots} slots in {t.Hubs} hubs, {t.SlotCapacityOrders} orders of fleet capacity in all.");
+        if (plots.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine("## p99 latency per second");
+            sb.AppendLine();
+            foreach (var p in plots) sb.AppendLine(CultureInfo.InvariantCulture, $"![{Path.GetFileNameWithoutExtension(p)}]({p})");
+        }
+        sb.AppendLine();
+        sb.AppendLine("HDR histograms (percentile distributions, ms) per target, step and operation are in `histograms/`; the full numbers, per-second timeline included, are in `report.json`.");
+        return sb.ToString();
+    }
+
+    /// <summary>One table over every scenario's report.json under the results dir.</summary>
+    public static string Index(string resultsDir)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("# Load results");
+        sb.AppendLine();
+        sb.AppendLine("Generated by `slot-load summarize` from each scenario's `report.json`. Latencies in ms, from the intended send time (open loop).");
+        sb.AppendLine();
+        sb.AppendLine("| scenario | target | highest step held | reserves/s | reads/s | reserve p50 | p99 | p99.9 | read p50 | p99 | p99.9 | audit | run (UTC) | machine |");
+        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
+        var order = Scenario.All.Select(s => s.Name).ToList();
+        var reports = Directory.GetDirectories(resultsDir)
+            .Select(d => Path.Combine(d, "report.json"))
+            .Where(File.Exists)
+            .Select(f => JsonSerializer.Deserialize<ScenarioReport>(File.ReadAllText(f), ScenarioReport.Json)!)
+            .OrderBy(r => order.IndexOf(r.Scenario) is var i && i < 0 ? int.MaxValue : i);
+        foreach (var r in reports)
+        {
+            foreach (var t in r.Targets)
+            {
+                var h = t.HighestHeld;
+                var audit = t.Audit is null ? "not run" : t.Audit.Passed ? "passed" : $"**FAILED** ({t.Audit.OversoldUnits} oversold units, {t.Audit.MissingAccepted} lost)";
+                var machine = $"{r.Machine.Cores} cores, {r.Machine.MemoryMib / 1024.0:0} GiB";
+                if (t.Error is not null)
+                    sb.AppendLine(CultureInfo.InvariantCulture, $"| [{r.Scenario}]({r.Scenario}/summary.md) | {t.Target} | failed: {t.Error.Replace('|', '/')} | | | | | | | | | {audit} | {r.StartedUtc:yyyy-MM-dd HH:mm} | {machine} |");
+                else if (h is null)
+                    sb.AppendLine(CultureInfo.InvariantCulture, $"| [{r.Scenario}]({r.Scenario}/summary.md) | {t.Target} | none (first step failed: {(t.Steps.Count > 0 ? t.Steps[0].FailedBecause : "not run")}) | | | | | | | | | {audit} | {r.StartedUtc:yyyy-MM-dd HH:mm} | {machine} |");
+                else
+                    sb.AppendLine(CultureInfo.InvariantCulture,
+                        $"| [{r.Scenario}]({r.Scenario}/summary.md) | {t.Target} | {h.Label} | {h.Reserve.PerSecond:0} | {h.Read.PerSecond:0} | {F(h.Reserve.LatencyMs.P50)} | {F(h.Reserve.LatencyMs.P99)} | {F(h.Reserve.LatencyMs.P999)} " +
+                        $"| {F(h.Read.LatencyMs.P50)} | {F(h.Read.LatencyMs.P99)} | {F(h.Read.LatencyMs.P999)} | {audit} | {r.StartedUtc:yyyy-MM-dd HH:mm} | {machine} |");
+            }
+        }
+        return sb.ToString();
+    }
+}

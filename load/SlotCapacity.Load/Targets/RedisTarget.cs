@@ -1,0 +1,207 @@
+using System.Diagnostics;
+using StackExchange.Redis;
+
+namespace SlotCapacity.Load.Targets;
+
+/// <summary>
+/// The peer "Redis with a Lua check-and-increment": one hash per slot holds its counters, and one
+/// Lua script checks every rule and increments all counters of a reservation atomically (Redis
+/// runs scripts one at a time). The harness starts its own redis-server on a loopback port in a
+/// temp dir, with the append-only file fsynced every second (Redis's recommended durable setting:
+/// up to a second of accepted bookings can be lost on a crash; replication is asynchronous).
+/// </summary>
+public sealed class RedisTarget : ITarget
+{
+    private const string ReserveScript = """
+        local slot = KEYS[1]
+        local prev = redis.call('HGET', KEYS[2], ARGV[1])
+        if prev then return {1, prev} end
+        if redis.call('HGET', slot, 'open') ~= '1' then return {0, 'SLOT_CLOSED'} end
+        local zone = ARGV[2]
+        if redis.call('HGET', slot, 'z:' .. zone .. ':closed') == '1' then return {0, 'ZONE_RESTRICTED'} end
+        local zmax = redis.call('HGET', slot, 'z:' .. zone .. ':max')
+        if zmax and tonumber(redis.call('HGET', slot, 'z:' .. zone .. ':used')) + 1 > tonumber(zmax) then return {0, 'ZONE_FULL'} end
+        local function has(list, item) return string.find(',' .. list .. ',', ',' .. item .. ',', 1, true) ~= nil end
+        local chosen = nil
+        local eligible = false
+        for name in string.gmatch(redis.call('HGET', slot, 'fleet'), '[^,]+') do
+          local zones = redis.call('HGET', slot, 'f:' .. name .. ':zones')
+          local carries = redis.call('HGET', slot, 'f:' .. name .. ':carries')
+          local ok = zones == '' or has(zones, zone)
+          if ok then
+            for req in string.gmatch(ARGV[3], '[^,]+') do
+              if not has(carries, req) then ok = false end
+            end
+          end
+          if ok then
+            eligible = true
+            if tonumber(redis.call('HGET', slot, 'f:' .. name .. ':used')) + 1 <= tonumber(redis.call('HGET', slot, 'f:' .. name .. ':cap')) then
+              chosen = name
+              break
+            end
+          end
+        end
+        if not eligible then return {0, 'NO_ELIGIBLE_FLEET'} end
+        if not chosen then return {0, 'SLOT_FULL'} end
+        local need = {items = tonumber(ARGV[4]), totes = tonumber(ARGV[5])}
+        local draws = {}
+        for entry in string.gmatch(redis.call('HGET', slot, 'shared'), '[^,]+') do
+          local name, measure = string.match(entry, '([^=]+)=(.+)')
+          local q = need[measure] or 0
+          if tonumber(redis.call('HGET', slot, 's:' .. name .. ':used')) + q > tonumber(redis.call('HGET', slot, 's:' .. name .. ':cap')) then return {0, 'SLOT_FULL'} end
+          draws[name] = q
+        end
+        redis.call('HINCRBY', slot, 'f:' .. chosen .. ':used', 1)
+        for name, q in pairs(draws) do redis.call('HINCRBY', slot, 's:' .. name .. ':used', q) end
+        if zmax then redis.call('HINCRBY', slot, 'z:' .. zone .. ':used', 1) end
+        redis.call('HSET', KEYS[2], ARGV[1], chosen)
+        return {1, chosen}
+        """;
+
+    // Remaining orders per slot: what checkout shows for a day of one hub.
+    private const string ReadScript = """
+        local out = {}
+        for i, slot in ipairs(KEYS) do
+          local left = 0
+          for name in string.gmatch(redis.call('HGET', slot, 'fleet') or '', '[^,]+') do
+            left = left + tonumber(redis.call('HGET', slot, 'f:' .. name .. ':cap')) - tonumber(redis.call('HGET', slot, 'f:' .. name .. ':used'))
+          end
+          out[i] = left
+        end
+        return out
+        """;
+
+    private readonly string _redisServer;
+    private string? _dir;
+    private Process? _process;
+    private ConnectionMultiplexer? _redis;
+    private IDatabase? _db;
+    private int _port;
+    private Dictionary<(string Hub, DateTimeOffset Day), RedisKey[]> _slotsByHubDay = [];
+
+    public RedisTarget(string? redisServer = null)
+    {
+        _redisServer = redisServer ?? LocalProcess.FindOnPath("redis-server")
+            ?? throw new InvalidOperationException("redis-server is not installed: run `make bench-deps` (load/bench-deps.sh)");
+    }
+
+    public string Name => "redis";
+    public string Endpoint => $"127.0.0.1:{_port}";
+    public string Notes => "redis-server, one Lua script per reservation; appendonly yes, appendfsync everysec; one multiplexed connection";
+
+    public async Task PrepareAsync(SlotPlan plan, CancellationToken ct)
+    {
+        _port = LocalProcess.FreeLoopbackPort();
+        _dir = LocalProcess.MakeTempDir("redis");
+        var psi = new ProcessStartInfo(_redisServer) { UseShellExecute = false, RedirectStandardOutput = false };
+        foreach (var a in new[]
+                 {
+                     "--port", _port.ToString(), "--bind", "127.0.0.1", "--dir", _dir, "--save", "",
+                     "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
+                     "--logfile", Path.Combine(_dir, "redis.log"),
+                 })
+            psi.ArgumentList.Add(a);
+        _process = Process.Start(psi) ?? throw new InvalidOperationException("could not start redis-server");
+        await LocalProcess.WaitForPortAsync(_port, TimeSpan.FromSeconds(15), () => LocalProcess.Tail(Path.Combine(_dir, "redis.log")), ct);
+        _redis = await ConnectionMultiplexer.ConnectAsync(
+            $"127.0.0.1:{_port},abortConnect=false,asyncTimeout=5000,syncTimeout=5000,connectTimeout=5000");
+        _db = _redis.GetDatabase();
+
+        var batch = _db.CreateBatch();
+        var writes = new List<Task>();
+        foreach (var slot in plan.Slots)
+        {
+            var c = slot.Config;
+            var fields = new List<HashEntry>
+            {
+                new("open", c.Open ? "1" : "0"),
+                new("fleet", string.Join(',', c.Fleet.Select(f => f.Name))),
+                new("shared", string.Join(',', c.Shared.Select(s => $"{s.Name}={s.Measure}"))),
+            };
+            foreach (var f in c.Fleet)
+            {
+                fields.Add(new($"f:{f.Name}:cap", f.CapacityOrders));
+                fields.Add(new($"f:{f.Name}:used", 0));
+                fields.Add(new($"f:{f.Name}:zones", string.Join(',', f.Zones)));
+                fields.Add(new($"f:{f.Name}:carries", string.Join(',', f.Carries)));
+            }
+            foreach (var s in c.Shared)
+            {
+                fields.Add(new($"s:{s.Name}:cap", s.Capacity));
+                fields.Add(new($"s:{s.Name}:used", 0));
+            }
+            foreach (var z in c.ZoneRules)
+            {
+                if (z.Closed) fields.Add(new($"z:{z.Zone}:closed", "1"));
+                if (z.HasMaxOrders)
+                {
+                    fields.Add(new($"z:{z.Zone}:max", z.MaxOrders));
+                    fields.Add(new($"z:{z.Zone}:used", 0));
+                }
+            }
+            writes.Add(batch.HashSetAsync(SlotKey(slot.Id), [.. fields]));
+        }
+        batch.Execute();
+        await Task.WhenAll(writes);
+        _slotsByHubDay = plan.Slots
+            .GroupBy(s => (s.Key.Hub, Day: new DateTimeOffset(s.Key.Start.UtcDateTime.Date, TimeSpan.Zero)))
+            .ToDictionary(g => g.Key, g => g.Select(s => SlotKey(s.Id)).ToArray());
+        // Load the scripts once, so that the run uses EVALSHA.
+        await _db.ScriptEvaluateAsync(ReadScript, [], []);
+    }
+
+    private static RedisKey SlotKey(string slot) => $"slot:{slot}";
+    private static RedisKey ReservationsKey(string slot) => $"res:{slot}";
+
+    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, CancellationToken ct)
+    {
+        var result = (RedisResult[])(await _db!.ScriptEvaluateAsync(ReserveScript,
+            [SlotKey(op.Slot.Id), ReservationsKey(op.Slot.Id)],
+            [op.ReservationId, op.Zone, string.Join(',', op.Needs.Requires), op.Needs.Items, op.Needs.Totes]))!;
+        return (int)result[0] == 1 ? ReserveOutcome.Accept((string)result[1]!) : ReserveOutcome.Reject((string)result[1]!);
+    }
+
+    public async Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct)
+    {
+        if (!_slotsByHubDay.TryGetValue((op.Hub, op.From), out var keys)) return new ReadOutcome(0, 0);
+        var left = (long[])(await _db!.ScriptEvaluateAsync(ReadScript, keys, []))!;
+        return new ReadOutcome(left.Length, left.Count(l => l > 0));
+    }
+
+    public async Task<Readback> ReadBackAsync(SlotPlan plan, IReadOnlyCollection<AcceptedReservation> accepted, CancellationToken ct)
+    {
+        var counters = new List<CounterReading>();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var slot in plan.Slots)
+        {
+            var hash = (await _db!.HashGetAllAsync(SlotKey(slot.Id))).ToDictionary(e => (string)e.Name!, e => e.Value);
+            foreach (var f in slot.Config.Fleet) Add(CounterKind.Fleet, f.Name, $"f:{f.Name}:used");
+            foreach (var s in slot.Config.Shared) Add(CounterKind.Shared, s.Name, $"s:{s.Name}:used");
+            foreach (var z in slot.Config.ZoneRules.Where(z => z.HasMaxOrders)) Add(CounterKind.Zone, z.Zone, $"z:{z.Zone}:used");
+            foreach (var id in await _db.HashKeysAsync(ReservationsKey(slot.Id))) ids.Add(id!);
+
+            void Add(CounterKind kind, string name, string field)
+            {
+                var used = hash.TryGetValue(field, out var v) ? (long)v : 0;
+                counters.Add(new CounterReading(slot.Id, kind, name, used, used));
+            }
+        }
+        return new Readback("redis hashes", counters, ids, []);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_redis is not null) await _redis.DisposeAsync();
+        if (_process is { HasExited: false })
+        {
+            _process.Kill();
+            await _process.WaitForExitAsync();
+        }
+        _process?.Dispose();
+        if (_dir is not null)
+        {
+            try { Directory.Delete(_dir, recursive: true); }
+            catch (IOException) { }
+        }
+    }
+}

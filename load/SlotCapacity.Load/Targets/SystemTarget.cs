@@ -1,0 +1,244 @@
+using System.Text;
+using Confluent.Kafka;
+using Timestamp = Google.Protobuf.WellKnownTypes.Timestamp;
+using SerializationContext = Confluent.Kafka.SerializationContext;
+using Grpc.Core;
+using Grpc.Net.Client;
+using SlotCapacity.Contracts;
+using SlotCapacity.Kafka;
+
+namespace SlotCapacity.Load.Targets;
+
+/// <summary>
+/// This project's system, driven as checkout drives it: gRPC calls to the gateways (round robin),
+/// slots configured through the Planning API. The audit reads back what the processors wrote:
+/// the events topic (every HELD/BOOKED, and the running total of every counter in partition
+/// order) and the compacted availability snapshots, straight from Kafka, plus GetUtilisation.
+/// </summary>
+public sealed class SystemTarget : ITarget
+{
+    private static readonly TimeSpan CallDeadline = TimeSpan.FromSeconds(5);
+    private readonly IReadOnlyList<Uri> _gateways;
+    private readonly string? _bootstrap;
+    private readonly TopicNames _topics;
+    private readonly List<GrpcChannel> _channels = [];
+    private readonly List<Checkout.CheckoutClient> _checkout = [];
+    private readonly List<Planning.PlanningClient> _planning = [];
+    private long _next;
+
+    public SystemTarget(IReadOnlyList<Uri> gateways, string? kafkaBootstrap, TopicNames topics)
+    {
+        foreach (var g in gateways) RequireLoopback(g);
+        _gateways = gateways;
+        _bootstrap = kafkaBootstrap;
+        _topics = topics;
+        foreach (var g in gateways)
+        {
+            var channel = GrpcChannel.ForAddress(g, new GrpcChannelOptions
+            {
+                HttpHandler = new SocketsHttpHandler
+                {
+                    EnableMultipleHttp2Connections = true,
+                    ConnectTimeout = TimeSpan.FromSeconds(5),
+                    PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+                },
+                MaxRetryAttempts = 0,
+            });
+            _channels.Add(channel);
+            _checkout.Add(new Checkout.CheckoutClient(channel));
+            _planning.Add(new Planning.PlanningClient(channel));
+        }
+    }
+
+    /// <summary>The harness sends load only to this machine.</summary>
+    public static void RequireLoopback(Uri uri)
+    {
+        if (uri.Host is not ("127.0.0.1" or "localhost" or "[::1]" or "::1"))
+            throw new ArgumentException($"gateway {uri} is not on loopback: the load harness only targets 127.0.0.1");
+    }
+
+    public string Name => "system";
+    public string Endpoint => string.Join(", ", _gateways);
+    public string Notes => $"{_gateways.Count} gateways (round robin), gRPC over h2c; audit from Kafka topics '{_topics.Events}' and '{_topics.Availability}'";
+
+    private int NextIndex() => (int)((ulong)Interlocked.Increment(ref _next) % (ulong)_checkout.Count);
+
+    /// <summary>Throws with a clear message when no gateway answers.</summary>
+    public async Task CheckReachableAsync(CancellationToken ct)
+    {
+        for (var i = 0; i < _checkout.Count; i++)
+        {
+            try
+            {
+                await _checkout[i].QueryAvailabilityAsync(new AvailabilityRequest { Hub = "load-probe" },
+                    deadline: DateTime.UtcNow.AddSeconds(3), cancellationToken: ct);
+            }
+            catch (RpcException e)
+            {
+                throw new InvalidOperationException($"gateway {_gateways[i]} does not answer ({e.StatusCode}: {e.Status.Detail}); start the system with `make run`");
+            }
+        }
+    }
+
+    public async Task PrepareAsync(SlotPlan plan, CancellationToken ct)
+    {
+        await CheckReachableAsync(ct);
+        foreach (var chunk in plan.Slots.Chunk(50))
+        {
+            var request = new ApplyPlanRequest();
+            foreach (var slot in chunk)
+                request.Slots.Add(new ConfigureSlotRequest { Slot = SlotIdOf(slot.Key), Config = slot.Config });
+            var reply = await _planning[0].ApplyPlanAsync(request, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: ct);
+            if (reply.Failed > 0)
+            {
+                var failures = reply.Results.Where(r => !r.Applied)
+                    .Select(r => $"{r.Slot?.Hub}: {ReasonName(r.Reason)} {r.Detail}").Take(5);
+                throw new InvalidOperationException($"ApplyPlan failed for {reply.Failed} slots: {string.Join("; ", failures)}");
+            }
+        }
+    }
+
+    public static SlotId SlotIdOf(SlotKey key) => new() { Hub = key.Hub, Start = Timestamp.FromDateTimeOffset(key.Start) };
+
+    private static OrderNeeds NeedsOf(Needs needs)
+    {
+        var n = new OrderNeeds();
+        n.Quantities.Add("items", needs.Items);
+        n.Quantities.Add("totes", needs.Totes);
+        n.Requires.AddRange(needs.Requires);
+        return n;
+    }
+
+    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, CancellationToken ct)
+    {
+        var reply = await _checkout[NextIndex()].ReserveAsync(new ReserveRequest
+        {
+            ReservationId = op.ReservationId,
+            OrderId = op.OrderId,
+            Slot = SlotIdOf(op.Slot.Key),
+            Zone = op.Zone,
+            Needs = NeedsOf(op.Needs),
+        }, deadline: DateTime.UtcNow.Add(CallDeadline), cancellationToken: ct);
+        return reply.Accepted ? ReserveOutcome.Accept(reply.FleetCounter) : ReserveOutcome.Reject(ReasonName(reply.Reason));
+    }
+
+    public async Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct)
+    {
+        var reply = await _checkout[NextIndex()].QueryAvailabilityAsync(new AvailabilityRequest
+        {
+            Hub = op.Hub,
+            From = Timestamp.FromDateTimeOffset(op.From),
+            To = Timestamp.FromDateTimeOffset(op.To),
+            Zone = op.Zone,
+            Needs = NeedsOf(op.Needs),
+        }, deadline: DateTime.UtcNow.Add(CallDeadline), cancellationToken: ct);
+        return new ReadOutcome(reply.Slots.Count, reply.Slots.Count(s => s.CanTake));
+    }
+
+    /// <summary>"REJECT_REASON_SLOT_FULL" style enum -> "SLOT_FULL".</summary>
+    public static string ReasonName(RejectReason reason)
+    {
+        var name = reason.ToString();
+        var sb = new StringBuilder(name.Length + 4);
+        for (var i = 0; i < name.Length; i++)
+        {
+            if (i > 0 && char.IsUpper(name[i])) sb.Append('_');
+            sb.Append(char.ToUpperInvariant(name[i]));
+        }
+        return sb.ToString();
+    }
+
+    public async Task<Readback> ReadBackAsync(SlotPlan plan, IReadOnlyCollection<AcceptedReservation> accepted, CancellationToken ct)
+    {
+        var problems = new List<string>();
+        var counters = new List<CounterReading>();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        if (string.IsNullOrWhiteSpace(_bootstrap))
+        {
+            problems.Add("KAFKA_BOOTSTRAP_SERVERS is not set, so the events and availability topics could not be read (pass --kafka or export it)");
+        }
+        else
+        {
+            var wanted = accepted.Select(a => a.ReservationId).ToHashSet(StringComparer.Ordinal);
+            var events = await Task.Run(() => EventLedger.Read(_bootstrap, _topics.Events, plan, wanted, TimeSpan.FromSeconds(30), ct), ct);
+            var snapshots = await Task.Run(() => ReadSnapshots(_bootstrap, _topics.Availability, plan, TimeSpan.FromSeconds(20), ct), ct);
+            ids.UnionWith(events.AcceptedIds);
+            problems.AddRange(events.Problems);
+            problems.AddRange(snapshots.Problems);
+            var keys = events.Totals.Keys.Union(snapshots.Used.Keys);
+            foreach (var key in keys)
+            {
+                var net = events.Totals.GetValueOrDefault(key);
+                var peak = events.Peaks.GetValueOrDefault(key);
+                var used = snapshots.Used.TryGetValue(key, out var s) ? s : net;
+                counters.Add(new CounterReading(key.Slot, key.Kind, key.Name, used, peak));
+            }
+        }
+        problems.AddRange(await CheckUtilisationAsync(plan, ct));
+        return new Readback("events and availability topics", counters, ids, problems);
+    }
+
+    private async Task<List<string>> CheckUtilisationAsync(SlotPlan plan, CancellationToken ct)
+    {
+        var problems = new List<string>();
+        var first = plan.Slots.Min(s => s.Key.Start);
+        var last = plan.Slots.Max(s => s.Key.End);
+        foreach (var hub in plan.Hubs)
+        {
+            UtilisationReply reply;
+            try
+            {
+                reply = await _planning[0].GetUtilisationAsync(new UtilisationRequest
+                {
+                    Hub = hub,
+                    From = Timestamp.FromDateTimeOffset(first),
+                    To = Timestamp.FromDateTimeOffset(last),
+                }, deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+            }
+            catch (RpcException e)
+            {
+                problems.Add($"GetUtilisation for {hub} failed: {e.StatusCode} {e.Status.Detail}");
+                return problems;
+            }
+            foreach (var day in reply.Days)
+            {
+                var capacity = plan.Slots.Where(s => s.Key.Hub == hub && s.Key.Start.UtcDateTime.ToString("yyyy-MM-dd") == day.Date)
+                    .Sum(s => s.FleetCapacity);
+                if (day.OverCommittedSlots > 0)
+                    problems.Add($"GetUtilisation: {hub} {day.Date} has {day.OverCommittedSlots} over-committed slots");
+                if (day.UsedOrders > capacity)
+                    problems.Add($"GetUtilisation: {hub} {day.Date} used {day.UsedOrders} orders > planned capacity {capacity}");
+            }
+        }
+        return problems;
+    }
+
+    private sealed record SnapshotView(Dictionary<(string Slot, CounterKind Kind, string Name), long> Used, List<string> Problems);
+
+    private static SnapshotView ReadSnapshots(string bootstrap, string topic, SlotPlan plan, TimeSpan timeout, CancellationToken ct)
+    {
+        var latest = new Dictionary<string, AvailabilitySnapshot>(StringComparer.Ordinal);
+        var problems = new List<string>();
+        TopicReader.ReadToEnd(bootstrap, topic, timeout, problems, (key, value) =>
+        {
+            if (!plan.ById.ContainsKey(key)) return;
+            var snapshot = ProtobufSerde<AvailabilitySnapshot>.Instance.Deserialize(value, false, new SerializationContext(MessageComponentType.Value, topic));
+            if (!latest.TryGetValue(key, out var previous) || previous.Version <= snapshot.Version) latest[key] = snapshot;
+        }, () => false, ct);
+        var used = new Dictionary<(string, CounterKind, string), long>();
+        foreach (var (slot, s) in latest)
+        {
+            foreach (var f in s.Fleet) used[(slot, CounterKind.Fleet, f.Name)] = f.UsedOrders;
+            foreach (var sh in s.Shared) used[(slot, CounterKind.Shared, sh.Name)] = sh.Used;
+            foreach (var z in s.Zones) used[(slot, CounterKind.Zone, z.Zone)] = z.UsedOrders;
+            if (s.OverCommitted) problems.Add($"availability snapshot of {slot} says over-committed");
+        }
+        return new SnapshotView(used, problems);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var c in _channels) c.Dispose();
+        await Task.CompletedTask;
+    }
+}
