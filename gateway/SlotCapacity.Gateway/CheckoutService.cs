@@ -1,0 +1,159 @@
+using System.Diagnostics;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using SlotCapacity.Contracts;
+
+namespace SlotCapacity.Gateway;
+
+/// <summary>
+/// The checkout API. Writes answer within the deadline: a reply from the engine, or a reject with
+/// reason UNAVAILABLE and retryable=true (gRPC status OK: it is an answer about this reservation, and
+/// a gRPC error status would invite transparent client retries with the same, now abandoned,
+/// reservation id). Input errors are INVALID_ARGUMENT, overload RESOURCE_EXHAUSTED, a stopping
+/// instance UNAVAILABLE (nothing written: safe to retry on another instance).
+/// </summary>
+public sealed class CheckoutService(
+    GatewaySettings settings,
+    CommandDispatcher dispatcher,
+    InFlightGate gate,
+    AvailabilityView view,
+    AvailabilityFollower follower,
+    GatewayMetrics metrics,
+    ILogger<CheckoutService> logger) : Checkout.CheckoutBase
+{
+    public override Task<ReservationReply> Reserve(ReserveRequest request, ServerCallContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var problems = RequestValidation.Reserve(request, out var slot);
+        Invalid(problems, "reserve", started);
+        var body = new Reserve
+        {
+            ReservationId = request.ReservationId,
+            OrderId = request.OrderId,
+            Zone = request.Zone,
+            Needs = request.Needs ?? new OrderNeeds(),
+            HoldExpiresUnixMs = request.HoldSeconds > 0
+                ? DateTimeOffset.UtcNow.AddSeconds(request.HoldSeconds).ToUnixTimeMilliseconds()
+                : 0,
+        };
+        return Write("reserve", started, new SlotCommand { Slot = slot.ToString(), Reserve = body }, request.ReservationId, abandonOnMiss: true, context);
+    }
+
+    public override Task<ReservationReply> Confirm(ConfirmRequest request, ServerCallContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        Invalid(RequestValidation.Confirm(request, out var slot), "confirm", started);
+        var command = new SlotCommand { Slot = slot.ToString(), Confirm = new Confirm { ReservationId = request.ReservationId } };
+        return Write("confirm", started, command, request.ReservationId, abandonOnMiss: false, context);
+    }
+
+    public override Task<ReservationReply> Release(ReleaseRequest request, ServerCallContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        Invalid(RequestValidation.Release(request, out var slot), "release", started);
+        var command = new SlotCommand { Slot = slot.ToString(), Release = new Release { ReservationId = request.ReservationId, Reason = request.Reason } };
+        return Write("release", started, command, request.ReservationId, abandonOnMiss: false, context);
+    }
+
+    public override Task<AvailabilityReply> QueryAvailability(AvailabilityRequest request, ServerCallContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        Invalid(RequestValidation.Availability(request, out var from, out var to), "availability", started);
+        var now = DateTimeOffset.UtcNow;
+        var (lagRecords, lagMs) = follower.Lag();
+        var reply = new AvailabilityReply { ViewLagRecords = lagRecords, ViewLagMs = lagMs };
+        foreach (var snapshot in view.Slots(request.Hub, from, to))
+        {
+            var fit = SlotFit.Evaluate(snapshot, request.Zone, request.Needs, now);
+            reply.Slots.Add(new SlotAvailability
+            {
+                Slot = new SlotId { Hub = snapshot.Hub, Start = Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(snapshot.StartUnixMs)) },
+                Open = snapshot.Open,
+                CanTake = fit.CanTake,
+                Reason = fit.Reason,
+                FillRatio = fit.FillRatio,
+                RemainingOrders = fit.RemainingOrders,
+                Cutoff = snapshot.CutoffUnixMs > 0 ? Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(snapshot.CutoffUnixMs)) : null,
+                OverCommitted = snapshot.OverCommitted,
+            });
+        }
+        metrics.Answered("availability", "ok", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        return Task.FromResult(reply);
+    }
+
+    private void Invalid(RequestValidation.Problems problems, string method, long started)
+    {
+        if (!problems.Any) return;
+        metrics.Answered(method, "invalid", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        metrics.Rejected("INVALID_ARGUMENT");
+        problems.ThrowIfAny();
+    }
+
+    private async Task<ReservationReply> Write(string method, long started, SlotCommand command, string reservationId, bool abandonOnMiss, ServerCallContext context)
+    {
+        switch (gate.TryEnter())
+        {
+            case InFlightGate.Entry.Shed:
+                metrics.Shed(method);
+                metrics.Answered(method, "shed", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                throw new RpcException(new Status(StatusCode.ResourceExhausted, $"more than {gate.Limit} calls in flight on this gateway; retry shortly"));
+            case InFlightGate.Entry.Stopping:
+                metrics.Answered(method, "stopping", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                throw new RpcException(new Status(StatusCode.Unavailable, "gateway is stopping; nothing was written, retry on another instance"));
+        }
+        try
+        {
+            var (deadline, deadlineAt) = CallDeadline(settings.Deadline, started, context.Deadline);
+            var outcome = await dispatcher.SendAsync(command, deadline, deadlineAt, abandonOnMiss ? reservationId : null, context.CancellationToken);
+            var reply = outcome.Reply is { } r ? FromEngine(r) : Unavailable(reservationId, outcome.Why, outcome.Abandoned);
+            var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            if (outcome.Missed == CommandOutcome.Miss.DeadlineMissed) metrics.DeadlineMissed(method);
+            if (!reply.Accepted) metrics.Rejected(reply.Reason.ToString());
+            metrics.Answered(method, reply.Accepted ? "accepted" : "rejected", elapsed);
+            logger.LogDebug("{Method} {ReservationId} on {Slot}: accepted {Accepted} reason {Reason} in {ElapsedMs:0.0} ms",
+                method, reservationId, command.Slot, reply.Accepted, reply.Reason, elapsed);
+            return reply;
+        }
+        finally
+        {
+            gate.Exit();
+        }
+    }
+
+    /// <summary>The configured deadline from call start, or the client's own deadline if sooner.</summary>
+    internal static (long Deadline, DateTimeOffset DeadlineAt) CallDeadline(TimeSpan budget, long started, DateTime clientDeadline)
+    {
+        var left = budget - Stopwatch.GetElapsedTime(started);
+        if (clientDeadline != DateTime.MaxValue)
+        {
+            var clientLeft = clientDeadline.ToUniversalTime() - DateTime.UtcNow;
+            if (clientLeft < left) left = clientLeft;
+        }
+        if (left < TimeSpan.Zero) left = TimeSpan.Zero;
+        return (Stopwatch.GetTimestamp() + (long)(left.TotalSeconds * Stopwatch.Frequency), DateTimeOffset.UtcNow + left);
+    }
+
+    internal static ReservationReply FromEngine(SlotReply reply) => new()
+    {
+        ReservationId = reply.ReservationId,
+        Accepted = reply.Accepted,
+        Reason = reply.Reason,
+        Detail = reply.Detail,
+        Retryable = reply.Reason == RejectReason.Unavailable,
+        FleetCounter = reply.FleetCounter,
+        Status = reply.Status,
+        HoldExpiresAt = reply.HoldExpiresUnixMs > 0 ? Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(reply.HoldExpiresUnixMs)) : null,
+    };
+
+    private static ReservationReply Unavailable(string reservationId, string why, bool abandoned) => new()
+    {
+        ReservationId = reservationId,
+        Accepted = false,
+        Reason = RejectReason.Unavailable,
+        Retryable = true,
+        Status = abandoned ? ReservationStatus.Abandoned : ReservationStatus.Unspecified,
+        Detail = abandoned
+            ? why + "; the reservation is abandoned: retry with a new reservation_id"
+            : why + "; retrying with the same reservation_id is safe",
+    };
+}

@@ -1,0 +1,255 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using OpenTelemetry.Metrics;
+using SlotCapacity.Kafka;
+
+namespace SlotCapacity.Gateway;
+
+/// <summary>What a health probe or a test sees of a running gateway.</summary>
+public sealed record GatewayStatus(
+    string Instance,
+    bool Ready,
+    bool Stopping,
+    bool ViewCaughtUp,
+    int ViewSlots,
+    long ViewLagRecords,
+    long ViewLagMs,
+    IReadOnlyList<int> ReplyPartitions,
+    int InFlight,
+    long LateReplies,
+    long DuplicateReplies,
+    long UnknownReplies)
+{
+    public override string ToString() =>
+        $"{Instance}: ready {Ready}, stopping {Stopping}, view caught up {ViewCaughtUp} ({ViewSlots} slots, lag {ViewLagRecords} records / {ViewLagMs} ms), " +
+        $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}";
+}
+
+/// <summary>In-process entry point (the executable, tests and the load harness all start gateways here).</summary>
+public static class GatewayHost
+{
+    /// <summary>Starts a gateway and returns once it listens (not necessarily ready: see
+    /// <see cref="RunningGateway.WaitUntilReadyAsync"/>). Kafka topics must exist.</summary>
+    public static async Task<RunningGateway> StartAsync(GatewaySettings settings, CancellationToken ct = default)
+    {
+        var app = Build(settings);
+        await app.StartAsync(ct);
+        // Kestrel lists the endpoints in the order they were configured: gRPC first, then admin.
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Select(a => new Uri(a)).ToList();
+        return new RunningGateway(app, addresses[0], addresses[1], app.Services.GetRequiredService<GatewayCore>());
+    }
+
+    internal static WebApplication Build(GatewaySettings settings)
+    {
+        var endpoint = Loopback(settings.Url);
+        var admin = settings.AdminUrl is { } adminUrl
+            ? Loopback(adminUrl)
+            : new IPEndPoint(IPAddress.Loopback, endpoint.Port == 0 ? 0 : endpoint.Port + 1000);
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            ApplicationName = typeof(GatewayHost).Assembly.GetName().Name,
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            // Without TLS Kestrel cannot offer HTTP/1.1 and HTTP/2 on one port: gRPC gets cleartext
+            // HTTP/2, /health and /metrics an HTTP/1.1 admin port (what Prometheus and curl speak).
+            kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(admin, listen => listen.Protocols = HttpProtocols.Http1);
+        });
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.ShutdownTimeout + TimeSpan.FromSeconds(5));
+
+        builder.Logging.ClearProviders();
+        if (settings.ConfigureLogging is { } configure)
+        {
+            configure(builder.Logging);
+        }
+        else
+        {
+            builder.Logging.AddJsonConsole(o =>
+            {
+                o.IncludeScopes = true;
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z' ";
+            });
+        }
+        builder.Logging.SetMinimumLevel(settings.LogLevel);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+        // It logs every unhealthy probe as an error; "not ready yet" while starting is normal and
+        // the gateway logs its own readiness changes.
+        builder.Logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.Critical);
+
+        var services = builder.Services;
+        services.AddSingleton(settings);
+        services.AddSingleton(sp => new GatewayMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
+        services.AddSingleton<ReplyRouter>();
+        services.AddSingleton<ReplyListener>();
+        services.AddSingleton<CommandDispatcher>();
+        services.AddSingleton(new InFlightGate(settings.MaxInFlight));
+        services.AddSingleton<AvailabilityView>();
+        services.AddSingleton<AvailabilityFollower>();
+        services.AddSingleton<GatewayCore>();
+        services.AddHostedService(sp => sp.GetRequiredService<GatewayCore>());
+
+        services.AddGrpc(o => o.EnableDetailedErrors = true);
+        services.AddGrpcReflection();
+        services.AddGrpcHealthChecks(o => o.Services.Map("", r => r.Tags.Contains("ready")))
+            .AddCheck<ReadinessCheck>("ready", tags: ["ready"]);
+        services.Configure<HealthCheckPublisherOptions>(o =>
+        {
+            o.Delay = TimeSpan.Zero;
+            o.Period = TimeSpan.FromSeconds(1);
+        });
+        services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter(GatewayMetrics.MeterName)
+            .AddPrometheusExporter());
+
+        var app = builder.Build();
+        app.MapGrpcService<CheckoutService>();
+        app.MapGrpcService<PlanningService>();
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
+        app.MapPrometheusScrapingEndpoint("/metrics");
+        app.MapGet("/health", (GatewayCore core) =>
+        {
+            var status = core.Status();
+            return Results.Json(status, JsonOptions, statusCode: status.Ready ? 200 : 503);
+        });
+        return app;
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    /// <summary>The gateway listens on loopback only; anything else is a startup error.</summary>
+    internal static IPEndPoint Loopback(string url)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "http")
+            throw new StartupException($"--urls '{url}' is not an http URL: use e.g. --urls http://127.0.0.1:5101");
+        if (uri.Host is not ("127.0.0.1" or "localhost"))
+            throw new StartupException($"--urls '{url}': the gateway binds to 127.0.0.1 only; use --urls http://127.0.0.1:{(uri.IsDefaultPort ? 5101 : uri.Port)}");
+        return new IPEndPoint(IPAddress.Loopback, uri.Port);
+    }
+
+    private sealed class ReadinessCheck(GatewayCore core) : IHealthCheck
+    {
+        public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken ct = default)
+        {
+            var status = core.Status();
+            return Task.FromResult(status.Ready
+                ? HealthCheckResult.Healthy($"view lag {status.ViewLagRecords} records, reply partitions {string.Join(",", status.ReplyPartitions)}")
+                : HealthCheckResult.Unhealthy(status.Stopping ? "stopping" : !status.ViewCaughtUp ? "availability view still loading" : "no reply partition assigned yet"));
+        }
+    }
+}
+
+/// <summary>
+/// Starts and stops the Kafka side around the web server. Stopping (SIGTERM, Ctrl-C or
+/// <see cref="RunningGateway.StopAsync"/>): new calls are refused from the first moment, calls in
+/// flight end by their reply or their deadline, then Kestrel stops, and only then does the reply
+/// consumer leave the group and the producer flush (so Abandons written at the last deadlines go out).
+/// </summary>
+public sealed class GatewayCore(
+    GatewaySettings settings,
+    ReplyListener replies,
+    AvailabilityFollower follower,
+    AvailabilityView view,
+    ReplyRouter router,
+    CommandDispatcher dispatcher,
+    InFlightGate gate,
+    GatewayMetrics metrics,
+    ILogger<GatewayCore> logger) : IHostedLifecycleService
+{
+    public GatewayStatus Status()
+    {
+        var (lagRecords, lagMs) = follower.Lag();
+        var owned = replies.OwnedPartitions;
+        var (late, duplicate, unknown) = router.Dropped;
+        return new GatewayStatus(settings.Instance, !gate.Stopping && follower.CaughtUp && owned.Count > 0, gate.Stopping,
+            follower.CaughtUp, view.SlotCount, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown);
+    }
+
+    public Task StartingAsync(CancellationToken cancellationToken)
+    {
+        follower.Start(TimeSpan.FromSeconds(10));
+        replies.Start();
+        metrics.ObserveGauges(() => gate.InFlight, () => follower.Lag().Records, () => follower.Lag().Ms, () => replies.OwnedPartitions.Count);
+        logger.LogInformation("Gateway {Instance} starting: commands {Commands}, replies {Replies} (group {Group}), availability {Availability}, deadline {DeadlineMs} ms, max in flight {MaxInFlight}",
+            settings.Instance, settings.Topics.Commands, settings.Topics.Replies, ReplyListener.GroupId(settings.Topics), settings.Topics.Availability,
+            settings.Deadline.TotalMilliseconds, settings.MaxInFlight);
+        return Task.CompletedTask;
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        gate.BeginStop();
+        logger.LogInformation("Gateway {Instance} stopping: refusing new calls, {InFlight} in flight", settings.Instance, gate.InFlight);
+        var drained = await Task.WhenAny(gate.DrainedAsync, Task.Delay(settings.ShutdownTimeout, cancellationToken)) == gate.DrainedAsync;
+        if (drained) logger.LogInformation("Gateway {Instance}: every call in flight answered", settings.Instance);
+        else logger.LogWarning("Gateway {Instance}: {InFlight} calls still in flight after {Timeout}", settings.Instance, gate.InFlight, settings.ShutdownTimeout);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken)
+    {
+        replies.Stop();
+        dispatcher.Flush(TimeSpan.FromSeconds(5));
+        follower.Stop();
+        logger.LogInformation("Gateway {Instance} stopped: left the reply group, commands flushed", settings.Instance);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>A started gateway: its address, status and a graceful stop.</summary>
+public sealed class RunningGateway : IAsyncDisposable
+{
+    private readonly WebApplication app;
+    private readonly GatewayCore core;
+    private int stopped;
+
+    internal RunningGateway(WebApplication app, Uri address, Uri adminAddress, GatewayCore core)
+    {
+        this.app = app;
+        this.core = core;
+        Address = address;
+        AdminAddress = adminAddress;
+    }
+
+    /// <summary>gRPC (HTTP/2 cleartext), e.g. http://127.0.0.1:5101/.</summary>
+    public Uri Address { get; }
+
+    /// <summary>/health and /metrics over HTTP/1.1, e.g. http://127.0.0.1:6101/.</summary>
+    public Uri AdminAddress { get; }
+
+    public GatewayStatus Status() => core.Status();
+
+    /// <summary>Waits until the availability view has caught up and a reply partition is owned.</summary>
+    public async Task WaitUntilReadyAsync(TimeSpan timeout, CancellationToken ct = default)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!Status().Ready)
+        {
+            if (DateTime.UtcNow >= deadline)
+                throw new TimeoutException($"gateway {Status().Instance} not ready after {timeout}: {Status()}");
+            await Task.Delay(20, ct);
+        }
+    }
+
+    /// <summary>Graceful stop: refuse new calls, answer those in flight, leave the reply group.</summary>
+    public async Task StopAsync()
+    {
+        if (Interlocked.Exchange(ref stopped, 1) == 1) return;
+        await app.StopAsync();
+        await app.DisposeAsync();
+    }
+
+    public ValueTask DisposeAsync() => new(StopAsync());
+}

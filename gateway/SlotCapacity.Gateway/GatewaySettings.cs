@@ -1,0 +1,65 @@
+using SlotCapacity.Kafka;
+
+namespace SlotCapacity.Gateway;
+
+/// <summary>Everything a gateway instance needs; <see cref="FromEnvironment"/> reads the process contract.</summary>
+public sealed record GatewaySettings
+{
+    public required string BootstrapServers { get; init; }
+    public TopicNames Topics { get; init; } = new();
+    /// <summary>Name in logs and metrics; also part of every correlation id.</summary>
+    public string Instance { get; init; } = Environment.MachineName;
+    /// <summary>Kestrel URL for gRPC (HTTP/2 cleartext, --urls). Port 0 picks a free port.</summary>
+    public string Url { get; init; } = "http://127.0.0.1:5101";
+    /// <summary>HTTP/1.1 URL for /health and /metrics (GATEWAY_ADMIN_URL). Cleartext HTTP/2 and HTTP/1.1
+    /// cannot share a port in Kestrel, and Prometheus scrapes over HTTP/1.1. Null = gRPC port + 1000
+    /// (5101 -> 6101), or a free port when the gRPC port is 0.</summary>
+    public string? AdminUrl { get; init; }
+    /// <summary>End-to-end deadline of a checkout write (reserve, confirm, release).</summary>
+    public TimeSpan Deadline { get; init; } = TimeSpan.FromMilliseconds(150);
+    /// <summary>Deadline of one planner change (ConfigureSlot, SetSlotOpen, each slot of ApplyPlan).</summary>
+    public TimeSpan PlanningDeadline { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>Writes waiting for a reply above this are shed with RESOURCE_EXHAUSTED.</summary>
+    public int MaxInFlight { get; init; } = 2_000;
+    /// <summary>Slot changes of one ApplyPlan sent at once.</summary>
+    public int PlanConcurrency { get; init; } = 64;
+    /// <summary>librdkafka fetch.wait.max.ms of the gateway's consumers (see DESIGN.md: 5 ms on the local cluster).</summary>
+    public int FetchWaitMaxMs { get; init; } = 5;
+    /// <summary>How long a stopping gateway waits for in-flight calls (they end by reply or deadline well before).</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Replaces the JSON console logs (tests route logs to their output).</summary>
+    public Action<ILoggingBuilder>? ConfigureLogging { get; init; }
+    /// <summary>Minimum level of the JSON console logs.</summary>
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>Reads KAFKA_BOOTSTRAP_SERVERS, TOPIC_PREFIX, GATEWAY_INSTANCE, GATEWAY_DEADLINE_MS,
+    /// GATEWAY_PLANNING_DEADLINE_MS, GATEWAY_MAX_IN_FLIGHT, GATEWAY_ADMIN_URL, GATEWAY_LOG_LEVEL; throws
+    /// <see cref="StartupException"/> naming the variable on a bad value.</summary>
+    public static GatewaySettings FromEnvironment(string url) => new()
+    {
+        BootstrapServers = KafkaEndpoint.BootstrapServers(),
+        Topics = TopicNames.FromEnvironment(),
+        Instance = Env("GATEWAY_INSTANCE") ?? $"gateway-{Environment.ProcessId}",
+        Url = url,
+        AdminUrl = Env("GATEWAY_ADMIN_URL"),
+        Deadline = TimeSpan.FromMilliseconds(PositiveInt("GATEWAY_DEADLINE_MS", 150)),
+        PlanningDeadline = TimeSpan.FromMilliseconds(PositiveInt("GATEWAY_PLANNING_DEADLINE_MS", 5_000)),
+        MaxInFlight = PositiveInt("GATEWAY_MAX_IN_FLIGHT", 2_000),
+        LogLevel = Env("GATEWAY_LOG_LEVEL") is { } level
+            ? Enum.TryParse<LogLevel>(level, ignoreCase: true, out var parsed) ? parsed
+                : throw new StartupException($"GATEWAY_LOG_LEVEL='{level}' is not a log level; use Debug, Information, Warning or Error")
+            : LogLevel.Information,
+    };
+
+    private static string? Env(string name) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
+
+    private static int PositiveInt(string name, int fallback)
+    {
+        var text = Env(name);
+        if (text is null) return fallback;
+        return int.TryParse(text, out var value) && value > 0
+            ? value
+            : throw new StartupException($"{name}='{text}' is not a positive integer; set it to e.g. {fallback} or unset it");
+    }
+}

@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using Grpc.Core;
+using SlotCapacity.Contracts;
+
+namespace SlotCapacity.Gateway;
+
+/// <summary>
+/// The planning API. Each slot change is one command whose reply is awaited (planning deadline,
+/// 5 s by default). A change that gets no reply in time is reported applied=false, reason UNAVAILABLE:
+/// it may still be applied later, and re-sending it is safe (a ConfigureSlot replaces the whole
+/// configuration). Utilisation is read from the availability view.
+/// </summary>
+public sealed class PlanningService(
+    GatewaySettings settings,
+    CommandDispatcher dispatcher,
+    InFlightGate gate,
+    AvailabilityView view,
+    AvailabilityFollower follower,
+    GatewayMetrics metrics,
+    ILogger<PlanningService> logger) : Planning.PlanningBase
+{
+    public override async Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, ServerCallContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var problems = RequestValidation.Configure(request, out var slot);
+        if (problems.Any) Refuse("configure", started, problems);
+        Enter("configure", started);
+        try
+        {
+            var result = await Change(request.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, context.CancellationToken);
+            Answered("configure", started, result);
+            return result;
+        }
+        finally
+        {
+            gate.Exit();
+        }
+    }
+
+    public override async Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, ServerCallContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var problems = RequestValidation.SetOpen(request, out var slot);
+        if (problems.Any) Refuse("set_open", started, problems);
+        Enter("set_open", started);
+        try
+        {
+            var result = await Change(request.Slot, new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open } }, context.CancellationToken);
+            Answered("set_open", started, result);
+            return result;
+        }
+        finally
+        {
+            gate.Exit();
+        }
+    }
+
+    /// <summary>Sends every valid slot's ConfigureSlot (a bounded number at once) and reports one result per slot, in request order.
+    /// Invalid slots are reported INVALID and not sent; the others are applied regardless.</summary>
+    public override async Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, ServerCallContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        if (request.Slots.Count == 0) Refuse("apply_plan", started, Problem("slots", "is empty"));
+        var duplicates = request.Slots
+            .Where(s => s.Slot?.Start is not null)
+            .GroupBy(s => (s.Slot.Hub, s.Slot.Start.Seconds))
+            .Where(g => g.Count() > 1)
+            .Select(g => $"{g.Key.Hub}@{DateTimeOffset.FromUnixTimeSeconds(g.Key.Seconds):yyyy-MM-dd'T'HH:mm'Z'}")
+            .ToList();
+        if (duplicates.Count > 0) Refuse("apply_plan", started, Problem("slots", "slot appears more than once: " + string.Join(", ", duplicates.Take(5))));
+        Enter("apply_plan", started);
+        try
+        {
+            var results = new SlotChangeResult[request.Slots.Count];
+            using var limit = new SemaphoreSlim(settings.PlanConcurrency);
+            var sends = new List<Task>(request.Slots.Count);
+            for (var i = 0; i < request.Slots.Count; i++)
+            {
+                var index = i;
+                var change = request.Slots[i];
+                var problems = RequestValidation.Configure(change, out var slot);
+                if (problems.Any)
+                {
+                    results[index] = new SlotChangeResult { Slot = change.Slot, Applied = false, Reason = RejectReason.Invalid, Detail = problems.ToString() };
+                    continue;
+                }
+                await limit.WaitAsync(context.CancellationToken);
+                sends.Add(Task.Run(async () =>
+                {
+                    try
+                    {
+                        results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config } }, context.CancellationToken);
+                    }
+                    finally
+                    {
+                        limit.Release();
+                    }
+                }));
+            }
+            await Task.WhenAll(sends);
+            var reply = new ApplyPlanReply { Results = { results } };
+            reply.Applied = results.Count(r => r.Applied);
+            reply.Failed = results.Length - reply.Applied;
+            metrics.Answered("apply_plan", reply.Failed == 0 ? "accepted" : "partial", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            logger.LogInformation("Plan applied: {Applied} slots applied, {Failed} failed, in {ElapsedMs:0} ms",
+                reply.Applied, reply.Failed, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            return reply;
+        }
+        finally
+        {
+            gate.Exit();
+        }
+    }
+
+    public override Task<UtilisationReply> GetUtilisation(UtilisationRequest request, ServerCallContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var problems = RequestValidation.Utilisation(request, out var from, out var to);
+        if (problems.Any) Refuse("utilisation", started, problems);
+        var reply = new UtilisationReply { ViewLagMs = follower.Lag().Ms };
+        reply.Days.AddRange(Utilisation.PerHubAndDay(view.Slots(request.Hub, from, to)));
+        metrics.Answered("utilisation", "ok", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        return Task.FromResult(reply);
+    }
+
+    private async Task<SlotChangeResult> Change(SlotId slotId, SlotCommand command, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var (deadline, deadlineAt) = CheckoutService.CallDeadline(settings.PlanningDeadline, started, DateTime.MaxValue);
+        var outcome = await dispatcher.SendAsync(command, deadline, deadlineAt, abandonOnMiss: null, ct);
+        if (outcome.Reply is not { } reply)
+        {
+            if (outcome.Missed == CommandOutcome.Miss.DeadlineMissed) metrics.DeadlineMissed("planning");
+            return new SlotChangeResult { Slot = slotId, Applied = false, Reason = RejectReason.Unavailable, Detail = outcome.Why + "; re-sending the change is safe" };
+        }
+        if (!reply.Accepted) metrics.Rejected(reply.Reason.ToString());
+        return new SlotChangeResult { Slot = slotId, Applied = reply.Accepted, Reason = reply.Reason, Detail = reply.Detail };
+    }
+
+    private void Enter(string method, long started)
+    {
+        switch (gate.TryEnter())
+        {
+            case InFlightGate.Entry.Shed:
+                metrics.Shed(method);
+                metrics.Answered(method, "shed", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                throw new RpcException(new Status(StatusCode.ResourceExhausted, $"more than {gate.Limit} calls in flight on this gateway; retry shortly"));
+            case InFlightGate.Entry.Stopping:
+                metrics.Answered(method, "stopping", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                throw new RpcException(new Status(StatusCode.Unavailable, "gateway is stopping; nothing was written, retry on another instance"));
+        }
+    }
+
+    private void Answered(string method, long started, SlotChangeResult result) =>
+        metrics.Answered(method, result.Applied ? "accepted" : "rejected", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+
+    private static RequestValidation.Problems Problem(string field, string problem)
+    {
+        var problems = new RequestValidation.Problems();
+        problems.Add(field, problem);
+        return problems;
+    }
+
+    private void Refuse(string method, long started, RequestValidation.Problems problems)
+    {
+        metrics.Answered(method, "invalid", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        metrics.Rejected("INVALID_ARGUMENT");
+        problems.ThrowIfAny();
+    }
+}
+
+/// <summary>Utilisation per hub and UTC day, folded from availability snapshots.</summary>
+public static class Utilisation
+{
+    public static IEnumerable<DayUtilisation> PerHubAndDay(IEnumerable<AvailabilitySnapshot> slots) =>
+        slots
+            .GroupBy(s => (s.Hub, Date: DateTimeOffset.FromUnixTimeMilliseconds(s.StartUnixMs).UtcDateTime.ToString("yyyy-MM-dd")))
+            .OrderBy(g => g.Key.Hub, StringComparer.Ordinal).ThenBy(g => g.Key.Date, StringComparer.Ordinal)
+            .Select(g =>
+            {
+                var day = new DayUtilisation { Hub = g.Key.Hub, Date = g.Key.Date };
+                foreach (var slot in g)
+                {
+                    day.Slots++;
+                    foreach (var fleet in slot.Fleet)
+                    {
+                        day.CapacityOrders += fleet.CapacityOrders;
+                        day.UsedOrders += fleet.UsedOrders;
+                        day.HeldOrders += fleet.HeldOrders;
+                    }
+                    if (slot.OverCommitted) day.OverCommittedSlots++;
+                    if (!slot.Open) day.ClosedSlots++;
+                }
+                day.Utilisation = day.CapacityOrders == 0 ? 0 : (double)day.UsedOrders / day.CapacityOrders;
+                return day;
+            });
+}

@@ -1,0 +1,50 @@
+using SlotCapacity.Gateway;
+using SlotCapacity.Kafka;
+
+// `SlotCapacity.Gateway plan ...` is the planners' CLI; anything else runs the gateway.
+if (args.Length > 0 && args[0] == "plan")
+    return await PlanCli.RunAsync(args[1..]);
+
+try
+{
+    var settings = GatewaySettings.FromEnvironment(UrlArgument(args) ?? "http://127.0.0.1:5101");
+    GatewayHost.Loopback(settings.Url);
+    var slotPartitions = PartitionsFromEnvironment("SLOT_PARTITIONS", TopicNames.DefaultSlotPartitions);
+    var replyPartitions = PartitionsFromEnvironment("REPLY_PARTITIONS", TopicNames.DefaultReplyPartitions);
+    var needed = settings.Topics.Specs(slotPartitions, replyPartitions)
+        .Where(t => t.Name == settings.Topics.Commands || t.Name == settings.Topics.Replies || t.Name == settings.Topics.Availability);
+    await TopicProvisioner.VerifyAsync(settings.BootstrapServers, needed, TimeSpan.FromSeconds(15));
+
+    var app = GatewayHost.Build(settings);
+    await app.RunAsync();
+    return 0;
+}
+catch (StartupException e)
+{
+    Console.Error.WriteLine($"gateway: {e.Message}");
+    return 2;
+}
+catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException)
+{
+    Console.Error.WriteLine($"gateway: cannot listen: {e.Message}; pick a free port with --urls http://127.0.0.1:PORT");
+    return 2;
+}
+
+static string? UrlArgument(string[] args)
+{
+    for (var i = 0; i < args.Length; i++)
+    {
+        if (args[i] == "--urls" && i + 1 < args.Length) return args[i + 1];
+        if (args[i].StartsWith("--urls=", StringComparison.Ordinal)) return args[i]["--urls=".Length..];
+    }
+    return Environment.GetEnvironmentVariable("ASPNETCORE_URLS") is { Length: > 0 } env ? env.Split(';')[0] : null;
+}
+
+static int PartitionsFromEnvironment(string name, int fallback)
+{
+    var text = Environment.GetEnvironmentVariable(name);
+    if (string.IsNullOrEmpty(text)) return fallback;
+    return int.TryParse(text, out var value) && value > 0
+        ? value
+        : throw new StartupException($"{name}='{text}' is not a positive partition count; unset it to use {fallback}");
+}

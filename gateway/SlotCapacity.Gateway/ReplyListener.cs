@@ -1,0 +1,172 @@
+using Confluent.Kafka;
+using SlotCapacity.Contracts;
+
+namespace SlotCapacity.Gateway;
+
+/// <summary>
+/// Reads this instance's reply partitions. Every gateway joins one consumer group on the replies
+/// topic, so the group coordinator gives each partition to exactly one live instance. A partition
+/// becomes usable (named in commands) only once it is assigned AND positioned: on assignment the
+/// high watermark is queried and the partition is assigned at that offset, so any reply to a
+/// command sent afterwards lies at or beyond the position and cannot be missed. No offsets are
+/// committed: replies to a previous owner's calls are worthless to the next one.
+/// Cooperative-sticky assignment keeps an instance's partitions through rebalances when another
+/// instance joins or leaves, so calls keep flowing during a rolling restart.
+/// </summary>
+public sealed class ReplyListener : IDisposable
+{
+    private readonly GatewaySettings settings;
+    private readonly ReplyRouter router;
+    private readonly GatewayMetrics metrics;
+    private readonly ILogger<ReplyListener> logger;
+    private readonly IConsumer<string, byte[]> consumer;
+    private readonly CancellationTokenSource stop = new();
+    private readonly object ownedLock = new();
+    private int[] owned = [];
+    private int nextPick;
+    private Thread? thread;
+
+    public ReplyListener(GatewaySettings settings, ReplyRouter router, GatewayMetrics metrics, ILogger<ReplyListener> logger)
+    {
+        this.settings = settings;
+        this.router = router;
+        this.metrics = metrics;
+        this.logger = logger;
+        var config = new ConsumerConfig
+        {
+            BootstrapServers = settings.BootstrapServers,
+            GroupId = GroupId(settings.Topics),
+            ClientId = $"{settings.Instance}-replies",
+            EnableAutoCommit = false,
+            EnableAutoOffsetStore = false,
+            AutoOffsetReset = AutoOffsetReset.Latest,
+            PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
+            SessionTimeoutMs = 10_000,
+            HeartbeatIntervalMs = 1_000,
+            FetchWaitMaxMs = settings.FetchWaitMaxMs,
+            SocketNagleDisable = true,
+        };
+        consumer = new ConsumerBuilder<string, byte[]>(config)
+            .SetPartitionsAssignedHandler((c, partitions) => Assigned(c, partitions))
+            .SetPartitionsRevokedHandler((_, partitions) => Removed(partitions.Select(p => p.TopicPartition), "revoked"))
+            .SetPartitionsLostHandler((_, partitions) => Removed(partitions.Select(p => p.TopicPartition), "lost"))
+            .SetErrorHandler((_, e) => logger.LogWarning("Reply consumer error {Code}: {Reason}", e.Code, e.Reason))
+            .SetLogHandler((_, m) => logger.LogDebug("librdkafka {Facility}: {Message}", m.Facility, m.Message))
+            .Build();
+    }
+
+    /// <summary>The consumer group shared by every gateway of one deployment (one topic prefix).</summary>
+    public static string GroupId(Kafka.TopicNames topics) => topics.Prefix + "slot-gateway-replies";
+
+    /// <summary>Partitions this instance owns and has positioned, i.e. may name in commands.</summary>
+    public IReadOnlyList<int> OwnedPartitions => Volatile.Read(ref owned);
+
+    /// <summary>Picks one owned partition round-robin; false while none is owned.</summary>
+    public bool TryPickPartition(out int partition)
+    {
+        var current = Volatile.Read(ref owned);
+        if (current.Length == 0)
+        {
+            partition = -1;
+            return false;
+        }
+        partition = current[(int)((uint)Interlocked.Increment(ref nextPick) % (uint)current.Length)];
+        return true;
+    }
+
+    public void Start()
+    {
+        consumer.Subscribe(settings.Topics.Replies);
+        thread = new Thread(Run) { IsBackground = true, Name = $"{settings.Instance}-replies" };
+        thread.Start();
+    }
+
+    private void Run()
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            ConsumeResult<string, byte[]>? record;
+            try
+            {
+                record = consumer.Consume(stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+            catch (ConsumeException e)
+            {
+                logger.LogWarning("Reply consume failed on {TopicPartition}: {Reason}", e.ConsumerRecord?.TopicPartition, e.Error.Reason);
+                continue;
+            }
+            if (record?.Message?.Value is not { } value) continue;
+            SlotReply reply;
+            try
+            {
+                reply = SlotReply.Parser.ParseFrom(value);
+            }
+            catch (Google.Protobuf.InvalidProtocolBufferException e)
+            {
+                metrics.ReplyDropped("malformed");
+                logger.LogWarning("Dropped malformed reply at {TopicPartitionOffset}: {Reason}", record.TopicPartitionOffset, e.Message);
+                continue;
+            }
+            router.Deliver(reply);
+        }
+    }
+
+    private List<TopicPartitionOffset> Assigned(IConsumer<string, byte[]> c, List<TopicPartition> partitions)
+    {
+        var positioned = new List<TopicPartitionOffset>(partitions.Count);
+        foreach (var partition in partitions)
+        {
+            // Assign at the current end explicitly rather than trusting auto.offset.reset, so the
+            // position is known before any command names this partition.
+            var end = c.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(10)).High;
+            positioned.Add(new TopicPartitionOffset(partition, end));
+        }
+        lock (ownedLock)
+        {
+            owned = owned.Concat(partitions.Select(p => p.Partition.Value)).Distinct().Order().ToArray();
+        }
+        logger.LogInformation("Reply partitions assigned {Partitions} at {Offsets}; now own {Owned}",
+            string.Join(",", partitions.Select(p => p.Partition.Value)), string.Join(",", positioned.Select(p => p.Offset.Value)),
+            string.Join(",", owned));
+        return positioned;
+    }
+
+    private void Removed(IEnumerable<TopicPartition> partitions, string how)
+    {
+        var gone = partitions.Select(p => p.Partition.Value).ToHashSet();
+        lock (ownedLock)
+        {
+            owned = owned.Where(p => !gone.Contains(p)).ToArray();
+        }
+        // Calls waiting on these partitions run into their deadline (and are abandoned).
+        logger.LogInformation("Reply partitions {How} {Partitions}; now own {Owned}", how, string.Join(",", gone.Order()), string.Join(",", owned));
+    }
+
+    /// <summary>Stops reading and leaves the group (its partitions go to the other instances).</summary>
+    public void Stop()
+    {
+        if (stop.IsCancellationRequested) return;
+        stop.Cancel();
+        thread?.Join();
+        try
+        {
+            consumer.Close();
+        }
+        catch (KafkaException e)
+        {
+            logger.LogWarning("Leaving the reply group failed: {Reason}", e.Error.Reason);
+        }
+        lock (ownedLock) owned = [];
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        consumer.Dispose();
+        stop.Dispose();
+    }
+}

@@ -1,0 +1,274 @@
+using System.Diagnostics;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using SlotCapacity.Contracts;
+using Xunit.Abstractions;
+
+namespace SlotCapacity.Gateway.Tests;
+
+/// <summary>The gateway with the real engine (slot processor) on the test broker.</summary>
+public class EndToEndTests(ITestOutputHelper output)
+{
+    private static readonly DateTimeOffset Start = new(2030, 6, 3, 10, 0, 0, TimeSpan.Zero);
+
+    private static SlotConfig Config(long vans, long bikes = 0) => new()
+    {
+        Open = true,
+        Fleet =
+        {
+            new FleetCounterConfig { Name = "vans", CapacityOrders = vans, Zones = { "north", "south" }, Carries = { "bulky", "chilled" } },
+            new FleetCounterConfig { Name = "bikes", CapacityOrders = bikes, Zones = { "central" } },
+        },
+        Shared = { new SharedCounterConfig { Name = "picking", Measure = "items", Capacity = 10_000 } },
+        ZoneRules = { new ZoneRule { Zone = "outer", Closed = true } },
+    };
+
+    private static ReserveRequest Reserve(string id, SlotId slot, string zone = "north", int holdSeconds = 0) => new()
+    {
+        ReservationId = id,
+        OrderId = "order-" + id,
+        Slot = slot,
+        Zone = zone,
+        Needs = new OrderNeeds { Quantities = { ["items"] = 10 } },
+        HoldSeconds = holdSeconds,
+    };
+
+    [Fact]
+    public async Task Reserve_confirm_and_release_through_grpc()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output);
+        var gateway = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
+        var checkout = system.Checkout(gateway);
+        var slot = EngineAndGateways.Slot("LON1", Start);
+        await system.ConfigureAsync(gateway, slot, Config(vans: 2));
+
+        var held = await checkout.ReserveAsync(Reserve("r1", slot, holdSeconds: 600));
+        Assert.True(held.Accepted, held.Detail);
+        Assert.Equal(ReservationStatus.Held, held.Status);
+        Assert.Equal("vans", held.FleetCounter);
+        Assert.NotNull(held.HoldExpiresAt);
+
+        var booked = await checkout.ConfirmAsync(new ConfirmRequest { ReservationId = "r1", Slot = slot });
+        Assert.True(booked.Accepted, booked.Detail);
+        Assert.Equal(ReservationStatus.Booked, booked.Status);
+
+        var second = await checkout.ReserveAsync(Reserve("r2", slot));
+        Assert.True(second.Accepted, second.Detail);
+        var full = await checkout.ReserveAsync(Reserve("r3", slot));
+        Assert.False(full.Accepted);
+        Assert.Equal(RejectReason.SlotFull, full.Reason);
+        Assert.False(full.Retryable);
+
+        var released = await checkout.ReleaseAsync(new ReleaseRequest { ReservationId = "r1", Slot = slot, Reason = "order cancelled" });
+        Assert.True(released.Accepted, released.Detail);
+        Assert.Equal(ReservationStatus.Released, released.Status);
+        var afterRelease = await checkout.ReserveAsync(Reserve("r4", slot));
+        Assert.True(afterRelease.Accepted, afterRelease.Detail);
+
+        var restricted = await checkout.ReserveAsync(Reserve("r5", slot, zone: "outer"));
+        Assert.Equal(RejectReason.ZoneRestricted, restricted.Reason);
+
+        var invalid = await Assert.ThrowsAsync<RpcException>(async () => await checkout.ReserveAsync(Reserve("", slot, zone: "")));
+        Assert.Equal(StatusCode.InvalidArgument, invalid.StatusCode);
+        Assert.Equal("reservation_id: is empty; zone: is empty", invalid.Status.Detail);
+    }
+
+    [Fact]
+    public async Task Availability_reflects_a_booking_within_one_second()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output);
+        var gateway = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
+        var checkout = system.Checkout(gateway);
+        var slot = EngineAndGateways.Slot("MAN1", Start);
+        await system.ConfigureAsync(gateway, slot, Config(vans: 5, bikes: 3));
+        var query = new AvailabilityRequest
+        {
+            Hub = "MAN1",
+            From = Timestamp.FromDateTimeOffset(Start.AddHours(-2)),
+            To = Timestamp.FromDateTimeOffset(Start.AddHours(4)),
+            Zone = "north",
+            Needs = new OrderNeeds { Requires = { "bulky" } },
+        };
+        var before = await PollAsync(checkout, query, a => a.Slots.Count == 1, TimeSpan.FromSeconds(5));
+        Assert.Equal(5, before.Slots[0].RemainingOrders);
+        Assert.True(before.Slots[0].CanTake);
+
+        var reply = await checkout.ReserveAsync(Reserve("b1", slot));
+        Assert.True(reply.Accepted, reply.Detail);
+        var booked = Stopwatch.StartNew();
+        var after = await PollAsync(checkout, query, a => a.Slots[0].RemainingOrders == 4, TimeSpan.FromSeconds(1));
+        output.WriteLine($"booking visible in the view after {booked.Elapsed.TotalMilliseconds:0} ms");
+        Assert.Equal(1.0 / 8, after.Slots[0].FillRatio, 3);
+
+        var utilisation = await system.Planning(gateway).GetUtilisationAsync(new UtilisationRequest
+        {
+            Hub = "MAN1", From = Timestamp.FromDateTimeOffset(Start.Date), To = Timestamp.FromDateTimeOffset(Start.Date.AddDays(1)),
+        });
+        var day = Assert.Single(utilisation.Days);
+        Assert.Equal((1, 8L, 1L), (day.Slots, day.CapacityOrders, day.UsedOrders));
+    }
+
+    [Fact]
+    public async Task With_the_engine_stopped_a_reserve_is_rejected_unavailable_in_time_and_abandoned()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output);
+        var deadline = TimeSpan.FromMilliseconds(150);
+        var gateway = await system.StartGatewayAsync("gw-a", deadline);
+        var checkout = system.Checkout(gateway);
+        var slot = EngineAndGateways.Slot("BHX1", Start);
+        // Planning changes have their own (longer) deadline.
+        await system.ConfigureAsync(gateway, slot, Config(vans: 1));
+        // Warm the gRPC connection so the timing below is the call's own.
+        await checkout.QueryAvailabilityAsync(new AvailabilityRequest
+        {
+            Hub = "BHX1", From = Timestamp.FromDateTimeOffset(Start), To = Timestamp.FromDateTimeOffset(Start.AddHours(2)),
+        });
+
+        await system.StopProcessorsAsync();
+        var call = Stopwatch.StartNew();
+        var missed = await checkout.ReserveAsync(Reserve("lost", slot));
+        call.Stop();
+        output.WriteLine($"answered after {call.Elapsed.TotalMilliseconds:0.0} ms: {missed}");
+        Assert.False(missed.Accepted);
+        Assert.Equal(RejectReason.Unavailable, missed.Reason);
+        Assert.True(missed.Retryable);
+        Assert.Equal(ReservationStatus.Abandoned, missed.Status);
+        Assert.InRange(call.Elapsed, deadline - TimeSpan.FromMilliseconds(5), deadline + TimeSpan.FromMilliseconds(50));
+        Assert.EndsWith("retry with a new reservation_id", missed.Detail, StringComparison.Ordinal);
+
+        await system.StartProcessorAsync("processor-back");
+        // The slot's only unit is free: the Reserve was undone by the Abandon behind it in the partition.
+        var retried = await RetryUntilAnsweredAsync(checkout, Reserve("retry", slot));
+        Assert.True(retried.Accepted, retried.Detail);
+        var full = await checkout.ReserveAsync(Reserve("third", slot));
+        Assert.Equal(RejectReason.SlotFull, full.Reason);
+    }
+
+    [Fact]
+    public async Task Two_gateways_each_get_only_their_own_replies()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output);
+        var a = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
+        var b = await system.StartGatewayAsync("gw-b", deadline: TimeSpan.FromSeconds(2));
+        await WaitAsync(() => a.Status().ReplyPartitions.Count + b.Status().ReplyPartitions.Count == 4 && a.Status().ReplyPartitions.Count > 0 && b.Status().ReplyPartitions.Count > 0,
+            TimeSpan.FromSeconds(30), () => $"partitions not split: a {a.Status()}, b {b.Status()}");
+        Assert.Empty(a.Status().ReplyPartitions.Intersect(b.Status().ReplyPartitions));
+
+        var slots = Enumerable.Range(0, 4).Select(i => EngineAndGateways.Slot("LDS1", Start.AddHours(2 * i))).ToList();
+        foreach (var slot in slots) await system.ConfigureAsync(a, slot, Config(vans: 1_000));
+
+        var clients = new[] { (Name: "a", Client: system.Checkout(a)), (Name: "b", Client: system.Checkout(b)) };
+        var calls = clients.SelectMany(c => Enumerable.Range(0, 100).Select(async i =>
+        {
+            var id = $"{c.Name}-{i}";
+            var reply = await c.Client.ReserveAsync(Reserve(id, slots[i % slots.Count]));
+            return (id, reply);
+        }));
+        var results = await Task.WhenAll(calls);
+        Assert.All(results, r =>
+        {
+            Assert.True(r.reply.Accepted, $"{r.id}: {r.reply.Reason} {r.reply.Detail}");
+            Assert.Equal(r.id, r.reply.ReservationId);
+        });
+        Assert.Equal(0, a.Status().UnknownReplies);
+        Assert.Equal(0, b.Status().UnknownReplies);
+    }
+
+    [Fact]
+    public async Task Graceful_stop_of_one_gateway_while_another_serves_answers_every_call()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output);
+        var a = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(1));
+        var b = await system.StartGatewayAsync("gw-b", deadline: TimeSpan.FromSeconds(1));
+        await WaitAsync(() => a.Status().ReplyPartitions.Count > 0 && b.Status().ReplyPartitions.Count > 0,
+            TimeSpan.FromSeconds(30), () => $"partitions not split: a {a.Status()}, b {b.Status()}");
+        var slot = EngineAndGateways.Slot("LON2", Start);
+        await system.ConfigureAsync(b, slot, Config(vans: 10_000));
+
+        var toA = system.Checkout(a);
+        var toB = system.Checkout(b);
+        var stopAt = TimeSpan.FromSeconds(1.5);
+        var runFor = TimeSpan.FromSeconds(4);
+        var clock = Stopwatch.StartNew();
+        var stopped = Task.Run(async () =>
+        {
+            await Task.Delay(stopAt);
+            await a.StopAsync();
+            output.WriteLine($"gw-a stopped at {clock.Elapsed.TotalMilliseconds:0} ms");
+        });
+
+        long failedOver = 0;
+        // Two steady streams of ~100 calls/s each: one to the gateway that stops (failing over to the
+        // other when it refuses a call as stopping), one to the gateway that keeps serving.
+        async Task<List<(string Id, ReservationReply Reply)>> Stream(string name, Checkout.CheckoutClient first, Checkout.CheckoutClient? fallback)
+        {
+            var answers = new List<(string, ReservationReply)>();
+            for (var i = 0; clock.Elapsed < runFor && i < 1_000; i++)
+            {
+                var id = $"{name}-{i}";
+                ReservationReply reply;
+                try
+                {
+                    reply = await first.ReserveAsync(Reserve(id, slot));
+                }
+                catch (RpcException e) when (fallback is not null && e.StatusCode == StatusCode.Unavailable)
+                {
+                    Interlocked.Increment(ref failedOver);
+                    reply = await fallback.ReserveAsync(Reserve(id, slot));
+                }
+                answers.Add((id, reply));
+                await Task.Delay(10);
+            }
+            return answers;
+        }
+        var streams = await Task.WhenAll(Stream("to-a", toA, toB), Stream("to-b", toB, null), Stream("to-b2", toB, null));
+        await stopped;
+
+        var all = streams.SelectMany(s => s).ToList();
+        output.WriteLine($"{all.Count} calls, {failedOver} failed over from the stopping gateway; gw-b {b.Status()}");
+        Assert.All(all, r => Assert.True(r.Reply.Accepted, $"{r.Id}: {r.Reply.Reason} {r.Reply.Detail}"));
+        Assert.True(streams[1].Count > 100, $"only {streams[1].Count} calls in the steady stream");
+        Assert.Equal(4, b.Status().ReplyPartitions.Count);
+    }
+
+    private static async Task<AvailabilityReply> PollAsync(Checkout.CheckoutClient checkout, AvailabilityRequest query, Func<AvailabilityReply, bool> done, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var reply = await checkout.QueryAvailabilityAsync(query);
+            if (done(reply)) return reply;
+            if (clock.Elapsed > timeout) throw new TimeoutException($"availability not as expected after {timeout}: {reply}");
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>The engine takes a few seconds to rejoin; until then reserves are answered UNAVAILABLE.</summary>
+    private async Task<ReservationReply> RetryUntilAnsweredAsync(Checkout.CheckoutClient checkout, ReserveRequest request)
+    {
+        var clock = Stopwatch.StartNew();
+        for (var attempt = 0; ; attempt++)
+        {
+            var attemptRequest = request.Clone();
+            attemptRequest.ReservationId = $"{request.ReservationId}-{attempt}";
+            var reply = await checkout.ReserveAsync(attemptRequest);
+            if (reply.Reason != RejectReason.Unavailable)
+            {
+                output.WriteLine($"engine answered after {clock.Elapsed.TotalSeconds:0.0} s ({attempt} attempts)");
+                return reply;
+            }
+            if (clock.Elapsed > TimeSpan.FromSeconds(45)) throw new TimeoutException("engine did not answer again within 45 s");
+            await Task.Delay(200);
+        }
+    }
+
+    private static async Task WaitAsync(Func<bool> condition, TimeSpan timeout, Func<string> what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > timeout) throw new TimeoutException(what());
+            await Task.Delay(50);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Contracts;
+using SlotCapacity.Kafka;
+using SlotCapacity.Processor;
+using SlotCapacity.Testing;
+using Xunit.Abstractions;
+
+namespace SlotCapacity.Gateway.Tests;
+
+/// <summary>One test's system: fresh topics on the shared test broker, the engine (slot processor)
+/// in this process, and gateways started through <see cref="GatewayHost"/>.</summary>
+internal sealed class EngineAndGateways : IAsyncDisposable
+{
+    private readonly ITestOutputHelper output;
+    private readonly ILoggerFactory loggers;
+    private readonly string stateRoot = Path.Combine(Path.GetTempPath(), "gateway-tests", Guid.NewGuid().ToString("N"));
+    private readonly List<IAsyncDisposable> processors = [];
+    private readonly List<RunningGateway> gateways = [];
+    private readonly List<GrpcChannel> channels = [];
+
+    public TestBroker Broker { get; }
+    public TopicNames Topics { get; }
+
+    private EngineAndGateways(ITestOutputHelper output, TestBroker broker, TopicNames topics)
+    {
+        this.output = output;
+        Broker = broker;
+        Topics = topics;
+        loggers = LoggerFactory.Create(b => b.AddProvider(new TestOutputLoggerProvider(output, "engine")).SetMinimumLevel(LogLevel.Warning));
+    }
+
+    public static async Task<EngineAndGateways> StartAsync(ITestOutputHelper output, int processors = 1)
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(slotPartitions: 4, replyPartitions: 4);
+        output.WriteLine($"broker {broker.Kind} at {broker.BootstrapServers}, topics {topics.Prefix}*");
+        var system = new EngineAndGateways(output, broker, topics);
+        for (var i = 0; i < processors; i++) await system.StartProcessorAsync($"processor-{i}");
+        return system;
+    }
+
+    public async Task StartProcessorAsync(string name)
+    {
+        var settings = new ProcessorSettings(Broker.BootstrapServers, Topics, Path.Combine(stateRoot, name), name);
+        processors.Add(await SlotProcessor.StartAsync(settings, loggers, CancellationToken.None));
+    }
+
+    public async Task StopProcessorsAsync()
+    {
+        foreach (var processor in processors) await processor.DisposeAsync();
+        processors.Clear();
+    }
+
+    public async Task<RunningGateway> StartGatewayAsync(string instance, TimeSpan? deadline = null)
+    {
+        var gateway = await GatewayHost.StartAsync(new GatewaySettings
+        {
+            BootstrapServers = Broker.BootstrapServers,
+            Topics = Topics,
+            Instance = instance,
+            Url = "http://127.0.0.1:0",
+            Deadline = deadline ?? TimeSpan.FromMilliseconds(150),
+            ConfigureLogging = b => b.AddProvider(new TestOutputLoggerProvider(output, instance)),
+        });
+        gateways.Add(gateway);
+        await gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(30));
+        output.WriteLine($"{instance} ready at {gateway.Address}: {gateway.Status()}");
+        return gateway;
+    }
+
+    public Checkout.CheckoutClient Checkout(RunningGateway gateway) => new(Channel(gateway));
+    public Planning.PlanningClient Planning(RunningGateway gateway) => new(Channel(gateway));
+
+    private GrpcChannel Channel(RunningGateway gateway)
+    {
+        var channel = GrpcChannel.ForAddress(gateway.Address);
+        channels.Add(channel);
+        return channel;
+    }
+
+    public static SlotId Slot(string hub, DateTimeOffset start) => new() { Hub = hub, Start = Timestamp.FromDateTimeOffset(start) };
+
+    /// <summary>Configures a slot through the planning API and waits until the gateway's view shows it.</summary>
+    public async Task ConfigureAsync(RunningGateway gateway, SlotId slot, SlotConfig config)
+    {
+        var result = await Planning(gateway).ConfigureSlotAsync(new ConfigureSlotRequest { Slot = slot, Config = config });
+        Assert.True(result.Applied, $"configure {slot}: {result.Reason} {result.Detail}");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var channel in channels) channel.Dispose();
+        foreach (var gateway in gateways) await gateway.StopAsync();
+        await StopProcessorsAsync();
+        loggers.Dispose();
+        try
+        {
+            Directory.Delete(stateRoot, recursive: true);
+        }
+        catch (IOException)
+        {
+            // RocksDB may still hold a lock file for a moment; the temp folder is cleaned by the OS.
+        }
+    }
+}
