@@ -1,0 +1,379 @@
+using SlotCapacity.Contracts;
+using Xunit;
+using static SlotCapacity.Domain.Tests.SlotHarness;
+
+namespace SlotCapacity.Domain.Tests;
+
+public sealed class SlotDecisionTests
+{
+    private static SlotHarness Configured(SlotConfig config)
+    {
+        var slot = new SlotHarness();
+        Assert.True(slot.Send(Configure(config)).Reply.Accepted);
+        return slot;
+    }
+
+    private static void AssertRejected(Decision decision, RejectReason reason)
+    {
+        Assert.False(decision.Reply.Accepted, decision.Reply.Detail);
+        Assert.Equal(reason, decision.Reply.Reason);
+        Assert.False(string.IsNullOrEmpty(decision.Reply.Detail));
+        Assert.Empty(decision.Events);
+        Assert.Null(decision.Snapshot);
+    }
+
+    [Fact]
+    public void Reserve_books_on_the_eligible_counter_with_most_room_left()
+    {
+        var slot = Configured(Config(Fleet("bikes", 2), Fleet("vans", 5)));
+        var decision = slot.Send(Reserve("r1"));
+        Assert.True(decision.Reply.Accepted);
+        Assert.Equal("vans", decision.Reply.FleetCounter);
+        Assert.Equal(ReservationStatus.Booked, decision.Reply.Status);
+        Assert.Equal(1, slot.Used("vans"));
+        var booked = Assert.Single(decision.Events);
+        Assert.Equal(SlotEventKind.ReservationBooked, booked.Kind);
+        Assert.Equal(("r1", "vans", 1L), (booked.ReservationId, booked.FleetCounter, booked.FleetUnits));
+        Assert.Equal($"0:{decision.State!.LastApplied.Offset}:0", booked.EventId);
+        Assert.Equal(1, decision.Snapshot!.Fleet.Single(f => f.Name == "vans").UsedOrders);
+    }
+
+    [Fact]
+    public void Ties_in_room_go_to_the_counter_whose_name_sorts_first_ordinally()
+    {
+        var slot = Configured(Config(Fleet("vans-b", 3), Fleet("Vans-c", 3), Fleet("vans-a", 3)));
+        Assert.Equal("Vans-c", slot.Send(Reserve("r1")).Reply.FleetCounter);
+        Assert.Equal("vans-a", slot.Send(Reserve("r2")).Reply.FleetCounter);
+        Assert.Equal("vans-b", slot.Send(Reserve("r3")).Reply.FleetCounter);
+        Assert.Equal("Vans-c", slot.Send(Reserve("r4")).Reply.FleetCounter);
+    }
+
+    [Fact]
+    public void Only_counters_serving_the_zone_and_carrying_every_requirement_are_eligible()
+    {
+        var slot = Configured(Config(Fleet("bikes-north", 9, zones: ["north"]), Fleet("vans", 1, carries: ["bulky", "chilled"]),
+            Fleet("vans-south", 9, zones: ["south"], carries: ["bulky"])));
+        Assert.Equal("bikes-north", slot.Send(Reserve("plain")).Reply.FleetCounter);
+        Assert.Equal("vans", slot.Send(Reserve("bulky", requires: ["bulky"])).Reply.FleetCounter);
+        AssertRejected(slot.Send(Reserve("bulky-2", requires: ["bulky"])), RejectReason.SlotFull);
+        AssertRejected(slot.Send(Reserve("frozen", requires: ["frozen"])), RejectReason.NoEligibleFleet);
+        AssertRejected(slot.Send(Reserve("east", zone: "east", requires: ["bulky"])), RejectReason.SlotFull);
+        AssertRejected(slot.Send(Reserve("west-chilled", zone: "west", requires: ["chilled", "frozen"])), RejectReason.NoEligibleFleet);
+    }
+
+    [Fact]
+    public void A_full_fleet_rejects_with_SLOT_FULL_and_draws_nothing_from_shared_counters()
+    {
+        var config = Config(Fleet("vans", 1));
+        config.Shared.Add(new SharedCounterConfig { Name = "picking", Measure = "items", Capacity = 100 });
+        var slot = Configured(config);
+        slot.Send(Reserve("r1", items: 10));
+        AssertRejected(slot.Send(Reserve("r2", items: 10)), RejectReason.SlotFull);
+        Assert.Equal(10, slot.SharedUsed("picking"));
+    }
+
+    [Fact]
+    public void Shared_counters_are_drawn_all_or_nothing_by_measure()
+    {
+        var config = Config(Fleet("vans", 10));
+        config.Shared.Add(new SharedCounterConfig { Name = "picking", Measure = "items", Capacity = 50 });
+        config.Shared.Add(new SharedCounterConfig { Name = "totes", Measure = "totes", Capacity = 2 });
+        var slot = Configured(config);
+        var first = Reserve("r1", items: 30);
+        first.Reserve.Needs.Quantities["totes"] = 2;
+        Assert.True(slot.Send(first).Reply.Accepted);
+        var second = Reserve("r2", items: 5);
+        second.Reserve.Needs.Quantities["totes"] = 1;
+        var rejected = slot.Send(second);
+        AssertRejected(rejected, RejectReason.SlotFull);
+        Assert.Contains("totes", rejected.Reply.Detail, StringComparison.Ordinal);
+        Assert.Equal(30, slot.SharedUsed("picking"));
+        AssertRejected(slot.Send(Reserve("r3", items: 21)), RejectReason.SlotFull);
+        var fits = slot.Send(Reserve("r4", items: 20));
+        Assert.True(fits.Reply.Accepted);
+        Assert.Equal(20, fits.Events.Single().SharedUnits["picking"]);
+        Assert.Equal(50, slot.SharedUsed("picking"));
+        Assert.Equal(2, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void Zone_rules_reject_closed_zones_and_full_zones()
+    {
+        var config = Config(Fleet("vans", 10));
+        config.ZoneRules.Add(new ZoneRule { Zone = "centre", Closed = true });
+        config.ZoneRules.Add(new ZoneRule { Zone = "north", MaxOrders = 1 });
+        var slot = Configured(config);
+        AssertRejected(slot.Send(Reserve("c1", zone: "centre")), RejectReason.ZoneRestricted);
+        Assert.True(slot.Send(Reserve("n1", zone: "north")).Reply.Accepted);
+        AssertRejected(slot.Send(Reserve("n2", zone: "north")), RejectReason.ZoneFull);
+        Assert.True(slot.Send(Reserve("s1", zone: "south")).Reply.Accepted);
+        slot.Send(Release("n1"));
+        Assert.True(slot.Send(Reserve("n3", zone: "north")).Reply.Accepted);
+    }
+
+    [Fact]
+    public void A_closed_slot_rejects_SLOT_CLOSED_until_reopened()
+    {
+        var slot = Configured(Config(Fleet("vans", 10)));
+        Assert.True(slot.Send(SetOpen(false)).Reply.Accepted);
+        AssertRejected(slot.Send(Reserve("r1")), RejectReason.SlotClosed);
+        slot.Send(SetOpen(true));
+        Assert.True(slot.Send(Reserve("r1")).Reply.Accepted);
+    }
+
+    [Fact]
+    public void Reservations_at_or_after_the_cutoff_are_rejected_PAST_CUTOFF_by_record_timestamp()
+    {
+        var config = Config(Fleet("vans", 10));
+        config.CutoffUnixMs = T0 + 1000;
+        var slot = Configured(config);
+        Assert.True(slot.Send(Reserve("r1"), at: T0 + 999).Reply.Accepted);
+        AssertRejected(slot.Send(Reserve("r2"), at: T0 + 1000), RejectReason.PastCutoff);
+    }
+
+    [Fact]
+    public void A_command_past_its_deadline_is_rejected_EXPIRED_DEADLINE_without_effect()
+    {
+        var slot = Configured(Config(Fleet("vans", 10)));
+        AssertRejected(slot.Send(Reserve("late", deadline: T0 - 1)), RejectReason.ExpiredDeadline);
+        Assert.Equal(0, slot.Used("vans"));
+        Assert.True(slot.Send(Reserve("on-time", deadline: T0)).Reply.Accepted);
+    }
+
+    [Theory]
+    [InlineData("", "north", 1, 0, "reservation id is empty")]
+    [InlineData("r1", "", 1, 0, "zone is empty")]
+    [InlineData("r1", "north", -1, 0, "must not be negative")]
+    [InlineData("r1", "north", 1, T0, "not after the command timestamp")]
+    public void Bad_reservations_are_rejected_INVALID_naming_what_is_wrong(string id, string zone, long items, long hold, string problem)
+    {
+        var slot = Configured(Config(Fleet("vans", 10)));
+        var decision = slot.Send(Reserve(id, zone: zone, items: items, hold: hold));
+        AssertRejected(decision, RejectReason.Invalid);
+        Assert.Contains(problem, decision.Reply.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_command_without_a_body_or_with_a_bad_slot_key_is_INVALID()
+    {
+        var slot = Configured(Config(Fleet("vans", 10)));
+        AssertRejected(slot.Send(Command(_ => { })), RejectReason.Invalid);
+        var badKey = Reserve("r1");
+        badKey.Slot = "not-a-slot";
+        var decision = SlotDecisions.Decide(slot.State!.Clone(), badKey, T0, 0, 99);
+        AssertRejected(decision, RejectReason.Invalid);
+        Assert.Null(decision.State);
+    }
+
+    [Theory]
+    [InlineData("dup")]
+    [InlineData("")]
+    public void An_invalid_configuration_is_rejected_and_keeps_the_old_one(string secondName)
+    {
+        var slot = Configured(Config(Fleet("vans", 10)));
+        AssertRejected(slot.Send(Configure(Config(Fleet("dup", 1), Fleet(secondName, 1)))), RejectReason.Invalid);
+        AssertRejected(slot.Send(Configure(Config(Fleet("vans", -1)))), RejectReason.Invalid);
+        Assert.Equal("vans", slot.State!.Config.Fleet.Single().Name);
+    }
+
+    [Fact]
+    public void Commands_for_a_slot_never_configured_are_rejected_UNKNOWN_SLOT()
+    {
+        var slot = new SlotHarness();
+        AssertRejected(slot.Send(Reserve("r1")), RejectReason.UnknownSlot);
+        AssertRejected(slot.Send(SetOpen(true)), RejectReason.UnknownSlot);
+    }
+
+    [Fact]
+    public void Confirm_and_release_of_an_unknown_reservation_are_rejected_UNKNOWN_RESERVATION()
+    {
+        var slot = Configured(Config(Fleet("vans", 10)));
+        AssertRejected(slot.Send(Confirm("nope")), RejectReason.UnknownReservation);
+        AssertRejected(slot.Send(Release("nope")), RejectReason.UnknownReservation);
+    }
+
+    [Fact]
+    public void The_same_reserve_twice_gives_the_same_reply_and_no_second_effect()
+    {
+        var slot = Configured(Config(Fleet("bikes", 5), Fleet("vans", 5)));
+        var first = slot.Send(Reserve("r1", order: "o1"));
+        var again = slot.Send(Reserve("r1", order: "o1"));
+        Assert.True(again.Reply.Accepted);
+        Assert.Equal(first.Reply.FleetCounter, again.Reply.FleetCounter);
+        Assert.Equal(first.Reply.Status, again.Reply.Status);
+        Assert.Empty(again.Events);
+        Assert.Equal(1, slot.Used("bikes") + slot.Used("vans"));
+    }
+
+    [Fact]
+    public void A_reserve_reusing_an_id_with_different_content_is_INVALID()
+    {
+        var slot = Configured(Config(Fleet("vans", 5)));
+        slot.Send(Reserve("r1", order: "o1"));
+        AssertRejected(slot.Send(Reserve("r1", order: "o2")), RejectReason.Invalid);
+        AssertRejected(slot.Send(Reserve("r1", order: "o1", items: 2)), RejectReason.Invalid);
+        Assert.Equal(1, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void A_redelivered_command_is_answered_from_state_with_the_same_reply_and_events_and_never_applied_twice()
+    {
+        var slot = Configured(Config(Fleet("vans", 2)));
+        var reserve = Reserve("r1");
+        var first = slot.Send(reserve);
+        slot.Send(Reserve("r2"));
+        var before = slot.State!.Clone();
+
+        var replay = slot.Redeliver(reserve, T0, offset: 1);
+        Assert.Null(replay.State);
+        Assert.True(replay.Reply.Replayed);
+        Assert.True(replay.Reply.Accepted);
+        Assert.Equal(first.Reply.FleetCounter, replay.Reply.FleetCounter);
+        Assert.Equal(first.Events, replay.Events);
+        Assert.Equal(before, slot.State);
+        Assert.Equal(2, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void A_redelivered_reject_whose_cause_has_gone_is_answered_as_a_retryable_reject_not_applied()
+    {
+        var slot = Configured(Config(Fleet("vans", 1)));
+        slot.Send(Reserve("r1"));
+        var loser = Reserve("r2");
+        AssertRejected(slot.Send(loser), RejectReason.SlotFull);
+        slot.Send(Release("r1"));
+        var replay = slot.Redeliver(loser, T0, offset: 2);
+        Assert.False(replay.Reply.Accepted);
+        Assert.Equal(RejectReason.Unavailable, replay.Reply.Reason);
+        Assert.Equal(0, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void A_hold_is_freed_by_the_first_command_at_or_after_its_expiry()
+    {
+        var slot = Configured(Config(Fleet("vans", 1)));
+        var held = slot.Send(Reserve("h1", hold: T0 + 5000));
+        Assert.Equal(ReservationStatus.Held, held.Reply.Status);
+        Assert.Equal(T0 + 5000, held.Reply.HoldExpiresUnixMs);
+        Assert.Equal(SlotEventKind.ReservationHeld, held.Events.Single().Kind);
+        Assert.Equal(1, held.Snapshot!.Fleet.Single().HeldOrders);
+        AssertRejected(slot.Send(Reserve("r2"), at: T0 + 4999), RejectReason.SlotFull);
+
+        var next = slot.Send(Reserve("r3"), at: T0 + 5000);
+        Assert.True(next.Reply.Accepted);
+        Assert.Equal([SlotEventKind.HoldExpired, SlotEventKind.ReservationBooked], next.Events.Select(e => e.Kind));
+        Assert.Equal(-1, next.Events[0].FleetUnits);
+        Assert.Equal(ReservationStatus.Expired, slot.State!.Reservations["h1"].Status);
+        AssertRejected(slot.Send(Confirm("h1"), at: T0 + 5001), RejectReason.Invalid);
+    }
+
+    [Fact]
+    public void ExpireHolds_frees_due_holds_and_does_nothing_else()
+    {
+        var slot = Configured(Config(Fleet("vans", 3)));
+        slot.Send(Reserve("h1", hold: T0 + 100));
+        slot.Send(Reserve("h2", hold: T0 + 200));
+        slot.Send(Reserve("b1"));
+        Assert.Equal(T0 + 100, slot.State!.NextHoldExpiryUnixMs);
+        var tick = slot.Send(ExpireHolds(), at: T0 + 150);
+        Assert.True(tick.Reply.Accepted);
+        Assert.Equal("h1", tick.Events.Single().ReservationId);
+        Assert.Equal(2, slot.Used("vans"));
+        Assert.Equal(T0 + 200, slot.State.NextHoldExpiryUnixMs);
+        Assert.Empty(slot.Send(ExpireHolds(), at: T0 + 150).Events);
+    }
+
+    [Fact]
+    public void Confirm_turns_a_hold_into_a_booking_once()
+    {
+        var slot = Configured(Config(Fleet("vans", 3)));
+        slot.Send(Reserve("h1", hold: T0 + 100));
+        var confirmed = slot.Send(Confirm("h1"));
+        Assert.True(confirmed.Reply.Accepted);
+        Assert.Equal(ReservationStatus.Booked, confirmed.Reply.Status);
+        Assert.Equal(SlotEventKind.ReservationConfirmed, confirmed.Events.Single().Kind);
+        Assert.Empty(slot.State!.FleetHeld);
+        Assert.Equal(0, slot.State.NextHoldExpiryUnixMs);
+        var again = slot.Send(Confirm("h1"), at: T0 + 500);
+        Assert.True(again.Reply.Accepted);
+        Assert.Empty(again.Events);
+        Assert.Equal(1, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void Release_frees_a_booking_once_and_names_the_reason()
+    {
+        var slot = Configured(Config(Fleet("vans", 1)));
+        slot.Send(Reserve("r1", items: 4));
+        var released = slot.Send(Release("r1"));
+        Assert.True(released.Reply.Accepted);
+        Assert.Equal(ReservationStatus.Released, released.Reply.Status);
+        var e = released.Events.Single();
+        Assert.Equal((SlotEventKind.ReservationReleased, -1L, "order cancelled"), (e.Kind, e.FleetUnits, e.Reason));
+        Assert.Equal(0, slot.Used("vans"));
+        var again = slot.Send(Release("r1"));
+        Assert.True(again.Reply.Accepted);
+        Assert.Empty(again.Events);
+        Assert.True(slot.Send(Reserve("r2")).Reply.Accepted);
+        // A re-sent Reserve of the released id gets its original answer and takes nothing.
+        var resent = slot.Send(Reserve("r1", items: 4));
+        Assert.True(resent.Reply.Accepted);
+        Assert.Empty(resent.Events);
+        Assert.Equal(1, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void Abandon_frees_an_accepted_reservation()
+    {
+        var slot = Configured(Config(Fleet("vans", 1)));
+        slot.Send(Reserve("r1"));
+        var abandoned = slot.Send(Abandon("r1"));
+        Assert.True(abandoned.Reply.Accepted);
+        Assert.Equal(ReservationStatus.Abandoned, abandoned.Reply.Status);
+        Assert.Equal(SlotEventKind.ReservationAbandoned, abandoned.Events.Single().Kind);
+        Assert.Equal(0, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void Abandon_of_an_unseen_id_makes_a_late_reserve_with_it_rejected()
+    {
+        var slot = Configured(Config(Fleet("vans", 1)));
+        Assert.True(slot.Send(Abandon("late")).Reply.Accepted);
+        var late = slot.Send(Reserve("late"));
+        AssertRejected(late, RejectReason.Unavailable);
+        Assert.Equal(ReservationStatus.Abandoned, late.Reply.Status);
+        Assert.Equal(0, slot.Used("vans"));
+        Assert.True(slot.Send(Reserve("other")).Reply.Accepted);
+    }
+
+    [Fact]
+    public void Lowering_capacity_keeps_bookings_blocks_new_ones_and_shows_over_committed()
+    {
+        var slot = Configured(Config(Fleet("vans", 3)));
+        slot.Send(Reserve("r1"));
+        slot.Send(Reserve("r2"));
+        var lowered = slot.Send(Configure(Config(Fleet("vans", 1))));
+        Assert.True(lowered.Reply.Accepted);
+        Assert.True(lowered.Snapshot!.OverCommitted);
+        Assert.Equal(2, lowered.Snapshot.Fleet.Single().UsedOrders);
+        AssertRejected(slot.Send(Reserve("r3")), RejectReason.SlotFull);
+        slot.Send(Release("r1"));
+        AssertRejected(slot.Send(Reserve("r4")), RejectReason.SlotFull);
+        var released = slot.Send(Release("r2"));
+        Assert.False(released.Snapshot!.OverCommitted);
+        Assert.True(slot.Send(Reserve("r5")).Reply.Accepted);
+    }
+
+    [Fact]
+    public void A_removed_counter_with_bookings_shows_with_capacity_zero()
+    {
+        var slot = Configured(Config(Fleet("vans", 3)));
+        slot.Send(Reserve("r1"));
+        var snapshot = slot.Send(Configure(Config(Fleet("bikes", 3)))).Snapshot!;
+        Assert.True(snapshot.OverCommitted);
+        var vans = snapshot.Fleet.Single(f => f.Name == "vans");
+        Assert.Equal((0L, 1L), (vans.CapacityOrders, vans.UsedOrders));
+        Assert.True(slot.Send(Release("r1")).Reply.Accepted);
+        Assert.Equal(0, slot.Used("vans"));
+    }
+}

@@ -1,0 +1,79 @@
+using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
+
+namespace SlotCapacity.Domain.Tests;
+
+/// <summary>
+/// Feeds commands to <see cref="SlotDecisions.Decide"/> the way the processor does: one partition,
+/// offsets counting up, the stored state carried from one command to the next.
+/// </summary>
+internal sealed class SlotHarness
+{
+    public const string Slot = "hub-a@2030-05-06T10:00Z";
+    public const long T0 = 1_900_000_000_000;
+
+    public SlotState? State { get; private set; }
+    public long NextOffset { get; set; }
+    public long Now { get; set; } = T0;
+    public List<(SlotCommand Command, long Timestamp, long Offset, Decision Decision)> Log { get; } = [];
+
+    public Decision Send(SlotCommand command, long? at = null)
+    {
+        var timestamp = at ?? Now;
+        var offset = NextOffset++;
+        var decision = SlotDecisions.Decide(State?.Clone(), command, timestamp, 0, offset);
+        if (decision.State is not null) State = decision.State;
+        Log.Add((command, timestamp, offset, decision));
+        return decision;
+    }
+
+    /// <summary>Delivers a command again at a position already applied (a re-delivery after a crash).</summary>
+    public Decision Redeliver(SlotCommand command, long timestamp, long offset) =>
+        SlotDecisions.Decide(State?.Clone(), command, timestamp, 0, offset);
+
+    public long Used(string counter) => State!.FleetUsed.TryGetValue(counter, out var v) ? v : 0;
+    public long SharedUsed(string counter) => State!.SharedUsed.TryGetValue(counter, out var v) ? v : 0;
+
+    public static SlotCommand Command(Action<SlotCommand> body, long deadline = 0)
+    {
+        var command = new SlotCommand
+        {
+            CommandId = Guid.NewGuid().ToString("N"),
+            Slot = Slot,
+            ReplyPartition = 0,
+            CorrelationId = Guid.NewGuid().ToString("N"),
+            DeadlineUnixMs = deadline,
+        };
+        body(command);
+        return command;
+    }
+
+    public static SlotCommand Configure(SlotConfig config) => Command(c => c.Configure = new ConfigureSlot { Config = config });
+
+    public static SlotCommand Reserve(string id, string zone = "north", long items = 1, long hold = 0, string[]? requires = null,
+        string? order = null, long deadline = 0) =>
+        Command(c => c.Reserve = new Reserve
+        {
+            ReservationId = id,
+            OrderId = order ?? "order-" + id,
+            Zone = zone,
+            Needs = new OrderNeeds { Quantities = { ["items"] = items }, Requires = { requires ?? [] } },
+            HoldExpiresUnixMs = hold,
+        }, deadline);
+
+    public static SlotCommand Confirm(string id) => Command(c => c.Confirm = new Confirm { ReservationId = id });
+    public static SlotCommand Release(string id) => Command(c => c.Release = new Release { ReservationId = id, Reason = "order cancelled" });
+    public static SlotCommand Abandon(string id) => Command(c => c.Abandon = new Abandon { ReservationId = id });
+    public static SlotCommand ExpireHolds() => Command(c => c.ExpireHolds = new ExpireHolds());
+    public static SlotCommand SetOpen(bool open) => Command(c => c.SetOpen = new SetSlotOpen { Open = open });
+
+    public static FleetCounterConfig Fleet(string name, long capacity, string[]? zones = null, string[]? carries = null) =>
+        new() { Name = name, CapacityOrders = capacity, Zones = { zones ?? [] }, Carries = { carries ?? [] } };
+
+    public static SlotConfig Config(params FleetCounterConfig[] fleet)
+    {
+        var config = new SlotConfig { Open = true };
+        config.Fleet.AddRange(fleet);
+        return config;
+    }
+}
