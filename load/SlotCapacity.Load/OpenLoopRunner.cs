@@ -68,6 +68,7 @@ public sealed partial class OpenLoopRunner
     public async Task<PhaseResult> RunPhaseAsync(string label, double multiplier, double reservesPerSecond,
         double readsPerSecond, TimeSpan duration, bool measured, CancellationToken ct)
     {
+        EnsureThreadPoolHeadroom();
         var recorder = new RunRecorder { Measuring = measured };
         var rate = reservesPerSecond + readsPerSecond;
         var scheduled = (long)Math.Round(rate * duration.TotalSeconds);
@@ -196,6 +197,17 @@ public sealed partial class OpenLoopRunner
                 Interlocked.Decrement(ref runner._inFlight);
             }
         }
+    }
+
+    /// <summary>
+    /// Calls are started on the thread pool; when a burst of answers arrives at once the pool must
+    /// not wait for its slow thread injection before starting the calls due next.
+    /// </summary>
+    private static void EnsureThreadPoolHeadroom()
+    {
+        ThreadPool.GetMinThreads(out var workers, out var io);
+        var wanted = Math.Max(32, Environment.ProcessorCount * 8);
+        if (workers < wanted) ThreadPool.SetMinThreads(wanted, Math.Max(io, wanted));
     }
 
     public static string ErrorName(Exception e) => e switch
