@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using SlotCapacity.Contracts;
+using SlotCapacity.Kafka;
+using SlotCapacity.Testing;
+using Xunit;
+using Xunit.Abstractions;
+using static SlotCapacity.Processor.Tests.Commands;
+
+namespace SlotCapacity.Processor.Tests;
+
+/// <summary>
+/// Processor processes killed with SIGKILL in the middle of a steady stream of reservations: the
+/// counters, the replies given and the events must agree afterwards, with nothing counted twice
+/// and nothing accepted lost.
+/// </summary>
+public sealed class CrashTests(ITestOutputHelper output)
+{
+    private const int Partitions = 4;
+    private const int Slots = 8;
+    private const int CapacityPerSlot = 40;
+    private const int AttemptsPerSlot = 60;
+
+    [Fact]
+    public async Task Killing_a_processor_mid_stream_loses_nothing_and_counts_nothing_twice_three_times_in_a_row()
+    {
+        var broker = await TestBroker.SharedAsync();
+        for (var round = 1; round <= 3; round++)
+            await OneRoundAsync(broker, round);
+    }
+
+    private async Task OneRoundAsync(TestBroker broker, int round)
+    {
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        var started = Stopwatch.StartNew();
+        using var first = ProcessorProcess.Start(broker.BootstrapServers, topics, $"crash{round}-p1");
+        using var second = ProcessorProcess.Start(broker.BootstrapServers, topics, $"crash{round}-p2");
+        await Task.WhenAll(first.RunningAsync(), second.RunningAsync());
+
+        using var kafka = new Kafka(broker.BootstrapServers);
+        var slots = Enumerable.Range(0, Slots).Select(i => Slot($"crash-{round}-{i}")).ToList();
+        foreach (var slot in slots)
+            await kafka.SendAsync(topics.Commands, Configure(slot, Config(vans: CapacityPerSlot), replyPartition: null));
+
+        // Interleave the slots so every partition sees a steady stream; kill the first processor halfway.
+        var reserves = Enumerable.Range(0, AttemptsPerSlot)
+            .SelectMany(i => slots.Select((slot, s) => Reserve(slot, $"{slot}#{i}", replyPartition: (i + s) % Partitions)))
+            .ToList();
+        ProcessorProcess? third = null;
+        try
+        {
+            for (var batch = 0; batch * 20 < reserves.Count; batch++)
+            {
+                if (batch == reserves.Count / 40)
+                {
+                    first.Kill();
+                    third = ProcessorProcess.Start(broker.BootstrapServers, topics, $"crash{round}-p3");
+                }
+                await Task.WhenAll(reserves.Skip(batch * 20).Take(20).Select(r => kafka.SendAsync(topics.Commands, r)));
+                await Task.Delay(40);
+            }
+
+            var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions,
+                read => read.Select(r => r.Message.Key).Distinct().Count() >= reserves.Count, TimeSpan.FromSeconds(60), settle: TimeSpan.FromSeconds(1));
+            var events = kafka.ReadUntil<SlotEvent>(topics.Events, Partitions,
+                read => read.Select(e => e.Message.Value).Where(e => e.Kind == SlotEventKind.ReservationBooked).Select(e => e.ReservationId)
+                    .Distinct().Count() >= Slots * CapacityPerSlot, TimeSpan.FromSeconds(30), settle: TimeSpan.FromSeconds(1));
+            var snapshots = kafka.ReadUntil<AvailabilitySnapshot>(topics.Availability, Partitions,
+                read => read.Count > 0, TimeSpan.FromSeconds(30), settle: TimeSpan.FromSeconds(1));
+
+            // Every command answered; duplicate replies (re-deliveries) agree with the first.
+            var repliesByCorrelation = replies.GroupBy(r => r.Message.Key).ToDictionary(g => g.Key, g => g.Select(r => r.Message.Value).ToList());
+            var missing = reserves.Where(r => !repliesByCorrelation.ContainsKey(r.CorrelationId)).ToList();
+            Assert.True(missing.Count == 0, $"round {round}: {missing.Count} commands never answered; {first.Tail()} {second.Tail()} {third?.Tail()}");
+            foreach (var (correlation, answers) in repliesByCorrelation)
+                Assert.All(answers, a => Assert.Equal((answers[0].Accepted, answers[0].FleetCounter), (a.Accepted, a.FleetCounter)));
+            var accepted = repliesByCorrelation.Values.Where(a => a[0].Accepted).Select(a => a[0].ReservationId).ToHashSet();
+
+            // Events: each booking applied once (one event id per reservation), none without an accepted reply.
+            var booked = events.Select(e => e.Message.Value).Where(e => e.Kind == SlotEventKind.ReservationBooked).ToList();
+            Assert.All(booked.GroupBy(e => e.ReservationId), g => Assert.Single(g.Select(e => e.EventId).Distinct()));
+            Assert.Equal(accepted.Order(), booked.Select(e => e.ReservationId).Distinct().Order());
+
+            // Counters: every slot exactly full, never above.
+            foreach (var slot in slots)
+            {
+                var latest = snapshots.Where(s => s.Message.Key == slot).MaxBy(s => s.Message.Value.Version)!.Message.Value;
+                Assert.Equal(CapacityPerSlot, latest.Fleet.Single().UsedOrders);
+                Assert.Equal(CapacityPerSlot, accepted.Count(id => id.StartsWith(slot + "#", StringComparison.Ordinal)));
+            }
+            output.WriteLine($"round {round}: {reserves.Count} reservations, {accepted.Count} accepted, {replies.Count} replies "
+                + $"({replies.Count(r => r.Message.Value.Replayed)} answered from state after re-delivery), {events.Count} events, "
+                + $"{started.Elapsed.TotalSeconds:F1} s");
+        }
+        finally
+        {
+            third?.Dispose();
+        }
+    }
+
+    /// <summary>A processor in its own process (the built SlotCapacity.Processor.dll), so it can be SIGKILLed.</summary>
+    private sealed class ProcessorProcess : IDisposable
+    {
+        private readonly Process _process;
+        private readonly TaskCompletionSource _running = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly Queue<string> _lines = new();
+        private readonly string _name;
+
+        private ProcessorProcess(Process process, string name)
+        {
+            _process = process;
+            _name = name;
+        }
+
+        public static ProcessorProcess Start(string bootstrap, TopicNames topics, string name)
+        {
+            var dll = Path.Combine(AppContext.BaseDirectory, "SlotCapacity.Processor.dll");
+            var info = new ProcessStartInfo("dotnet", [dll])
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            info.Environment["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap;
+            info.Environment["TOPIC_PREFIX"] = topics.Prefix;
+            info.Environment["PROCESSOR_STATE_DIR"] = Path.Combine(Path.GetTempPath(), "slot-crash", Guid.NewGuid().ToString("N"));
+            info.Environment["PROCESSOR_INSTANCE"] = name;
+            var process = new Process { StartInfo = info };
+            var wrapper = new ProcessorProcess(process, name);
+            process.OutputDataReceived += (_, e) => wrapper.OnLine(e.Data);
+            process.ErrorDataReceived += (_, e) => wrapper.OnLine(e.Data);
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            return wrapper;
+        }
+
+        private void OnLine(string? line)
+        {
+            if (line is null) return;
+            lock (_lines)
+            {
+                _lines.Enqueue(line);
+                if (_lines.Count > 20) _lines.Dequeue();
+            }
+            if (line.Contains($"Processor {_name} running", StringComparison.Ordinal)) _running.TrySetResult();
+        }
+
+        public async Task RunningAsync()
+        {
+            try
+            {
+                await _running.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            }
+            catch (TimeoutException)
+            {
+                throw new TimeoutException($"{_name} did not report running within 60 s: {Tail()}");
+            }
+        }
+
+        public string Tail()
+        {
+            lock (_lines) return $"[{_name}: {string.Join(" | ", _lines.TakeLast(5))}]";
+        }
+
+        /// <summary>SIGKILL: no shutdown, no final commit, no flush.</summary>
+        public void Kill() => _process.Kill(entireProcessTree: false);
+
+        public void Dispose()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill();
+                _process.WaitForExit(10_000);
+            }
+            _process.Dispose();
+        }
+    }
+}
