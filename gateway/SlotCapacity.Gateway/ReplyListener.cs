@@ -41,7 +41,10 @@ public sealed class ReplyListener : IDisposable
             EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Latest,
             PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
-            SessionTimeoutMs = 10_000,
+            // The smallest session a Kafka broker accepts by default (group.min.session.timeout.ms):
+            // a crashed gateway's partitions move on within 6 s. (The local cluster also paces each
+            // rebalance round by it: session - 1 s.)
+            SessionTimeoutMs = 6_000,
             HeartbeatIntervalMs = 1_000,
             FetchWaitMaxMs = settings.FetchWaitMaxMs,
             SocketNagleDisable = true,
@@ -117,6 +120,8 @@ public sealed class ReplyListener : IDisposable
 
     private List<TopicPartitionOffset> Assigned(IConsumer<string, byte[]> c, List<TopicPartition> partitions)
     {
+        // Cooperative rebalances end with an (often empty) incremental assignment for every member.
+        if (partitions.Count == 0) return [];
         var positioned = new List<TopicPartitionOffset>(partitions.Count);
         foreach (var partition in partitions)
         {
@@ -138,6 +143,7 @@ public sealed class ReplyListener : IDisposable
     private void Removed(IEnumerable<TopicPartition> partitions, string how)
     {
         var gone = partitions.Select(p => p.Partition.Value).ToHashSet();
+        if (gone.Count == 0) return;
         lock (ownedLock)
         {
             owned = owned.Where(p => !gone.Contains(p)).ToArray();

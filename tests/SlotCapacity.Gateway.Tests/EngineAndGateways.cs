@@ -14,7 +14,10 @@ namespace SlotCapacity.Gateway.Tests;
 internal sealed class EngineAndGateways : IAsyncDisposable
 {
     private readonly ITestOutputHelper output;
-    private readonly ILoggerFactory loggers;
+    // Streamiz keeps the logger factory of the last stream in a static, so one factory serves every
+    // processor this test process starts and is never disposed.
+    private static readonly ILoggerFactory EngineLoggers =
+        LoggerFactory.Create(b => b.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
     private readonly string stateRoot = Path.Combine(Path.GetTempPath(), "gateway-tests", Guid.NewGuid().ToString("N"));
     private readonly List<IAsyncDisposable> processors = [];
     private readonly List<RunningGateway> gateways = [];
@@ -28,7 +31,6 @@ internal sealed class EngineAndGateways : IAsyncDisposable
         this.output = output;
         Broker = broker;
         Topics = topics;
-        loggers = LoggerFactory.Create(b => b.AddProvider(new TestOutputLoggerProvider(output, "engine")).SetMinimumLevel(LogLevel.Warning));
     }
 
     public static async Task<EngineAndGateways> StartAsync(ITestOutputHelper output, int processors = 1)
@@ -44,7 +46,7 @@ internal sealed class EngineAndGateways : IAsyncDisposable
     public async Task StartProcessorAsync(string name)
     {
         var settings = new ProcessorSettings(Broker.BootstrapServers, Topics, Path.Combine(stateRoot, name), name);
-        processors.Add(await SlotProcessor.StartAsync(settings, loggers, CancellationToken.None));
+        processors.Add(await SlotProcessor.StartAsync(settings, EngineLoggers, CancellationToken.None));
     }
 
     public async Task StopProcessorsAsync()
@@ -94,7 +96,6 @@ internal sealed class EngineAndGateways : IAsyncDisposable
         foreach (var channel in channels) channel.Dispose();
         foreach (var gateway in gateways) await gateway.StopAsync();
         await StopProcessorsAsync();
-        loggers.Dispose();
         try
         {
             Directory.Delete(stateRoot, recursive: true);
