@@ -106,6 +106,19 @@ public class EndToEndTests(ITestOutputHelper output)
         });
         var day = Assert.Single(utilisation.Days);
         Assert.Equal((1, 8L, 1L), (day.Slots, day.CapacityOrders, day.UsedOrders));
+
+        // Operability: HTTP health with the view lag, Prometheus metrics, gRPC health.
+        using var http = new HttpClient { BaseAddress = gateway.AdminAddress };
+        var health = await http.GetStringAsync("/health");
+        Assert.Contains("\"ready\": true", health, StringComparison.Ordinal);
+        Assert.Contains("\"viewLagRecords\": 0", health, StringComparison.Ordinal);
+        var metrics = await http.GetStringAsync("/metrics");
+        Assert.Contains("gateway_calls_total{", metrics, StringComparison.Ordinal);
+        Assert.Contains("gateway_call_duration_milliseconds_bucket{", metrics, StringComparison.Ordinal);
+        Assert.Contains("gateway_view_lag_records", metrics, StringComparison.Ordinal);
+        var grpcHealth = new Grpc.Health.V1.Health.HealthClient(Grpc.Net.Client.GrpcChannel.ForAddress(gateway.Address));
+        var serving = await grpcHealth.CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, serving.Status);
     }
 
     [Fact]
@@ -113,7 +126,7 @@ public class EndToEndTests(ITestOutputHelper output)
     {
         await using var system = await EngineAndGateways.StartAsync(output);
         var deadline = TimeSpan.FromMilliseconds(150);
-        var gateway = await system.StartGatewayAsync("gw-a", deadline);
+        var gateway = await system.StartGatewayAsync("gw-a", deadline, maxInFlight: 1);
         var checkout = system.Checkout(gateway);
         var slot = EngineAndGateways.Slot("BHX1", Start);
         // Planning changes have their own (longer) deadline.
@@ -136,6 +149,13 @@ public class EndToEndTests(ITestOutputHelper output)
         Assert.InRange(call.Elapsed, deadline - TimeSpan.FromMilliseconds(5), deadline + TimeSpan.FromMilliseconds(50));
         Assert.EndsWith("retry with a new reservation_id", missed.Detail, StringComparison.Ordinal);
 
+        // With one call allowed in flight, a second one while the first waits is shed at once.
+        var waiting = checkout.ReserveAsync(Reserve("waits", slot)).ResponseAsync;
+        await WaitAsync(() => gateway.Status().InFlight == 1, TimeSpan.FromSeconds(1), () => "first call not in flight");
+        var shed = await Assert.ThrowsAsync<RpcException>(async () => await checkout.ReserveAsync(Reserve("shed", slot)));
+        Assert.Equal(StatusCode.ResourceExhausted, shed.StatusCode);
+        Assert.Equal(RejectReason.Unavailable, (await waiting).Reason);
+
         await system.StartProcessorAsync("processor-back");
         // The slot's only unit is free: the Reserve was undone by the Abandon behind it in the partition.
         var retried = await RetryUntilAnsweredAsync(checkout, Reserve("retry", slot));
@@ -143,7 +163,7 @@ public class EndToEndTests(ITestOutputHelper output)
         var full = await checkout.ReserveAsync(Reserve("third", slot));
         Assert.Equal(RejectReason.SlotFull, full.Reason);
         // The engine did answer the missed Reserve once back; that reply came after the deadline and was dropped.
-        await WaitAsync(() => gateway.Status().LateReplies == 1, TimeSpan.FromSeconds(5), () => $"late reply not seen: {gateway.Status()}");
+        await WaitAsync(() => gateway.Status().LateReplies == 2, TimeSpan.FromSeconds(5), () => $"late replies not seen: {gateway.Status()}");
     }
 
     [Fact]

@@ -55,7 +55,7 @@ internal sealed class EngineAndGateways : IAsyncDisposable
         processors.Clear();
     }
 
-    public async Task<RunningGateway> StartGatewayAsync(string instance, TimeSpan? deadline = null)
+    public async Task<RunningGateway> StartGatewayAsync(string instance, TimeSpan? deadline = null, int maxInFlight = 2_000)
     {
         var gateway = await GatewayHost.StartAsync(new GatewaySettings
         {
@@ -64,6 +64,7 @@ internal sealed class EngineAndGateways : IAsyncDisposable
             Instance = instance,
             Url = "http://127.0.0.1:0",
             Deadline = deadline ?? TimeSpan.FromMilliseconds(150),
+            MaxInFlight = maxInFlight,
             ConfigureLogging = b => b.AddProvider(new TestOutputLoggerProvider(output, instance)),
         });
         gateways.Add(gateway);
