@@ -126,7 +126,7 @@ public sealed partial class OpenLoopRunner
             lagSummary = lag.TotalCount == 0 ? new LatencySummary(0, 0, 0, 0, 0, 0) : new LatencySummary(
                 lag.GetValueAtPercentile(50) / 1000.0, lag.GetValueAtPercentile(90) / 1000.0,
                 lag.GetValueAtPercentile(99) / 1000.0, lag.GetValueAtPercentile(99.9) / 1000.0,
-                lag.GetMaxValue() / 1000.0, lag.GetMean() / 1000.0);
+                lag.GetMaxValue() / 1000.0, Math.Round(lag.GetMean() / 1000.0, 3));
         }
         return new PhaseResult(label, multiplier, reservesPerSecond, readsPerSecond, duration.TotalSeconds,
             scheduled, measured, reserve, read, lagSummary);

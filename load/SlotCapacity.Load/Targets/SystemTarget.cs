@@ -70,10 +70,15 @@ public sealed class SystemTarget : ITarget
         {
             try
             {
-                await _checkout[i].QueryAvailabilityAsync(new AvailabilityRequest { Hub = "load-probe" },
-                    deadline: DateTime.UtcNow.AddSeconds(3), cancellationToken: ct);
+                var now = DateTimeOffset.UtcNow;
+                await _checkout[i].QueryAvailabilityAsync(new AvailabilityRequest
+                {
+                    Hub = "load-probe",
+                    From = Timestamp.FromDateTimeOffset(now),
+                    To = Timestamp.FromDateTimeOffset(now.AddHours(2)),
+                }, deadline: DateTime.UtcNow.AddSeconds(3), cancellationToken: ct);
             }
-            catch (RpcException e)
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown)
             {
                 throw new InvalidOperationException($"gateway {_gateways[i]} does not answer ({e.StatusCode}: {e.Status.Detail}); start the system with `make run`");
             }
@@ -83,18 +88,30 @@ public sealed class SystemTarget : ITarget
     public async Task PrepareAsync(SlotPlan plan, CancellationToken ct)
     {
         await CheckReachableAsync(ct);
-        foreach (var chunk in plan.Slots.Chunk(50))
+        // A gateway that just started answers UNAVAILABLE until it owns reply partitions; a
+        // ConfigureSlot replaces the whole configuration, so re-sending the failed ones is safe.
+        var pending = plan.Slots.ToList();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
         {
-            var request = new ApplyPlanRequest();
-            foreach (var slot in chunk)
-                request.Slots.Add(new ConfigureSlotRequest { Slot = SlotIdOf(slot.Key), Config = slot.Config });
-            var reply = await _planning[0].ApplyPlanAsync(request, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: ct);
-            if (reply.Failed > 0)
+            var failed = new List<(PlannedSlot Slot, SlotChangeResult Result)>();
+            foreach (var chunk in pending.Chunk(50))
             {
-                var failures = reply.Results.Where(r => !r.Applied)
-                    .Select(r => $"{r.Slot?.Hub}: {ReasonName(r.Reason)} {r.Detail}").Take(5);
-                throw new InvalidOperationException($"ApplyPlan failed for {reply.Failed} slots: {string.Join("; ", failures)}");
+                var request = new ApplyPlanRequest();
+                foreach (var slot in chunk)
+                    request.Slots.Add(new ConfigureSlotRequest { Slot = SlotIdOf(slot.Key), Config = slot.Config });
+                var reply = await _planning[0].ApplyPlanAsync(request, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: ct);
+                failed.AddRange(chunk.Zip(reply.Results).Where(x => !x.Second.Applied));
             }
+            if (failed.Count == 0) return;
+            var retryable = failed.All(f => f.Result.Reason == RejectReason.Unavailable);
+            if (!retryable || clock.Elapsed > TimeSpan.FromSeconds(60))
+            {
+                var failures = failed.Select(f => $"{f.Slot.Id}: {ReasonName(f.Result.Reason)} {f.Result.Detail}").Take(5);
+                throw new InvalidOperationException($"ApplyPlan failed for {failed.Count} slots: {string.Join("; ", failures)}");
+            }
+            pending = failed.Select(f => f.Slot).ToList();
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
         }
     }
 
