@@ -3,7 +3,11 @@ using SlotCapacity.Kafka;
 using SlotCapacity.Processor;
 
 using var loggers = LoggerFactory.Create(logging => logging
-    .AddJsonConsole(json => json.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ")
+    .AddJsonConsole(json =>
+    {
+        json.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+        json.UseUtcTimestamp = true;
+    })
     .SetMinimumLevel(LogLevel.Information)
     .AddFilter("Streamiz", LogLevel.Warning));
 var log = loggers.CreateLogger("SlotCapacity.Processor");

@@ -35,6 +35,10 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     // Earliest hold expiry per slot of this task; built from the store on the first tick.
     private Dictionary<string, long>? _nextExpiry;
     private readonly Dictionary<string, long> _expiryRequestedAt = new(StringComparer.Ordinal);
+    // Decoded states of this task's slots, equal to what was last put: this task is the store's only
+    // writer while it lives, and parsing a busy slot's state costs more than deciding on it.
+    private readonly Dictionary<string, SlotState> _states = new(StringComparer.Ordinal);
+    private const int MaxCachedStates = 20_000;
 
     /// <summary>Streamiz's builder (a new() constraint) makes one instance this way only to learn
     /// the type; every task's instance is made with the parameters given in <see cref="SlotTopology.Build"/>.</summary>
@@ -94,10 +98,12 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         Decision decision;
         try
         {
-            decision = SlotDecisions.Decide(_store.Get(command.Slot), command, timestamp, partition, offset);
+            decision = SlotDecisions.Decide(Load(command.Slot), command, timestamp, partition, offset);
         }
         catch (Exception e)
         {
+            // Decide updates the state in place: drop the cached copy, the store still has the last good one.
+            _states.Remove(command.Slot);
             _log.LogError(e, "Command {CommandId} at {Topic}[{Partition}]@{Offset} for slot {Slot} could not be decided",
                 command.CommandId, position.Topic, partition, offset, command.Slot);
             ReplyToMalformed(command, partition, offset, timestamp, $"the processor could not decide this command ({e.Message})",
@@ -108,6 +114,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         if (decision.State is not null)
         {
             _store.Put(command.Slot, decision.State);
+            _states[command.Slot] = decision.State;
             TrackExpiry(command.Slot, decision.State.NextHoldExpiryUnixMs);
         }
         if (decision.Reply.Replayed)
@@ -126,7 +133,14 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         return null;
     }
 
-    public void Close() { }
+    public void Close() => _states.Clear();
+
+    private SlotState? Load(string slot)
+    {
+        if (_states.TryGetValue(slot, out var cached)) return cached;
+        if (_states.Count >= MaxCachedStates) _states.Clear();
+        return _store.Get(slot);
+    }
 
     private void ReplyToMalformed(SlotCommand address, int partition, long offset, long timestamp, string detail,
         RejectReason reason = RejectReason.Invalid)

@@ -1,0 +1,215 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Confluent.Kafka;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
+using SlotCapacity.Kafka;
+using SlotCapacity.Processor;
+
+// Engine benchmark: (1) the pure decision per command, (2) one processor's throughput on a broker
+// (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster). Bounded in count and time.
+// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [--commands N] [--out FILE]
+var modes = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal) && !int.TryParse(a, out _)).ToHashSet();
+if (modes.Count == 0) modes = ["decide", "throughput"];
+var commandCount = Option("--commands", 50_000);
+var outFile = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault();
+var report = new StringBuilder();
+void Line(string text)
+{
+    Console.WriteLine(text);
+    report.AppendLine(text);
+}
+
+Line($"# Engine benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+Line($"Machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+Line("");
+if (modes.Contains("decide")) DecideBenchmark();
+if (modes.Contains("throughput")) await ThroughputBenchmark(commandCount);
+if (outFile is not null)
+{
+    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outFile))!);
+    await File.WriteAllTextAsync(outFile, report.ToString());
+    Console.WriteLine($"written to {outFile}");
+}
+return 0;
+
+int Option(string name, int fallback)
+{
+    var value = args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+    return value is null ? fallback : int.Parse(value, CultureInfo.InvariantCulture);
+}
+
+void DecideBenchmark()
+{
+    const string slot = "hub-bench@2030-05-06T10:00Z";
+    const long t0 = 1_900_000_000_000;
+    var config = new SlotConfig
+    {
+        Open = true,
+        Fleet =
+        {
+            new FleetCounterConfig { Name = "vans-north", CapacityOrders = 120, Zones = { "north", "centre" }, Carries = { "bulky", "chilled" } },
+            new FleetCounterConfig { Name = "vans-south", CapacityOrders = 120, Zones = { "south", "centre" }, Carries = { "bulky", "chilled" } },
+            new FleetCounterConfig { Name = "bikes", CapacityOrders = 60, Carries = { "chilled" } },
+        },
+        Shared = { new SharedCounterConfig { Name = "picking", Measure = "items", Capacity = 20_000 } },
+        ZoneRules = { new ZoneRule { Zone = "centre", MaxOrders = 150 } },
+    };
+    SlotCommand Command(long i, Action<SlotCommand> body)
+    {
+        var c = new SlotCommand { CommandId = $"c{i}", Slot = slot, ReplyPartition = 1, CorrelationId = $"corr{i}" };
+        body(c);
+        return c;
+    }
+    SlotCommand Reserve(long i) => Command(i, c => c.Reserve = new Reserve
+    {
+        ReservationId = $"r{i}",
+        OrderId = $"o{i}",
+        Zone = (i % 3) switch { 0 => "north", 1 => "south", _ => "centre" },
+        Needs = new OrderNeeds { Quantities = { ["items"] = 20 + i % 30 }, Requires = { i % 4 == 0 ? "bulky" : "chilled" } },
+        HoldExpiresUnixMs = i % 5 == 0 ? t0 + 3_600_000 : 0,
+    });
+
+    // A slot carrying 200 reservations (a busy two-hour window).
+    var state = SlotDecisions.Decide(null, Command(0, c => c.Configure = new ConfigureSlot { Config = config }), t0, 0, 0).State!;
+    for (var i = 1; i <= 200; i++)
+        state = SlotDecisions.Decide(state, Reserve(i), t0 + i, 0, i).State!;
+    var stored = state.ToByteArray();
+    Line($"## Decision per command (slot with {state.Reservations.Count} reservations, {stored.Length} bytes stored)");
+    Line("");
+    Line("| case | median ns/command | p90 ns/command |");
+    Line("| --- | ---: | ---: |");
+
+    // Each case: a pair that leaves the state as it was (reserve then release), or a reject.
+    var reserveNew = Reserve(1_000_000);
+    var releaseNew = Command(1_000_001, c => c.Release = new Release { ReservationId = "r1000000" });
+    var duplicate = Reserve(5);
+    var confirm = Command(1_000_002, c => c.Confirm = new Confirm { ReservationId = "r10" });
+    var offset = 1_000L;
+    Measure("reserve accepted + release (per command)", 2, () =>
+    {
+        state = SlotDecisions.Decide(state, reserveNew, t0 + 10_000, 0, ++offset).State!;
+        state = SlotDecisions.Decide(state, releaseNew, t0 + 10_000, 0, ++offset).State!;
+        state.Reservations.Remove("r1000000");
+    });
+    Measure("reserve, same id again (idempotent)", 1, () => state = SlotDecisions.Decide(state, duplicate, t0 + 10_000, 0, ++offset).State!);
+    Measure("confirm of a booking (idempotent)", 1, () => state = SlotDecisions.Decide(state, confirm, t0 + 10_000, 0, ++offset).State!);
+    Measure("re-delivered command (answered from state)", 1, () => SlotDecisions.Decide(state, duplicate, t0 + 10_000, 0, 5));
+    Measure("parse stored state", 1, () => SlotState.Parser.ParseFrom(stored));
+    Measure("serialize state", 1, () => state.ToByteArray());
+    Measure("processor path: parse state + decide + serialize", 1, () =>
+    {
+        var loaded = SlotState.Parser.ParseFrom(stored);
+        var decided = SlotDecisions.Decide(loaded, duplicate, t0 + 10_000, 0, ++offset);
+        _ = decided.State!.ToByteArray();
+    });
+    Line("");
+
+    void Measure(string name, int commandsPerRun, Action run)
+    {
+        for (var i = 0; i < 20_000; i++) run();
+        var samples = new List<double>();
+        for (var round = 0; round < 30; round++)
+        {
+            const int perRound = 5_000;
+            var watch = Stopwatch.StartNew();
+            for (var i = 0; i < perRound; i++) run();
+            samples.Add(watch.Elapsed.TotalNanoseconds / perRound / commandsPerRun);
+        }
+        samples.Sort();
+        Line($"| {name} | {samples[samples.Count / 2]:F0} | {samples[samples.Count * 9 / 10]:F0} |");
+    }
+}
+
+async Task ThroughputBenchmark(int count)
+{
+    using var loggers = LoggerFactory.Create(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
+    var bootstrap = Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable);
+    using var cluster = string.IsNullOrWhiteSpace(bootstrap) ? LocalCluster.Start(3) : null;
+    bootstrap = cluster?.BootstrapServers ?? bootstrap!;
+    const int partitions = 12;
+    var topics = new TopicNames($"bench-{DateTime.UtcNow:HHmmss}.");
+    var specs = topics.Specs(partitions, partitions);
+    if (cluster is not null) cluster.CreateTopics(specs);
+    else await TopicProvisioner.CreateAsync(bootstrap, specs);
+    await TopicProvisioner.VerifyAsync(bootstrap, specs, TimeSpan.FromSeconds(30));
+
+    // A backlog: 500 slots (capacity 60 orders), reservations spread over them, every one answered.
+    const int slotCount = 500;
+    var slots = Enumerable.Range(0, slotCount).Select(i => SlotKey.Create($"bench-{i}", new DateTimeOffset(2030, 5, 6, 10, 0, 0, TimeSpan.Zero)).ToString()).ToList();
+    using (var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 5, Acks = Acks.All }).Build())
+    {
+        foreach (var slot in slots)
+            producer.Produce(topics.Commands, new Message<string, byte[]>
+            {
+                Key = slot,
+                Value = new SlotCommand
+                {
+                    CommandId = "configure-" + slot,
+                    Slot = slot,
+                    Configure = new ConfigureSlot { Config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = 60 } } } },
+                }.ToByteArray(),
+            });
+        for (var i = 0; i < count; i++)
+        {
+            var slot = slots[i % slotCount];
+            producer.Produce(topics.Commands, new Message<string, byte[]>
+            {
+                Key = slot,
+                Value = new SlotCommand
+                {
+                    CommandId = $"c{i}",
+                    Slot = slot,
+                    ReplyPartition = i % partitions,
+                    CorrelationId = $"corr{i}",
+                    Reserve = new Reserve { ReservationId = $"r{i}", OrderId = $"o{i}", Zone = "north", Needs = new OrderNeeds() },
+                }.ToByteArray(),
+            });
+        }
+        producer.Flush(TimeSpan.FromSeconds(60));
+    }
+    Console.WriteLine($"{count} reservations (+{slotCount} configures) written; starting one processor");
+
+    using var replies = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig
+    {
+        BootstrapServers = bootstrap,
+        GroupId = "bench-replies-" + Guid.NewGuid().ToString("N"),
+        FetchWaitMaxMs = 5,
+        EnableAutoCommit = false,
+    }).Build();
+    replies.Assign(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffset(topics.Replies, p, Offset.Beginning)));
+    var settings = new ProcessorSettings(bootstrap, topics, Path.Combine(Path.GetTempPath(), "engine-bench", Guid.NewGuid().ToString("N")), "bench");
+    var watch = Stopwatch.StartNew();
+    await using (await SlotProcessor.StartAsync(settings, loggers, CancellationToken.None))
+    {
+        var startedAt = watch.Elapsed;
+        var received = 0;
+        var firstReply = TimeSpan.Zero;
+        var deadline = TimeSpan.FromMinutes(3);
+        var progress = Stopwatch.StartNew();
+        while (received < count && watch.Elapsed < deadline)
+        {
+            if (replies.Consume(TimeSpan.FromMilliseconds(100)) is { IsPartitionEOF: false })
+            {
+                if (received++ == 0) firstReply = watch.Elapsed;
+            }
+            if (progress.Elapsed > TimeSpan.FromSeconds(2))
+            {
+                Console.WriteLine($"  {received} replies after {(watch.Elapsed - firstReply).TotalSeconds:F1} s");
+                progress.Restart();
+            }
+        }
+        var elapsed = watch.Elapsed - firstReply;
+        Line($"## One processor, backlog of {count} reservations over {slotCount} slots, {partitions} partitions");
+        Line("");
+        Line($"Broker: {(cluster is null ? "KAFKA_BOOTSTRAP_SERVERS " + bootstrap : "in-process local cluster (3 mock brokers)")}; processor, broker and reply reader share the machine.");
+        Line("");
+        Line("| commands answered | seconds (first to last reply) | commands/s | stream start (s) |");
+        Line("| ---: | ---: | ---: | ---: |");
+        Line($"| {received} | {elapsed.TotalSeconds:F1} | {received / elapsed.TotalSeconds:F0} | {startedAt.TotalSeconds:F1} |");
+        Line("");
+    }
+}
