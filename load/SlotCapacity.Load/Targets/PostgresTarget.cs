@@ -67,6 +67,19 @@ public sealed class PostgresTarget : ITarget
         END $$;
         """;
 
+    // What checkout shows for a day of one hub: for each slot, whether this order would fit, by the
+    // same rules as reserve().
+    private const string ReadSql = """
+        SELECT s.slot,
+          s.open AND NOT coalesce(z.closed, false) AND (z.max_orders IS NULL OR z.used + 1 <= z.max_orders)
+          AND EXISTS (SELECT 1 FROM fleet_counter f WHERE f.slot = s.slot AND f.used < f.capacity
+                      AND (cardinality(f.zones) = 0 OR $4 = ANY (f.zones)) AND f.carries @> $5)
+          AND NOT EXISTS (SELECT 1 FROM shared_counter c WHERE c.slot = s.slot
+                      AND c.used + CASE c.measure WHEN 'items' THEN $6 WHEN 'totes' THEN $7 ELSE 0 END > c.capacity)
+        FROM slot s LEFT JOIN zone_rule z ON z.slot = s.slot AND z.zone = $4
+        WHERE s.hub = $1 AND s.start_at >= $2 AND s.start_at < $3
+        """;
+
     private readonly string _binDir;
     private string? _dir;
     private int _port;
@@ -81,7 +94,7 @@ public sealed class PostgresTarget : ITarget
 
     public string Name => "postgres";
     public string Endpoint => $"127.0.0.1:{_port}";
-    public string Notes => $"PostgreSQL {Path.GetFileName(Path.GetDirectoryName(_binDir))}, one PL/pgSQL call (conditional UPDATEs) per reservation; default durability (fsync, synchronous_commit on); pool of {PoolSize} connections";
+    public string Notes => $"PostgreSQL {Path.GetFileName(Path.GetDirectoryName(_binDir))}, one PL/pgSQL call (conditional UPDATEs) per reservation, one SQL query per availability read; default durability (fsync, synchronous_commit on); pool of {PoolSize} connections";
 
     private static string? FindBinDir() =>
         Directory.Exists("/usr/lib/postgresql")
@@ -165,18 +178,20 @@ public sealed class PostgresTarget : ITarget
 
     public async Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct)
     {
-        await using var command = _data!.CreateCommand(
-            "SELECT s.slot, sum(f.capacity - f.used) FROM slot s JOIN fleet_counter f ON f.slot = s.slot " +
-            "WHERE s.hub = $1 AND s.start_at >= $2 AND s.start_at < $3 GROUP BY s.slot");
+        await using var command = _data!.CreateCommand(ReadSql);
         command.Parameters.Add(new NpgsqlParameter { Value = op.Hub });
         command.Parameters.Add(new NpgsqlParameter { Value = op.From });
         command.Parameters.Add(new NpgsqlParameter { Value = op.To });
+        command.Parameters.Add(new NpgsqlParameter { Value = op.Zone });
+        command.Parameters.Add(new NpgsqlParameter { Value = op.Needs.Requires.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = op.Needs.Items });
+        command.Parameters.Add(new NpgsqlParameter { Value = op.Needs.Totes });
         int slots = 0, canTake = 0;
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
             slots++;
-            if (reader.GetDecimal(1) > 0) canTake++;
+            if (reader.GetBoolean(1)) canTake++;
         }
         return new ReadOutcome(slots, canTake);
     }

@@ -12,61 +12,68 @@ namespace SlotCapacity.Load.Targets;
 /// </summary>
 public sealed class RedisTarget : ITarget
 {
-    private const string ReserveScript = """
-        local slot = KEYS[1]
+    // Decides whether an order fits a slot, exactly as a reservation would, without changing it:
+    // returns the fleet counter it would take and the shared draws, or nil and the reject reason.
+    private const string FitFunction = """
+        local function has(list, item) return string.find(',' .. list .. ',', ',' .. item .. ',', 1, true) ~= nil end
+        local function fit(slot, zone, requires, items, totes)
+          if redis.call('HGET', slot, 'open') ~= '1' then return nil, 'SLOT_CLOSED' end
+          if redis.call('HGET', slot, 'z:' .. zone .. ':closed') == '1' then return nil, 'ZONE_RESTRICTED' end
+          local zmax = redis.call('HGET', slot, 'z:' .. zone .. ':max')
+          if zmax and tonumber(redis.call('HGET', slot, 'z:' .. zone .. ':used')) + 1 > tonumber(zmax) then return nil, 'ZONE_FULL' end
+          local chosen = nil
+          local eligible = false
+          for name in string.gmatch(redis.call('HGET', slot, 'fleet'), '[^,]+') do
+            local zones = redis.call('HGET', slot, 'f:' .. name .. ':zones')
+            local carries = redis.call('HGET', slot, 'f:' .. name .. ':carries')
+            local ok = zones == '' or has(zones, zone)
+            if ok then
+              for req in string.gmatch(requires, '[^,]+') do
+                if not has(carries, req) then ok = false end
+              end
+            end
+            if ok then
+              eligible = true
+              if tonumber(redis.call('HGET', slot, 'f:' .. name .. ':used')) + 1 <= tonumber(redis.call('HGET', slot, 'f:' .. name .. ':cap')) then
+                chosen = name
+                break
+              end
+            end
+          end
+          if not eligible then return nil, 'NO_ELIGIBLE_FLEET' end
+          if not chosen then return nil, 'SLOT_FULL' end
+          local need = {items = items, totes = totes}
+          local draws = {}
+          for entry in string.gmatch(redis.call('HGET', slot, 'shared'), '[^,]+') do
+            local name, measure = string.match(entry, '([^=]+)=(.+)')
+            local q = need[measure] or 0
+            if tonumber(redis.call('HGET', slot, 's:' .. name .. ':used')) + q > tonumber(redis.call('HGET', slot, 's:' .. name .. ':cap')) then return nil, 'SLOT_FULL' end
+            draws[name] = q
+          end
+          return chosen, draws, zmax
+        end
+        """;
+
+    // KEYS: slot hash, reservations hash. ARGV: reservation id, zone, requires (comma list), items, totes.
+    private const string ReserveScript = FitFunction + "\n" + """
         local prev = redis.call('HGET', KEYS[2], ARGV[1])
         if prev then return {1, prev} end
-        if redis.call('HGET', slot, 'open') ~= '1' then return {0, 'SLOT_CLOSED'} end
-        local zone = ARGV[2]
-        if redis.call('HGET', slot, 'z:' .. zone .. ':closed') == '1' then return {0, 'ZONE_RESTRICTED'} end
-        local zmax = redis.call('HGET', slot, 'z:' .. zone .. ':max')
-        if zmax and tonumber(redis.call('HGET', slot, 'z:' .. zone .. ':used')) + 1 > tonumber(zmax) then return {0, 'ZONE_FULL'} end
-        local function has(list, item) return string.find(',' .. list .. ',', ',' .. item .. ',', 1, true) ~= nil end
-        local chosen = nil
-        local eligible = false
-        for name in string.gmatch(redis.call('HGET', slot, 'fleet'), '[^,]+') do
-          local zones = redis.call('HGET', slot, 'f:' .. name .. ':zones')
-          local carries = redis.call('HGET', slot, 'f:' .. name .. ':carries')
-          local ok = zones == '' or has(zones, zone)
-          if ok then
-            for req in string.gmatch(ARGV[3], '[^,]+') do
-              if not has(carries, req) then ok = false end
-            end
-          end
-          if ok then
-            eligible = true
-            if tonumber(redis.call('HGET', slot, 'f:' .. name .. ':used')) + 1 <= tonumber(redis.call('HGET', slot, 'f:' .. name .. ':cap')) then
-              chosen = name
-              break
-            end
-          end
-        end
-        if not eligible then return {0, 'NO_ELIGIBLE_FLEET'} end
-        if not chosen then return {0, 'SLOT_FULL'} end
-        local need = {items = tonumber(ARGV[4]), totes = tonumber(ARGV[5])}
-        local draws = {}
-        for entry in string.gmatch(redis.call('HGET', slot, 'shared'), '[^,]+') do
-          local name, measure = string.match(entry, '([^=]+)=(.+)')
-          local q = need[measure] or 0
-          if tonumber(redis.call('HGET', slot, 's:' .. name .. ':used')) + q > tonumber(redis.call('HGET', slot, 's:' .. name .. ':cap')) then return {0, 'SLOT_FULL'} end
-          draws[name] = q
-        end
-        redis.call('HINCRBY', slot, 'f:' .. chosen .. ':used', 1)
-        for name, q in pairs(draws) do redis.call('HINCRBY', slot, 's:' .. name .. ':used', q) end
-        if zmax then redis.call('HINCRBY', slot, 'z:' .. zone .. ':used', 1) end
+        local chosen, draws, zmax = fit(KEYS[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+        if not chosen then return {0, draws} end
+        redis.call('HINCRBY', KEYS[1], 'f:' .. chosen .. ':used', 1)
+        for name, q in pairs(draws) do redis.call('HINCRBY', KEYS[1], 's:' .. name .. ':used', q) end
+        if zmax then redis.call('HINCRBY', KEYS[1], 'z:' .. ARGV[2] .. ':used', 1) end
         redis.call('HSET', KEYS[2], ARGV[1], chosen)
         return {1, chosen}
         """;
 
-    // Remaining orders per slot: what checkout shows for a day of one hub.
-    private const string ReadScript = """
+    // What checkout shows for a day of one hub: for each slot, whether this order would fit.
+    // KEYS: the slot hashes. ARGV: zone, requires, items, totes.
+    private const string ReadScript = FitFunction + "\n" + """
         local out = {}
         for i, slot in ipairs(KEYS) do
-          local left = 0
-          for name in string.gmatch(redis.call('HGET', slot, 'fleet') or '', '[^,]+') do
-            left = left + tonumber(redis.call('HGET', slot, 'f:' .. name .. ':cap')) - tonumber(redis.call('HGET', slot, 'f:' .. name .. ':used'))
-          end
-          out[i] = left
+          local chosen = fit(slot, ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+          out[i] = chosen and 1 or 0
         end
         return out
         """;
@@ -74,8 +81,14 @@ public sealed class RedisTarget : ITarget
     private readonly string _redisServer;
     private string? _dir;
     private Process? _process;
-    private ConnectionMultiplexer? _redis;
+    public const int Connections = 4;
+
+    private readonly List<ConnectionMultiplexer> _connections = [];
+    private IDatabase[] _dbs = [];
     private IDatabase? _db;
+    private byte[] _reserveSha = [];
+    private byte[] _readSha = [];
+    private long _next;
     private int _port;
     private Dictionary<(string Hub, DateTimeOffset Day), RedisKey[]> _slotsByHubDay = [];
 
@@ -87,7 +100,7 @@ public sealed class RedisTarget : ITarget
 
     public string Name => "redis";
     public string Endpoint => $"127.0.0.1:{_port}";
-    public string Notes => "redis-server, one Lua script per reservation; appendonly yes, appendfsync everysec; one multiplexed connection";
+    public string Notes => "redis-server, one Lua script per reservation; appendonly yes, appendfsync everysec; 4 multiplexed connections, EVALSHA";
 
     public async Task PrepareAsync(SlotPlan plan, CancellationToken ct)
     {
@@ -103,9 +116,13 @@ public sealed class RedisTarget : ITarget
             psi.ArgumentList.Add(a);
         _process = Process.Start(psi) ?? throw new InvalidOperationException("could not start redis-server");
         await LocalProcess.WaitForPortAsync(_port, TimeSpan.FromSeconds(15), () => LocalProcess.Tail(Path.Combine(_dir, "redis.log")), ct);
-        _redis = await ConnectionMultiplexer.ConnectAsync(
-            $"127.0.0.1:{_port},abortConnect=false,asyncTimeout=5000,syncTimeout=5000,connectTimeout=5000");
-        _db = _redis.GetDatabase();
+        // Several connections, as a pooled service would have: one multiplexer's single reader
+        // would otherwise bound the rate before Redis does.
+        for (var i = 0; i < Connections; i++)
+            _connections.Add(await ConnectionMultiplexer.ConnectAsync(
+                $"127.0.0.1:{_port},abortConnect=false,asyncTimeout=5000,syncTimeout=5000,connectTimeout=5000"));
+        _dbs = _connections.Select(c => c.GetDatabase()).ToArray();
+        _db = _dbs[0];
 
         var batch = _db.CreateBatch();
         var writes = new List<Task>();
@@ -146,16 +163,20 @@ public sealed class RedisTarget : ITarget
         _slotsByHubDay = plan.Slots
             .GroupBy(s => (s.Key.Hub, Day: new DateTimeOffset(s.Key.Start.UtcDateTime.Date, TimeSpan.Zero)))
             .ToDictionary(g => g.Key, g => g.Select(s => SlotKey(s.Id)).ToArray());
-        // Load the scripts once, so that the run uses EVALSHA.
-        await _db.ScriptEvaluateAsync(ReadScript, [], []);
+        // Loaded once; the run calls EVALSHA with the digest.
+        var server = _connections[0].GetServer(_connections[0].GetEndPoints()[0]);
+        _reserveSha = await server.ScriptLoadAsync(ReserveScript);
+        _readSha = await server.ScriptLoadAsync(ReadScript);
     }
+
+    private IDatabase NextDb() => _dbs[(int)((ulong)Interlocked.Increment(ref _next) % (ulong)_dbs.Length)];
 
     private static RedisKey SlotKey(string slot) => $"slot:{slot}";
     private static RedisKey ReservationsKey(string slot) => $"res:{slot}";
 
     public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, CancellationToken ct)
     {
-        var result = (RedisResult[])(await _db!.ScriptEvaluateAsync(ReserveScript,
+        var result = (RedisResult[])(await NextDb().ScriptEvaluateAsync(_reserveSha,
             [SlotKey(op.Slot.Id), ReservationsKey(op.Slot.Id)],
             [op.ReservationId, op.Zone, string.Join(',', op.Needs.Requires), op.Needs.Items, op.Needs.Totes]))!;
         return (int)result[0] == 1 ? ReserveOutcome.Accept((string)result[1]!) : ReserveOutcome.Reject((string)result[1]!);
@@ -164,8 +185,9 @@ public sealed class RedisTarget : ITarget
     public async Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct)
     {
         if (!_slotsByHubDay.TryGetValue((op.Hub, op.From), out var keys)) return new ReadOutcome(0, 0);
-        var left = (long[])(await _db!.ScriptEvaluateAsync(ReadScript, keys, []))!;
-        return new ReadOutcome(left.Length, left.Count(l => l > 0));
+        var fits = (long[])(await NextDb().ScriptEvaluateAsync(_readSha, keys,
+            [op.Zone, string.Join(',', op.Needs.Requires), op.Needs.Items, op.Needs.Totes]))!;
+        return new ReadOutcome(fits.Length, fits.Count(f => f == 1));
     }
 
     public async Task<Readback> ReadBackAsync(SlotPlan plan, IReadOnlyCollection<AcceptedReservation> accepted, CancellationToken ct)
@@ -191,7 +213,7 @@ public sealed class RedisTarget : ITarget
 
     public async ValueTask DisposeAsync()
     {
-        if (_redis is not null) await _redis.DisposeAsync();
+        foreach (var c in _connections) await c.DisposeAsync();
         if (_process is { HasExited: false })
         {
             _process.Kill();
