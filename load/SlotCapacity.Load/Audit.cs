@@ -8,6 +8,7 @@ public sealed record AuditResult(
     long AcceptedByHarness,
     long RecordedByTarget,
     long MissingAccepted,
+    int CountersChecked,
     int OversoldCounters,
     long OversoldUnits,
     IReadOnlyList<string> Violations);
@@ -38,11 +39,13 @@ public static class Audit
         CheckAccepts(plan, accepted, Oversell, violations);
 
         // Side 2: what the target recorded.
+        var countersChecked = 0;
         foreach (var reading in readback.Counters)
         {
             if (!plan.ById.TryGetValue(reading.Slot, out var slot)) continue;
             var capacity = Capacity(slot, reading.Kind, reading.Name);
             if (capacity is null) continue;
+            countersChecked++;
             var used = Math.Max(reading.Used, reading.Peak);
             if (used > capacity.Value) Oversell(slot.Id, reading.Kind, reading.Name, used, capacity.Value, readback.Source);
         }
@@ -66,6 +69,7 @@ public static class Audit
             AcceptedByHarness: accepted.Count,
             RecordedByTarget: readback.RecordedReservationIds.Count,
             MissingAccepted: missing,
+            CountersChecked: countersChecked,
             OversoldCounters: oversold.Count,
             OversoldUnits: oversold.Values.Sum(),
             Violations: listed);

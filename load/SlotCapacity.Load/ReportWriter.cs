@@ -68,14 +68,14 @@ public static class ReportWriter
         sb.AppendLine();
         sb.AppendLine("## Audit (after the run: accepted units within capacity, every accept recorded)");
         sb.AppendLine();
-        sb.AppendLine("| target | passed | read back from | accepted (told to harness) | recorded by target | missing | oversold counters | oversold units |");
-        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| target | passed | read back from | accepted (told to harness) | recorded by target | missing | counters checked | oversold counters | oversold units |");
+        sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|");
         foreach (var t in r.Targets)
         {
             var a = t.Audit;
             sb.AppendLine(a is null
-                ? $"| {t.Target} | no (not run) | | | | | | |"
-                : $"| {t.Target} | {(a.Passed ? "yes" : "**NO**")} | {a.Source} | {a.AcceptedByHarness} | {a.RecordedByTarget} | {a.MissingAccepted} | {a.OversoldCounters} | {a.OversoldUnits} |");
+                ? $"| {t.Target} | no (not run) | | | | | | | |"
+                : $"| {t.Target} | {(a.Passed ? "yes" : "**NO**")} | {a.Source} | {a.AcceptedByHarness} | {a.RecordedByTarget} | {a.MissingAccepted} | {a.CountersChecked} | {a.OversoldCounters} | {a.OversoldUnits} |");
         }
         foreach (var t in r.Targets.Where(t => t.Audit is { Passed: false }))
         {

@@ -25,6 +25,7 @@ public class AuditTests
         var result = Audit.Check(Plan, accepted, Recording(accepted, VansCapacity));
         Assert.True(result.Passed, string.Join("\n", result.Violations));
         Assert.Equal(0, result.OversoldUnits);
+        Assert.Equal(1, result.CountersChecked);
     }
 
     [Fact]
