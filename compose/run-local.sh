@@ -74,7 +74,8 @@ echo "waiting for the gateways to be ready..."
 for endpoint in "${endpoints[@]}"; do
   ready=""
   for _ in $(seq 1 600); do
-    if curl -sf "$endpoint/healthz" >/dev/null 2>&1; then ready=yes; break; fi
+    admin="http://127.0.0.1:$((${endpoint##*:} + 1000))"
+    if curl -sf "$admin/health" >/dev/null 2>&1; then ready=yes; break; fi
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { echo "a process died during start-up: see $logs"; tail -5 "$logs"/*.log; exit 1; }; done
     sleep 0.1
   done
@@ -89,7 +90,7 @@ cat <<EOT
 
 Slot capacity service is running.
   gRPC (h2c, reflection on):  ${endpoints[*]}
-  health, metrics:            ${endpoints[0]}/healthz   ${endpoints[0]}/metrics
+  health, metrics (HTTP/1.1): http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/health   http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/metrics
   logs:                       .run/logs/
 Example calls (from another terminal):
   dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") reserve --gateway ${endpoints[0]} --hub hub-1 --start $(date -u -d 'tomorrow 10:00' +%Y-%m-%dT%H:00Z) --zone z1 --items 12
