@@ -112,6 +112,49 @@ public static class ReportWriter
         return sb.ToString();
     }
 
+    /// <summary>
+    /// The performance targets of DESIGN.md, judged per target from the ramped scenarios: 60x nominal
+    /// with reserve p99 &lt; 50 ms and read p99 &lt; 5 ms; one hot slot at >= 3,000 reserves/s with p99 &lt; 50 ms;
+    /// no oversell and no lost accept in any scenario.
+    /// </summary>
+    private static void DesignTargets(StringBuilder sb, IReadOnlyList<ScenarioReport> reports)
+    {
+        var ramp = reports.FirstOrDefault(r => r.Scenario == "breaking-point");
+        var hot = reports.FirstOrDefault(r => r.Scenario == "hot-slot-breaking-point");
+        var targets = reports.SelectMany(r => r.Targets.Select(t => t.Target)).Distinct().ToList();
+        if (targets.Count == 0) return;
+        sb.AppendLine();
+        sb.AppendLine("## Design targets (DESIGN.md, \"Performance targets\")");
+        sb.AppendLine();
+        sb.AppendLine("| target | 60x nominal: reserve p99 < 50 ms, read p99 < 5 ms | hot slot: >= 3,000 reserves/s at p99 < 50 ms | zero oversell, zero lost accepts (every scenario run) |");
+        sb.AppendLine("|---|---|---|---|");
+        foreach (var name in targets)
+        {
+            string sixty = "not run";
+            if (ramp?.Targets.FirstOrDefault(t => t.Target == name) is { Error: null } rt)
+            {
+                var step = rt.Steps.FirstOrDefault(s => s.Multiplier >= 60);
+                var best = rt.Steps.Where(s => s.MeetsDesignLatency).Select(s => s.Multiplier).DefaultIfEmpty(0).Max();
+                sixty = step is null
+                    ? $"not met: ramp stopped before 60x; highest step within these latencies {(best > 0 ? best + "x" : "none")}"
+                    : string.Create(CultureInfo.InvariantCulture, $"{(step.MeetsDesignLatency ? "met" : "not met")}: reserve p99 {F(step.Reserve.LatencyMs.P99)} ms, read p99 {F(step.Read.LatencyMs.P99)} ms");
+            }
+            string hotSlot = "not run";
+            if (hot?.Targets.FirstOrDefault(t => t.Target == name) is { Error: null } ht)
+            {
+                var within = ht.Steps.Where(s => s.Held && s.Reserve.LatencyMs.P99 < 50).ToList();
+                var rate = within.Count == 0 ? 0 : within.Max(s => s.Reserve.PerSecond);
+                hotSlot = string.Create(CultureInfo.InvariantCulture, $"{(rate >= 3000 ? "met" : "not met")}: {rate:0} reserves/s held at p99 < 50 ms");
+            }
+            var audits = reports.SelectMany(r => r.Targets.Where(t => t.Target == name)).ToList();
+            var clean = audits.All(t => t.Audit is { Passed: true });
+            var integrity = clean
+                ? $"met in {audits.Count} scenario runs"
+                : $"**not met or not shown**: {audits.Count(t => t.Audit is not { Passed: true })} of {audits.Count} runs failed or were not audited";
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {sixty} | {hotSlot} | {integrity} |");
+        }
+    }
+
     /// <summary>One table over every scenario's report.json under the results dir.</summary>
     public static string Index(string resultsDir)
     {
@@ -127,7 +170,8 @@ public static class ReportWriter
             .Select(d => Path.Combine(d, "report.json"))
             .Where(File.Exists)
             .Select(f => JsonSerializer.Deserialize<ScenarioReport>(File.ReadAllText(f), ScenarioReport.Json)!)
-            .OrderBy(r => order.IndexOf(r.Scenario) is var i && i < 0 ? int.MaxValue : i);
+            .OrderBy(r => order.IndexOf(r.Scenario) is var i && i < 0 ? int.MaxValue : i)
+            .ToList();
         foreach (var r in reports)
         {
             foreach (var t in r.Targets)
@@ -145,6 +189,7 @@ public static class ReportWriter
                         $"| {F(h.Read.LatencyMs.P50)} | {F(h.Read.LatencyMs.P99)} | {F(h.Read.LatencyMs.P999)} | {audit} | {r.StartedUtc:yyyy-MM-dd HH:mm} | {machine} |");
             }
         }
+        DesignTargets(sb, reports);
         return sb.ToString();
     }
 }
