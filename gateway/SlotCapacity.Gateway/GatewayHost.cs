@@ -48,7 +48,7 @@ public static class GatewayHost
         var endpoint = Loopback(settings.Url);
         var admin = settings.AdminUrl is { } adminUrl
             ? Loopback(adminUrl)
-            : new IPEndPoint(IPAddress.Loopback, endpoint.Port == 0 ? 0 : endpoint.Port + 1000);
+            : new IPEndPoint(endpoint.Address, endpoint.Port == 0 ? 0 : endpoint.Port + 1000);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
             ApplicationName = typeof(GatewayHost).Assembly.GetName().Name,
@@ -74,7 +74,7 @@ public static class GatewayHost
             {
                 o.IncludeScopes = true;
                 o.UseUtcTimestamp = true;
-                o.TimestampFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z' ";
+                o.TimestampFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z'";
             });
         }
         builder.Logging.SetMinimumLevel(settings.LogLevel);
@@ -125,14 +125,19 @@ public static class GatewayHost
 
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
-    /// <summary>The gateway listens on loopback only; anything else is a startup error.</summary>
+    /// <summary>
+    /// The gateway listens on loopback only; anything else is a startup error. The one exception is
+    /// http://0.0.0.0:PORT inside a .NET container image (DOTNET_RUNNING_IN_CONTAINER=true), where the
+    /// container's own network namespace and a 127.0.0.1-only port mapping are the boundary.
+    /// </summary>
     internal static IPEndPoint Loopback(string url)
     {
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "http")
             throw new StartupException($"--urls '{url}' is not an http URL: use e.g. --urls http://127.0.0.1:5101");
-        if (uri.Host is not ("127.0.0.1" or "localhost"))
-            throw new StartupException($"--urls '{url}': the gateway binds to 127.0.0.1 only; use --urls http://127.0.0.1:{(uri.IsDefaultPort ? 5101 : uri.Port)}");
-        return new IPEndPoint(IPAddress.Loopback, uri.Port);
+        if (uri.Host is "127.0.0.1" or "localhost") return new IPEndPoint(IPAddress.Loopback, uri.Port);
+        if (uri.Host == "0.0.0.0" && Environment.GetEnvironmentVariable("DOTNET_RUNNING_IN_CONTAINER") == "true")
+            return new IPEndPoint(IPAddress.Any, uri.Port);
+        throw new StartupException($"--urls '{url}': the gateway binds to 127.0.0.1 only; use --urls http://127.0.0.1:{(uri.IsDefaultPort ? 5101 : uri.Port)}");
     }
 
     private sealed class ReadinessCheck(GatewayCore core) : IHealthCheck
