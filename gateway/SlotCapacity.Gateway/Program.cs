@@ -1,9 +1,9 @@
 using SlotCapacity.Gateway;
 using SlotCapacity.Kafka;
 
-// `SlotCapacity.Gateway plan ...` is the planners' CLI; anything else runs the gateway.
-if (args.Length > 0 && args[0] == "plan")
-    return await PlanCli.RunAsync(args[1..]);
+// `SlotCapacity.Gateway plan ...`, `reserve ...` etc. are the CLI; anything else runs the gateway.
+if (GatewayCli.IsCommand(args))
+    return await GatewayCli.RunAsync(args);
 
 try
 {

@@ -1,0 +1,215 @@
+using System.Diagnostics;
+using System.Globalization;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Grpc.Net.Client;
+using SlotCapacity.Contracts;
+
+namespace SlotCapacity.Gateway;
+
+/// <summary>
+/// The CLI in the gateway executable: planners' commands and checkout calls for trying things out
+/// (see <see cref="Usage"/>). Every command talks to a running gateway over gRPC.
+/// </summary>
+public static class GatewayCli
+{
+    public const string Usage = """
+        usage:
+          SlotCapacity.Gateway plan apply PLAN.csv|PLAN.json|- [--gateway http://127.0.0.1:5101]     (- = CSV on stdin)
+          SlotCapacity.Gateway plan utilisation [--hub HUB] [--from yyyy-MM-dd] [--days N] [--gateway URL]
+          SlotCapacity.Gateway plan sample [--from yyyy-MM-dd] [--days N] > plan.csv
+          SlotCapacity.Gateway reserve --hub HUB --start yyyy-MM-ddTHH:mmZ --zone ZONE [--items N] [--requires a,b]
+                                       [--hold SECONDS] [--reservation ID] [--order ID] [--gateway URL]
+          SlotCapacity.Gateway confirm|release --hub HUB --start yyyy-MM-ddTHH:mmZ --reservation ID [--gateway URL]
+          SlotCapacity.Gateway availability --hub HUB [--from yyyy-MM-dd] [--days N] [--zone ZONE] [--items N] [--requires a,b] [--gateway URL]
+        """;
+
+    /// <summary>Whether the arguments are a CLI command rather than the service's own.</summary>
+    public static bool IsCommand(string[] args) =>
+        args.Length > 0 && args[0] is "plan" or "reserve" or "confirm" or "release" or "availability";
+
+    public static async Task<int> RunAsync(string[] args, TextWriter? output = null)
+    {
+        var stdout = output ?? Console.Out;
+        try
+        {
+            var (positional, options) = Parse(args);
+            var gateway = options.GetValueOrDefault("gateway", "http://127.0.0.1:5101");
+            return positional switch
+            {
+                ["plan", "apply", var file] => await ApplyAsync(file, gateway, stdout),
+                ["plan", "utilisation"] => await UtilisationAsync(options, gateway, stdout),
+                ["plan", "sample"] => Sample(options, stdout),
+                ["reserve"] => await ReserveAsync(options, gateway, stdout),
+                ["confirm" or "release"] => await EndAsync(positional[0], options, gateway, stdout),
+                ["availability"] => await AvailabilityAsync(options, gateway, stdout),
+                _ => Fail(Usage),
+            };
+        }
+        catch (PlanFile.PlanFileException e)
+        {
+            return Fail(e.Message);
+        }
+        catch (FileNotFoundException e)
+        {
+            return Fail($"plan file not found: {e.FileName}");
+        }
+        catch (RpcException e)
+        {
+            return Fail($"gateway answered {e.StatusCode}: {e.Status.Detail}");
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
+        {
+            return Fail(e.Message + Environment.NewLine + Usage);
+        }
+    }
+
+    private static async Task<int> ApplyAsync(string file, string gateway, TextWriter stdout)
+    {
+        var plan = file == "-" ? PlanFile.ParseCsv("stdin", await Console.In.ReadToEndAsync()) : PlanFile.Read(file);
+        using var channel = GrpcChannel.ForAddress(gateway);
+        var client = new Planning.PlanningClient(channel);
+        var watch = Stopwatch.StartNew();
+        var reply = await client.ApplyPlanAsync(plan, deadline: DateTime.UtcNow.AddMinutes(5));
+        stdout.WriteLine($"Applied {reply.Applied} of {reply.Results.Count} slots from {file} in {watch.Elapsed.TotalSeconds:0.0} s ({reply.Failed} failed)");
+        if (reply.Failed > 0)
+        {
+            stdout.WriteLine($"{"slot",-24} {"reason",-28} detail");
+            foreach (var result in reply.Results.Where(r => !r.Applied))
+                stdout.WriteLine($"{SlotText(result.Slot),-24} {result.Reason,-28} {result.Detail}");
+        }
+        return reply.Failed == 0 ? 0 : 1;
+    }
+
+    private static async Task<int> UtilisationAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)
+    {
+        var from = options.TryGetValue("from", out var fromText)
+            ? DateOnly.ParseExact(fromText, "yyyy-MM-dd", CultureInfo.InvariantCulture)
+            : DateOnly.FromDateTime(DateTime.UtcNow);
+        var days = options.TryGetValue("days", out var daysText) ? int.Parse(daysText, CultureInfo.InvariantCulture) : 14;
+        var start = new DateTimeOffset(from.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        using var channel = GrpcChannel.ForAddress(gateway);
+        var client = new Planning.PlanningClient(channel);
+        var reply = await client.GetUtilisationAsync(new UtilisationRequest
+        {
+            Hub = options.GetValueOrDefault("hub", ""),
+            From = Timestamp.FromDateTimeOffset(start),
+            To = Timestamp.FromDateTimeOffset(start.AddDays(days)),
+        }, deadline: DateTime.UtcNow.AddSeconds(30));
+        stdout.WriteLine($"{"hub",-8} {"date",-10} {"slots",5} {"capacity",8} {"used",6} {"held",6} {"util",6} {"over",4} {"closed",6}");
+        foreach (var d in reply.Days)
+            stdout.WriteLine($"{d.Hub,-8} {d.Date,-10} {d.Slots,5} {d.CapacityOrders,8} {d.UsedOrders,6} {d.HeldOrders,6} {d.Utilisation,6:P0} {d.OverCommittedSlots,4} {d.ClosedSlots,6}");
+        stdout.WriteLine($"({reply.Days.Count} hub-days; view lag {reply.ViewLagMs} ms)");
+        return 0;
+    }
+
+    private static async Task<int> ReserveAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)
+    {
+        var request = new ReserveRequest
+        {
+            ReservationId = options.GetValueOrDefault("reservation", "cli-" + Guid.NewGuid().ToString("N")[..12]),
+            Slot = SlotOption(options),
+            Zone = Required(options, "zone"),
+            Needs = Needs(options),
+            HoldSeconds = options.TryGetValue("hold", out var hold) ? int.Parse(hold, CultureInfo.InvariantCulture) : 0,
+        };
+        request.OrderId = options.GetValueOrDefault("order", "order-" + request.ReservationId);
+        using var channel = GrpcChannel.ForAddress(gateway);
+        var watch = Stopwatch.StartNew();
+        var reply = await new Checkout.CheckoutClient(channel).ReserveAsync(request);
+        stdout.WriteLine($"{reply} ({watch.Elapsed.TotalMilliseconds:0.0} ms)");
+        return reply.Accepted ? 0 : 1;
+    }
+
+    private static async Task<int> EndAsync(string what, Dictionary<string, string> options, string gateway, TextWriter stdout)
+    {
+        var slot = SlotOption(options);
+        var id = Required(options, "reservation");
+        using var channel = GrpcChannel.ForAddress(gateway);
+        var client = new Checkout.CheckoutClient(channel);
+        var reply = what == "confirm"
+            ? await client.ConfirmAsync(new ConfirmRequest { ReservationId = id, Slot = slot })
+            : await client.ReleaseAsync(new ReleaseRequest { ReservationId = id, Slot = slot, Reason = "cli" });
+        stdout.WriteLine(reply);
+        return reply.Accepted ? 0 : 1;
+    }
+
+    private static async Task<int> AvailabilityAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)
+    {
+        var from = options.TryGetValue("from", out var fromText)
+            ? DateOnly.ParseExact(fromText, "yyyy-MM-dd", CultureInfo.InvariantCulture)
+            : DateOnly.FromDateTime(DateTime.UtcNow);
+        var days = options.TryGetValue("days", out var daysText) ? int.Parse(daysText, CultureInfo.InvariantCulture) : 1;
+        var start = new DateTimeOffset(from.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        using var channel = GrpcChannel.ForAddress(gateway);
+        var reply = await new Checkout.CheckoutClient(channel).QueryAvailabilityAsync(new AvailabilityRequest
+        {
+            Hub = Required(options, "hub"),
+            From = Timestamp.FromDateTimeOffset(start),
+            To = Timestamp.FromDateTimeOffset(start.AddDays(days)),
+            Zone = options.GetValueOrDefault("zone", ""),
+            Needs = Needs(options),
+        });
+        stdout.WriteLine($"{"slot",-24} {"open",5} {"can take",8} {"reason",-28} {"fill",5} {"remaining",9}");
+        foreach (var s in reply.Slots)
+            stdout.WriteLine($"{SlotText(s.Slot),-24} {s.Open,5} {s.CanTake,8} {(s.CanTake ? "" : s.Reason.ToString()),-28} {s.FillRatio,5:P0} {s.RemainingOrders,9}");
+        stdout.WriteLine($"({reply.Slots.Count} slots; view lag {reply.ViewLagRecords} records, {reply.ViewLagMs} ms)");
+        return 0;
+    }
+
+    private static SlotId SlotOption(Dictionary<string, string> options)
+    {
+        var start = Required(options, "start");
+        if (!DateTimeOffset.TryParseExact(start, "yyyy-MM-dd'T'HH:mm'Z'", CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at))
+            throw new ArgumentException($"--start '{start}' is not yyyy-MM-ddTHH:mmZ");
+        return new SlotId { Hub = Required(options, "hub"), Start = Timestamp.FromDateTimeOffset(at) };
+    }
+
+    private static OrderNeeds Needs(Dictionary<string, string> options)
+    {
+        var needs = new OrderNeeds();
+        if (options.TryGetValue("items", out var items)) needs.Quantities["items"] = long.Parse(items, CultureInfo.InvariantCulture);
+        if (options.TryGetValue("requires", out var requires)) needs.Requires.AddRange(requires.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        return needs;
+    }
+
+    private static string Required(Dictionary<string, string> options, string name) =>
+        options.TryGetValue(name, out var value) ? value : throw new ArgumentException($"--{name} is required");
+
+    private static int Sample(Dictionary<string, string> options, TextWriter stdout)
+    {
+        var from = options.TryGetValue("from", out var fromText)
+            ? DateOnly.ParseExact(fromText, "yyyy-MM-dd", CultureInfo.InvariantCulture)
+            : DateOnly.FromDateTime(DateTime.UtcNow).AddDays(1);
+        var days = options.TryGetValue("days", out var daysText) ? int.Parse(daysText, CultureInfo.InvariantCulture) : 14;
+        stdout.Write(PlanFile.SampleCsv(from, days));
+        return 0;
+    }
+
+    private static (string[] Positional, Dictionary<string, string> Options) Parse(string[] args)
+    {
+        var positional = new List<string>();
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal))
+            {
+                positional.Add(args[i]);
+                continue;
+            }
+            if (i + 1 >= args.Length) throw new ArgumentException($"option {args[i]} needs a value");
+            options[args[i][2..]] = args[++i];
+        }
+        return (positional.ToArray(), options);
+    }
+
+    private static string SlotText(SlotId? slot) =>
+        slot?.Start is null ? "?" : $"{slot.Hub}@{slot.Start.ToDateTimeOffset():yyyy-MM-dd'T'HH:mm'Z'}";
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine(message);
+        return 2;
+    }
+}
