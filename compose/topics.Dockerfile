@@ -6,13 +6,13 @@ WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY compose/Kafka/SlotCapacity.Kafka.csproj compose/Kafka/
 COPY compose/LocalCluster/SlotCapacity.LocalCluster.csproj compose/LocalCluster/
-RUN dotnet restore compose/LocalCluster/SlotCapacity.LocalCluster.csproj
+RUN dotnet restore compose/LocalCluster/SlotCapacity.LocalCluster.csproj --use-current-runtime
 
 COPY compose/Kafka/ compose/Kafka/
 COPY compose/LocalCluster/ compose/LocalCluster/
 RUN find . -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + \
  && dotnet publish compose/LocalCluster/SlotCapacity.LocalCluster.csproj \
-      -c Release -o /app -p:UseAppHost=false
+      -c Release -o /app --use-current-runtime --no-self-contained -p:UseAppHost=false
 
 FROM mcr.microsoft.com/dotnet/runtime:10.0
 WORKDIR /app

@@ -9,4 +9,8 @@ public sealed class StartupException : Exception
     public StartupException() { }
     public StartupException(string message) : base(message) { }
     public StartupException(string message, Exception inner) : base(message, inner) { }
+
+    /// <summary>True when the same step may succeed later (a broker still starting); false when
+    /// something must be changed first (a wrong partition count, a missing setting).</summary>
+    public bool Retryable { get; init; }
 }

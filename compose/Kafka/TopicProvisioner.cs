@@ -12,7 +12,10 @@ namespace SlotCapacity.Kafka;
 /// </summary>
 public static class TopicProvisioner
 {
-    public static async Task CreateAsync(string bootstrap, IEnumerable<TopicSpec> topics, CancellationToken ct = default)
+    /// <param name="replicationFactor">Copies of each new topic; null = as many as there are brokers,
+    /// at most 3 (a development cluster). Production passes 3, so a cluster that shows fewer brokers
+    /// is an error rather than a topic with fewer copies.</param>
+    public static async Task CreateAsync(string bootstrap, IEnumerable<TopicSpec> topics, int? replicationFactor = null, CancellationToken ct = default)
     {
         var wanted = topics.ToList();
         using var admin = Admin(bootstrap);
@@ -20,7 +23,12 @@ public static class TopicProvisioner
         var missing = wanted.Where(t => !existing.ContainsKey(t.Name)).ToList();
         if (missing.Count > 0)
         {
-            var replication = (short)Math.Min(3, BrokerCount(admin));
+            var brokers = BrokerCount(admin);
+            if (replicationFactor > brokers)
+                throw new StartupException(
+                    $"replication factor {replicationFactor} asked but {bootstrap} shows {brokers} broker(s): wait until every broker is up, or ask for fewer copies")
+                { Retryable = true };
+            var replication = (short)(replicationFactor ?? Math.Min(3, brokers));
             var specs = missing.Select(t => new TopicSpecification
             {
                 Name = t.Name,
@@ -98,7 +106,8 @@ public static class TopicProvisioner
         catch (KafkaException e)
         {
             throw new StartupException(
-                $"cannot reach Kafka at '{bootstrap}' ({e.Error.Reason}): check {KafkaEndpoint.BootstrapVariable}, or start the local cluster with `make run`", e);
+                $"cannot reach Kafka at '{bootstrap}' ({e.Error.Reason}): check {KafkaEndpoint.BootstrapVariable}, or start the local cluster with `make run`", e)
+            { Retryable = true };
         }
         return metadata.Topics
             .Where(t => t.Error.Code == ErrorCode.NoError)

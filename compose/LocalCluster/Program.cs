@@ -25,7 +25,22 @@ try
     if (options.ProvisionBootstrap is { } real)
     {
         var wanted = new TopicNames(options.Prefix).Specs(options.SlotPartitions, options.ReplyPartitions);
-        await TopicProvisioner.CreateAsync(real, wanted);
+        // Brokers that are still starting are waited for, up to --wait seconds; a wrong partition
+        // count is final at once.
+        var waitUntil = DateTime.UtcNow.AddSeconds(options.WaitSeconds);
+        while (true)
+        {
+            try
+            {
+                await TopicProvisioner.CreateAsync(real, wanted, options.ReplicationFactor);
+                break;
+            }
+            catch (StartupException e) when (e.Retryable && DateTime.UtcNow < waitUntil)
+            {
+                log.LogWarning("Not ready yet ({Problem}); trying again in 2 s", e.Message);
+                await Task.Delay(2000);
+            }
+        }
         foreach (var topic in wanted)
             log.LogInformation("Topic {Topic} ready with {Partitions} partitions at {BootstrapServers}", topic.Name, topic.Partitions, real);
         return 0;
@@ -62,11 +77,12 @@ catch (StartupException e)
     return 1;
 }
 
-internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int ReplyPartitions, string Prefix, string? BootstrapFile, string? ProvisionBootstrap)
+internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int ReplyPartitions, string Prefix, string? BootstrapFile,
+    string? ProvisionBootstrap, int? ReplicationFactor = null, int WaitSeconds = 0)
 {
     public const string Usage =
         "usage: SlotCapacity.LocalCluster [--brokers 3] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P] [--bootstrap-file PATH]\n" +
-        "       SlotCapacity.LocalCluster provision --bootstrap HOST:PORT[,...] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P]";
+        "       SlotCapacity.LocalCluster provision --bootstrap HOST:PORT[,...] [--replication-factor N] [--wait SECONDS] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P]";
 
     public static LocalClusterOptions Parse(string[] args)
     {
@@ -86,6 +102,8 @@ internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int 
                 "--topic-prefix" => options with { Prefix = value },
                 "--bootstrap-file" => options with { BootstrapFile = value },
                 "--bootstrap" when provision => options with { ProvisionBootstrap = value },
+                "--replication-factor" when provision => options with { ReplicationFactor = Positive(name, value) },
+                "--wait" when provision => options with { WaitSeconds = Positive(name, value) },
                 _ => throw new ArgumentException($"unknown option '{name}'"),
             };
         }
