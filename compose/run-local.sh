@@ -83,8 +83,11 @@ for endpoint in "${endpoints[@]}"; do
 done
 printf '%s\n' "${endpoints[@]}" > "$run/endpoints"
 
-echo "applying the demo capacity plan (gateway/plans/sample-plan.csv)..."
-gateway_cli plan apply gateway/plans/sample-plan.csv --gateway "${endpoints[0]}" | tail -3
+# The demo plan is the sample plan's shape (5 hubs x 14 days x 7 slots) from tomorrow on, so its
+# cut-offs are always ahead; gateway/plans/sample-plan.csv is the same for fixed dates.
+from=$(date -u -d tomorrow +%F)
+echo "applying the demo capacity plan (5 hubs x 14 days x 7 slots from $from)..."
+gateway_cli plan sample --from "$from" --days 14 | gateway_cli plan apply - --gateway "${endpoints[0]}" | tail -3
 
 cat <<EOT
 
@@ -93,8 +96,9 @@ Slot capacity service is running.
   health, metrics (HTTP/1.1): http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/health   http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/metrics
   logs:                       .run/logs/
 Example calls (from another terminal):
-  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") reserve --gateway ${endpoints[0]} --hub hub-1 --start $(date -u -d 'tomorrow 10:00' +%Y-%m-%dT%H:00Z) --zone z1 --items 12
-  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") plan utilisation --gateway ${endpoints[0]} --hub hub-1
+  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") reserve --gateway ${endpoints[0]} --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
+  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") availability --gateway ${endpoints[0]} --hub LON1 --from $from --days 1 --zone north --items 12
+  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") plan utilisation --gateway ${endpoints[0]} --hub LON1 --from $from --days 3
   make load SCENARIO=tenx DURATION=60s
 Ctrl-C stops everything.
 EOT
