@@ -5,11 +5,15 @@ namespace SlotCapacity.Domain;
 /// <summary>What one command did to one slot.</summary>
 /// <param name="State">The slot state to store (with the command's position as last applied), or
 /// null when nothing must be written: a re-delivered command, or one whose slot key is unusable.</param>
+/// <param name="Reservations">Reservation records created or changed, to store BEFORE the slot state:
+/// a crash between the two leaves records stamped after the state's last applied offset, which
+/// the next decision on the slot undoes (see <see cref="SlotDecisions.Settle"/>).</param>
 /// <param name="Reply">The answer for the sender (sent only when the command names a reply partition).</param>
 /// <param name="Events">Accepted changes, in order; ids are "{partition}:{offset}:{index}".</param>
 /// <param name="Snapshot">The slot's new availability when capacity or configuration changed, else null.</param>
 public sealed record Decision(
-    SlotState? State, SlotReply Reply, IReadOnlyList<SlotEvent> Events, AvailabilitySnapshot? Snapshot);
+    SlotState? State, IReadOnlyList<ReservationRecord> Reservations, SlotReply Reply, IReadOnlyList<SlotEvent> Events,
+    AvailabilitySnapshot? Snapshot);
 
 /// <summary>
 /// How a reservation is decided. Pure: the outcome depends only on the slot's state and the
@@ -29,30 +33,60 @@ public sealed record Decision(
 /// </summary>
 public static class SlotDecisions
 {
+    /// <summary>How long expired holds are remembered so a re-delivered command can re-emit their events.</summary>
+    public static readonly TimeSpan RecentlyExpiredKept = TimeSpan.FromMinutes(10);
+
     /// <summary>
-    /// Decides one command for one slot. <paramref name="state"/> is the stored state (null if the
-    /// slot was never seen); it is updated in place and returned as <see cref="Decision.State"/>,
-    /// so pass a copy to keep the old one.
+    /// Decides one command for one slot. <paramref name="state"/> is the slot's stored state (null if
+    /// the slot was never seen); it is updated in place and returned as <see cref="Decision.State"/>,
+    /// so pass a copy to keep the old one. <paramref name="reservation"/> looks up a stored
+    /// reservation record by id (null if none); records are copied before any change.
     /// </summary>
-    public static Decision Decide(SlotState? state, SlotCommand command, long commandTimestampMs, int partition, long offset)
+    public static Decision Decide(SlotState? state, Func<string, ReservationRecord?> reservation, SlotCommand command,
+        long commandTimestampMs, int partition, long offset)
     {
+        ArgumentNullException.ThrowIfNull(reservation);
         var at = new AppliedAt { Partition = partition, Offset = offset, UnixMs = commandTimestampMs, CommandId = command.CommandId };
 
         if (!SlotKey.TryParse(command.Slot, out var slotKey))
-            return new Decision(null, Reject(command, at, RejectReason.Invalid,
+            return new Decision(null, [], Reject(command, at, RejectReason.Invalid,
                 $"slot '{command.Slot}' is not a slot key 'hub@yyyy-MM-ddTHH:mmZ'"), [], null);
 
         if (state is not null && IsRedelivery(state, at))
-            return AnswerRedelivery(state, command, at);
+            return AnswerRedelivery(state, reservation, command, at);
 
         state ??= new SlotState { Slot = command.Slot };
-        var slot = new Slot(state, at);
-        var reply = slot.Apply(command);
+        var book = new Book(reservation, state.LastApplied);
+        var reply = new Slot(state, book, at).Apply(command);
         state.LastApplied = at;
-        state.NextHoldExpiryUnixMs = NextHoldExpiry(state);
-        var events = EventsAt(state, at);
+        state.NextHoldExpiryUnixMs = state.Held.Count == 0 ? 0 : state.Held.Values.Min();
+        var events = EventsAt(state, book, at, ReservationIdOf(command));
         var snapshot = events.Count > 0 && state.Configured ? Snapshot(state, slotKey.Value, at) : null;
-        return new Decision(state, reply, events, snapshot);
+        return new Decision(state, book.Changed, reply, events, snapshot);
+    }
+
+    /// <summary>
+    /// A stored record as it was after the slot's last applied command: changes stamped later come
+    /// from a command whose slot state was never stored (a crash between the two writes) and are
+    /// undone, so that command is applied again cleanly. Returns null if the record did not exist yet.
+    /// </summary>
+    public static ReservationRecord? Settle(ReservationRecord? record, AppliedAt? lastApplied)
+    {
+        if (record is null) return null;
+        bool After(AppliedAt? a) => a is not null && (lastApplied is null || (a.Partition == lastApplied.Partition && a.Offset > lastApplied.Offset));
+        if (After(record.ReservedAt) || (!record.Reserved && After(record.EndedAt))) return null;
+        if (After(record.EndedAt))
+        {
+            record.EndedAt = null;
+            record.EndReason = "";
+            record.Status = record.ConfirmedAt is not null || record.HoldExpiresUnixMs == 0 ? ReservationStatus.Booked : ReservationStatus.Held;
+        }
+        if (After(record.ConfirmedAt))
+        {
+            record.ConfirmedAt = null;
+            record.Status = ReservationStatus.Held;
+        }
+        return record;
     }
 
     /// <summary>The slot's availability as of its last applied command.</summary>
@@ -124,41 +158,40 @@ public static class SlotDecisions
     /// and if that copy would now take an effect, the original must have been a reject whose
     /// cause has since gone (say, capacity freed), so it is answered as a retryable reject.
     /// </summary>
-    private static Decision AnswerRedelivery(SlotState state, SlotCommand command, AppliedAt at)
+    private static Decision AnswerRedelivery(SlotState state, Func<string, ReservationRecord?> reservation, SlotCommand command, AppliedAt at)
     {
-        var stamped = StampedReply(state, command, at);
-        SlotReply reply;
-        if (stamped is not null)
-        {
-            reply = stamped;
-        }
-        else
+        var book = new Book(reservation, state.LastApplied);
+        var reply = StampedReply(state, book, command, at);
+        if (reply is null)
         {
             var copy = state.Clone();
-            reply = new Slot(copy, at).ApplyWithoutExpiry(command);
-            if (!copy.Equals(state))
+            var trial = new Book(reservation, state.LastApplied);
+            reply = new Slot(copy, trial, at).ApplyWithoutExpiry(command);
+            if (!copy.Equals(state) || trial.Changed.Count > 0)
                 reply = Reject(command, at, RejectReason.Unavailable,
                     "re-delivered command that was rejected before; its original reason no longer applies, try again");
         }
         reply.Replayed = true;
-        return new Decision(null, reply, EventsAt(state, at), null);
+        return new Decision(null, [], reply, EventsAt(state, book, at, ReservationIdOf(command)), null);
     }
 
-    private static SlotReply? StampedReply(SlotState state, SlotCommand command, AppliedAt at)
+    private static bool Here(AppliedAt? a, AppliedAt at) => a is not null && a.Partition == at.Partition && a.Offset == at.Offset;
+
+    private static SlotReply? StampedReply(SlotState state, Book book, SlotCommand command, AppliedAt at)
     {
-        bool Here(AppliedAt? a) => a is not null && a.Partition == at.Partition && a.Offset == at.Offset;
-        ReservationRecord? Record(string id) => state.Reservations.TryGetValue(id, out var r) ? r : null;
+        var id = ReservationIdOf(command);
+        var r = id.Length == 0 ? null : book.Get(id);
         switch (command.BodyCase)
         {
-            case SlotCommand.BodyOneofCase.Reserve when Record(command.Reserve.ReservationId) is { } r && Here(r.ReservedAt):
+            case SlotCommand.BodyOneofCase.Reserve when r is not null && Here(r.ReservedAt, at):
                 return Accept(command, at, r, r.HoldExpiresUnixMs > 0 ? ReservationStatus.Held : ReservationStatus.Booked);
-            case SlotCommand.BodyOneofCase.Confirm when Record(command.Confirm.ReservationId) is { } r && Here(r.ConfirmedAt):
+            case SlotCommand.BodyOneofCase.Confirm when r is not null && Here(r.ConfirmedAt, at):
                 return Accept(command, at, r, ReservationStatus.Booked);
-            case SlotCommand.BodyOneofCase.Release when Record(command.Release.ReservationId) is { } r && Here(r.EndedAt):
+            case SlotCommand.BodyOneofCase.Release when r is not null && Here(r.EndedAt, at):
                 return Accept(command, at, r, ReservationStatus.Released);
-            case SlotCommand.BodyOneofCase.Abandon when Record(command.Abandon.ReservationId) is { } r && Here(r.EndedAt):
-                return Accept(command, at, r, ReservationStatus.Abandoned);
-            case SlotCommand.BodyOneofCase.Configure or SlotCommand.BodyOneofCase.SetOpen when Here(state.ConfiguredAt):
+            case SlotCommand.BodyOneofCase.Abandon when r is not null && Here(r.EndedAt, at):
+                return Accept(command, at, r.Reserved ? r : null, ReservationStatus.Abandoned);
+            case SlotCommand.BodyOneofCase.Configure or SlotCommand.BodyOneofCase.SetOpen when Here(state.ConfiguredAt, at):
                 return Accept(command, at, null, ReservationStatus.Unspecified);
             default:
                 return null;
@@ -170,39 +203,33 @@ public static class SlotDecisions
     /// state: first the holds it expired (by expiry, then id), then its own change. Building the
     /// events of a fresh command the same way makes a re-delivery emit identical events.
     /// </summary>
-    private static List<SlotEvent> EventsAt(SlotState state, AppliedAt at)
+    private static List<SlotEvent> EventsAt(SlotState state, Book book, AppliedAt at, string ownReservationId)
     {
-        bool Here(AppliedAt? a) => a is not null && a.Partition == at.Partition && a.Offset == at.Offset;
         var events = new List<SlotEvent>();
-        ReservationRecord? own = null;
-        SlotEventKind ownKind = SlotEventKind.Unspecified;
-        List<ReservationRecord>? expired = null;
-        foreach (var record in state.Reservations.Values)
-        {
-            if (Here(record.EndedAt) && record.Status == ReservationStatus.Expired)
-                (expired ??= []).Add(record);
-            else if (Here(record.EndedAt))
-                (own, ownKind) = (record, record.Status == ReservationStatus.Released
-                    ? SlotEventKind.ReservationReleased : SlotEventKind.ReservationAbandoned);
-            else if (Here(record.ConfirmedAt))
-                (own, ownKind) = (record, SlotEventKind.ReservationConfirmed);
-            else if (Here(record.ReservedAt))
-                (own, ownKind) = (record, record.HoldExpiresUnixMs > 0 ? SlotEventKind.ReservationHeld : SlotEventKind.ReservationBooked);
-        }
-        if (expired is not null)
-            foreach (var record in expired.OrderBy(r => r.HoldExpiresUnixMs).ThenBy(r => r.ReservationId, StringComparer.Ordinal))
+        foreach (var expired in state.RecentlyExpired)
+            if (expired.Offset == at.Offset && book.Get(expired.ReservationId) is { } record && Here(record.EndedAt, at))
                 events.Add(ReservationEvent(state, at, events.Count, record, SlotEventKind.HoldExpired, -1));
-        if (own is not null)
+        if (ownReservationId.Length > 0 && book.Get(ownReservationId) is { } own)
         {
-            var sign = ownKind switch
+            SlotEventKind? kind = null;
+            if (Here(own.EndedAt, at) && own.Status != ReservationStatus.Expired)
+                kind = own.Status == ReservationStatus.Released ? SlotEventKind.ReservationReleased : SlotEventKind.ReservationAbandoned;
+            else if (Here(own.ConfirmedAt, at))
+                kind = SlotEventKind.ReservationConfirmed;
+            else if (Here(own.ReservedAt, at))
+                kind = own.HoldExpiresUnixMs > 0 ? SlotEventKind.ReservationHeld : SlotEventKind.ReservationBooked;
+            if (kind is { } ownKind)
             {
-                SlotEventKind.ReservationHeld or SlotEventKind.ReservationBooked => 1,
-                SlotEventKind.ReservationConfirmed => 0,
-                _ => own.Reserved ? -1 : 0,
-            };
-            events.Add(ReservationEvent(state, at, events.Count, own, ownKind, sign));
+                var sign = ownKind switch
+                {
+                    SlotEventKind.ReservationHeld or SlotEventKind.ReservationBooked => 1,
+                    SlotEventKind.ReservationConfirmed => 0,
+                    _ => own.Reserved ? -1 : 0,
+                };
+                events.Add(ReservationEvent(state, at, events.Count, own, ownKind, sign));
+            }
         }
-        if (Here(state.ConfiguredAt))
+        if (Here(state.ConfiguredAt, at))
             events.Add(new SlotEvent
             {
                 EventId = EventId(at, events.Count),
@@ -246,15 +273,6 @@ public static class SlotDecisions
     }
 
     private static string EventId(AppliedAt at, int index) => $"{at.Partition}:{at.Offset}:{index}";
-
-    private static long NextHoldExpiry(SlotState state)
-    {
-        long next = 0;
-        foreach (var r in state.Reservations.Values)
-            if (r.Status == ReservationStatus.Held && (next == 0 || r.HoldExpiresUnixMs < next))
-                next = r.HoldExpiresUnixMs;
-        return next;
-    }
 
     private static long Get(Google.Protobuf.Collections.MapField<string, long> map, string key) =>
         map.TryGetValue(key, out var value) ? value : 0;
@@ -308,8 +326,29 @@ public static class SlotDecisions
         _ => "",
     };
 
+    /// <summary>The reservations one command reads and changes, loaded on demand.</summary>
+    private sealed class Book(Func<string, ReservationRecord?> lookup, AppliedAt? lastApplied)
+    {
+        private readonly Dictionary<string, ReservationRecord?> _loaded = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _changedIds = new(StringComparer.Ordinal);
+        public List<ReservationRecord> Changed { get; } = [];
+
+        public ReservationRecord? Get(string id)
+        {
+            if (!_loaded.TryGetValue(id, out var record))
+                _loaded[id] = record = Settle(lookup(id)?.Clone(), lastApplied);
+            return record;
+        }
+
+        public void Write(ReservationRecord record)
+        {
+            _loaded[record.ReservationId] = record;
+            if (_changedIds.Add(record.ReservationId)) Changed.Add(record);
+        }
+    }
+
     /// <summary>One slot while one command is applied to it.</summary>
-    private readonly struct Slot(SlotState state, AppliedAt at)
+    private readonly struct Slot(SlotState state, Book book, AppliedAt at)
     {
         private SlotConfig Config => state.Config ?? new SlotConfig();
 
@@ -344,9 +383,20 @@ public static class SlotDecisions
         private void ExpireHolds()
         {
             if (state.NextHoldExpiryUnixMs == 0 || state.NextHoldExpiryUnixMs > at.UnixMs) return;
-            foreach (var record in state.Reservations.Values)
-                if (record.Status == ReservationStatus.Held && record.HoldExpiresUnixMs <= at.UnixMs)
-                    Free(record, ReservationStatus.Expired, "hold expired");
+            var now = at.UnixMs;
+            var due = state.Held.Where(h => h.Value <= now)
+                .OrderBy(h => h.Value).ThenBy(h => h.Key, StringComparer.Ordinal).Select(h => h.Key).ToList();
+            foreach (var id in due)
+            {
+                state.Held.Remove(id);
+                if (book.Get(id) is not { Status: ReservationStatus.Held } record) continue;
+                Free(record, ReservationStatus.Expired, "hold expired");
+                state.RecentlyExpired.Add(new ExpiredHold { ReservationId = id, Offset = at.Offset, UnixMs = at.UnixMs });
+            }
+            // Long enough for any re-delivery to find them; a slot's list stays short.
+            var keepAfter = at.UnixMs - (long)RecentlyExpiredKept.TotalMilliseconds;
+            for (var i = state.RecentlyExpired.Count - 1; i >= 0; i--)
+                if (state.RecentlyExpired[i].UnixMs < keepAfter) state.RecentlyExpired.RemoveAt(i);
         }
 
         private SlotReply Reserve(SlotCommand command, Reserve reserve)
@@ -354,7 +404,7 @@ public static class SlotDecisions
             var problem = ReserveProblem(reserve);
             if (problem is not null) return Reject(command, at, RejectReason.Invalid, problem);
 
-            if (state.Reservations.TryGetValue(reserve.ReservationId, out var known))
+            if (book.Get(reserve.ReservationId) is { } known)
             {
                 if (!known.Reserved)
                     return Reject(command, at, RejectReason.Unavailable,
@@ -433,7 +483,8 @@ public static class SlotDecisions
                 if (held) Add(state.SharedHeld, counter, units);
             }
             Add(state.ZoneUsed, reserve.Zone, 1);
-            state.Reservations[record.ReservationId] = record;
+            if (held) state.Held[record.ReservationId] = record.HoldExpiresUnixMs;
+            book.Write(record);
             return Accept(command, at, record, record.Status);
         }
 
@@ -453,13 +504,15 @@ public static class SlotDecisions
         private SlotReply Confirm(SlotCommand command, string reservationId)
         {
             if (string.IsNullOrEmpty(reservationId)) return Reject(command, at, RejectReason.Invalid, "reservation id is empty");
-            if (!state.Reservations.TryGetValue(reservationId, out var record) || !record.Reserved)
+            if (book.Get(reservationId) is not { Reserved: true } record)
                 return Reject(command, at, RejectReason.UnknownReservation, $"reservation {reservationId} is not held or booked in this slot");
             switch (record.Status)
             {
                 case ReservationStatus.Held:
                     record.Status = ReservationStatus.Booked;
                     record.ConfirmedAt = at;
+                    state.Held.Remove(reservationId);
+                    book.Write(record);
                     Add(state.FleetHeld, record.FleetCounter, -1);
                     foreach (var (counter, units) in record.SharedUnits) Add(state.SharedHeld, counter, -units);
                     return Accept(command, at, record, ReservationStatus.Booked);
@@ -475,18 +528,18 @@ public static class SlotDecisions
         private SlotReply End(SlotCommand command, string reservationId, ReservationStatus status, string reason)
         {
             if (string.IsNullOrEmpty(reservationId)) return Reject(command, at, RejectReason.Invalid, "reservation id is empty");
-            if (!state.Reservations.TryGetValue(reservationId, out var record))
+            if (book.Get(reservationId) is not { } record)
             {
                 if (status == ReservationStatus.Released)
                     return Reject(command, at, RejectReason.UnknownReservation, $"reservation {reservationId} is not known in this slot");
                 // Remember it so that the Reserve the gateway gave up on is rejected if it arrives late.
-                state.Reservations[reservationId] = new ReservationRecord
+                book.Write(new ReservationRecord
                 {
                     ReservationId = reservationId,
                     Status = ReservationStatus.Abandoned,
                     EndedAt = at,
                     EndReason = "abandoned before its Reserve arrived",
-                };
+                });
                 return Accept(command, at, null, ReservationStatus.Abandoned);
             }
             if (!record.Reserved)
@@ -509,9 +562,11 @@ public static class SlotDecisions
                 if (held) Add(state.SharedHeld, counter, -units);
             }
             Add(state.ZoneUsed, record.Zone, -1);
+            if (held) state.Held.Remove(record.ReservationId);
             record.Status = status;
             record.EndedAt = at;
             record.EndReason = reason;
+            book.Write(record);
         }
 
         private SlotReply Configure(SlotCommand command, SlotConfig? config)

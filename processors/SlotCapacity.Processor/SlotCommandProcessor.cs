@@ -31,14 +31,15 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     private readonly int _replyPartitions;
     private readonly ILogger _log;
     private ProcessorContext<string, Outbound> _context = null!;
-    private IKeyValueStore<string, SlotState> _store = null!;
+    private IKeyValueStore<string, byte[]> _store = null!;
     // Earliest hold expiry per slot of this task; built from the store on the first tick.
     private Dictionary<string, long>? _nextExpiry;
     private readonly Dictionary<string, long> _expiryRequestedAt = new(StringComparer.Ordinal);
-    // Decoded states of this task's slots, equal to what was last put: this task is the store's only
-    // writer while it lives, and parsing a busy slot's state costs more than deciding on it.
+    // Decoded slot states and reservation records of this task, equal to what was last put: this
+    // task is the store's only writer while it lives, and parsing costs more than deciding.
     private readonly Dictionary<string, SlotState> _states = new(StringComparer.Ordinal);
-    private const int MaxCachedStates = 20_000;
+    private readonly Dictionary<string, ReservationRecord> _records = new(StringComparer.Ordinal);
+    private const int MaxCached = 50_000;
 
     /// <summary>Streamiz's builder (a new() constraint) makes one instance this way only to learn
     /// the type; every task's instance is made with the parameters given in <see cref="SlotTopology.Build"/>.</summary>
@@ -54,7 +55,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     public void Init(ProcessorContext<string, Outbound> context)
     {
         _context = context;
-        _store = (IKeyValueStore<string, SlotState>)context.GetStateStore(TopicNames.SlotStateStore);
+        _store = (IKeyValueStore<string, byte[]>)context.GetStateStore(TopicNames.SlotStateStore);
         context.Schedule(ExpiryTick, PunctuationType.PROCESSING_TIME, RequestDueExpiries);
     }
 
@@ -98,11 +99,12 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         Decision decision;
         try
         {
-            decision = SlotDecisions.Decide(Load(command.Slot), command, timestamp, partition, offset);
+            var slot = command.Slot;
+            decision = SlotDecisions.Decide(LoadState(slot), id => LoadRecord(RecordKey(slot, id)), command, timestamp, partition, offset);
         }
         catch (Exception e)
         {
-            // Decide updates the state in place: drop the cached copy, the store still has the last good one.
+            // Decide updates the slot state in place: drop the cached copy, the store has the last good one.
             _states.Remove(command.Slot);
             _log.LogError(e, "Command {CommandId} at {Topic}[{Partition}]@{Offset} for slot {Slot} could not be decided",
                 command.CommandId, position.Topic, partition, offset, command.Slot);
@@ -113,7 +115,14 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
         if (decision.State is not null)
         {
-            _store.Put(command.Slot, decision.State);
+            // Records first, the slot state (with the command's offset) last: see Decision.Reservations.
+            foreach (var changed in decision.Reservations)
+            {
+                var recordKey = RecordKey(command.Slot, changed.ReservationId);
+                _store.Put(recordKey, changed.ToByteArray());
+                _records[recordKey] = changed;
+            }
+            _store.Put(command.Slot, decision.State.ToByteArray());
             _states[command.Slot] = decision.State;
             TrackExpiry(command.Slot, decision.State.NextHoldExpiryUnixMs);
         }
@@ -133,13 +142,30 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         return null;
     }
 
-    public void Close() => _states.Clear();
+    public void Close()
+    {
+        _states.Clear();
+        _records.Clear();
+    }
 
-    private SlotState? Load(string slot)
+    /// <summary>Store key of a reservation record; never a valid slot key, so it never meets a slot's own key.</summary>
+    public static string RecordKey(string slot, string reservationId) => slot + "|" + reservationId;
+
+    private SlotState? LoadState(string slot)
     {
         if (_states.TryGetValue(slot, out var cached)) return cached;
-        if (_states.Count >= MaxCachedStates) _states.Clear();
-        return _store.Get(slot);
+        if (_states.Count >= MaxCached) _states.Clear();
+        return _store.Get(slot) is { } bytes ? SlotState.Parser.ParseFrom(bytes) : null;
+    }
+
+    private ReservationRecord? LoadRecord(string key)
+    {
+        if (_records.TryGetValue(key, out var cached)) return cached;
+        if (_records.Count >= MaxCached) _records.Clear();
+        if (_store.Get(key) is not { } bytes) return null;
+        var record = ReservationRecord.Parser.ParseFrom(bytes);
+        _records[key] = record;
+        return record;
     }
 
     private void ReplyToMalformed(SlotCommand address, int partition, long offset, long timestamp, string detail,
@@ -209,8 +235,12 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         if (_nextExpiry is null)
         {
             _nextExpiry = new Dictionary<string, long>(StringComparer.Ordinal);
-            foreach (var (slot, state) in _store.All())
-                if (state.NextHoldExpiryUnixMs > 0) _nextExpiry[slot] = state.NextHoldExpiryUnixMs;
+            foreach (var (key, bytes) in _store.All())
+            {
+                if (!SlotKey.TryParse(key, out _)) continue;
+                var state = SlotState.Parser.ParseFrom(bytes);
+                if (state.NextHoldExpiryUnixMs > 0) _nextExpiry[key] = state.NextHoldExpiryUnixMs;
+            }
         }
         foreach (var (slot, expiry) in _nextExpiry)
         {

@@ -21,7 +21,8 @@ public static class SlotTopology
     {
         ArgumentNullException.ThrowIfNull(topics);
         var store = Stores.KeyValueStoreBuilder(
-                Stores.PersistentKeyValueStore(TopicNames.SlotStateStore), new StringSerDes(), new ProtobufSerDes<SlotState>())
+                // Values are a SlotState under "{slot}", a ReservationRecord under "{slot}|{reservation id}".
+                Stores.PersistentKeyValueStore(TopicNames.SlotStateStore), new StringSerDes(), new ByteArraySerDes())
             // Every put goes to the changelog at once, in the same flush as the records it caused.
             .WithCachingDisabled();
         var builder = new StreamBuilder();

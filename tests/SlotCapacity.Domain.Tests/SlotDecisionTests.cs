@@ -160,7 +160,7 @@ public sealed class SlotDecisionTests
         AssertRejected(slot.Send(Command(_ => { })), RejectReason.Invalid);
         var badKey = Reserve("r1");
         badKey.Slot = "not-a-slot";
-        var decision = SlotDecisions.Decide(slot.State!.Clone(), badKey, T0, 0, 99);
+        var decision = SlotDecisions.Decide(slot.State!.Clone(), slot.Lookup, badKey, T0, 0, 99);
         AssertRejected(decision, RejectReason.Invalid);
         Assert.Null(decision.State);
     }
@@ -226,6 +226,7 @@ public sealed class SlotDecisionTests
 
         var replay = slot.Redeliver(reserve, T0, offset: 1);
         Assert.Null(replay.State);
+        Assert.Empty(replay.Reservations);
         Assert.True(replay.Reply.Replayed);
         Assert.True(replay.Reply.Accepted);
         Assert.Equal(first.Reply.FleetCounter, replay.Reply.FleetCounter);
@@ -263,7 +264,7 @@ public sealed class SlotDecisionTests
         Assert.True(next.Reply.Accepted);
         Assert.Equal([SlotEventKind.HoldExpired, SlotEventKind.ReservationBooked], next.Events.Select(e => e.Kind));
         Assert.Equal(-1, next.Events[0].FleetUnits);
-        Assert.Equal(ReservationStatus.Expired, slot.State!.Reservations["h1"].Status);
+        Assert.Equal(ReservationStatus.Expired, slot.Records["h1"].Status);
         AssertRejected(slot.Send(Confirm("h1"), at: T0 + 5001), RejectReason.Invalid);
     }
 

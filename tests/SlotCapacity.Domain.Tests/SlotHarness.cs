@@ -13,6 +13,8 @@ internal sealed class SlotHarness
     public const long T0 = 1_900_000_000_000;
 
     public SlotState? State { get; private set; }
+    /// <summary>The stored reservation records (the store's "{slot}|{id}" keys).</summary>
+    public Dictionary<string, ReservationRecord> Records { get; } = [];
     public long NextOffset { get; set; }
     public long Now { get; set; } = T0;
     public List<(SlotCommand Command, long Timestamp, long Offset, Decision Decision)> Log { get; } = [];
@@ -21,15 +23,28 @@ internal sealed class SlotHarness
     {
         var timestamp = at ?? Now;
         var offset = NextOffset++;
-        var decision = SlotDecisions.Decide(State?.Clone(), command, timestamp, 0, offset);
+        var decision = SlotDecisions.Decide(State?.Clone(), Lookup, command, timestamp, 0, offset);
+        foreach (var record in decision.Reservations) Records[record.ReservationId] = record.Clone();
         if (decision.State is not null) State = decision.State;
         Log.Add((command, timestamp, offset, decision));
         return decision;
     }
 
+    /// <summary>
+    /// A crash mid-write: the command is decided and only the first <paramref name="keep"/> of its
+    /// reservation records reach the store, not the slot state; the same command comes again next.
+    /// </summary>
+    public void CrashAfterPartialWrite(SlotCommand command, int keep)
+    {
+        var decision = SlotDecisions.Decide(State?.Clone(), Lookup, command, Now, 0, NextOffset);
+        foreach (var record in decision.Reservations.Take(keep)) Records[record.ReservationId] = record.Clone();
+    }
+
     /// <summary>Delivers a command again at a position already applied (a re-delivery after a crash).</summary>
     public Decision Redeliver(SlotCommand command, long timestamp, long offset) =>
-        SlotDecisions.Decide(State?.Clone(), command, timestamp, 0, offset);
+        SlotDecisions.Decide(State?.Clone(), Lookup, command, timestamp, 0, offset);
+
+    public ReservationRecord? Lookup(string id) => Records.TryGetValue(id, out var r) ? r : null;
 
     public long Used(string counter) => State!.FleetUsed.TryGetValue(counter, out var v) ? v : 0;
     public long SharedUsed(string counter) => State!.SharedUsed.TryGetValue(counter, out var v) ? v : 0;

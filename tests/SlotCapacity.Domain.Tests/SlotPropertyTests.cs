@@ -35,14 +35,16 @@ public sealed class SlotPropertyTests
         return config;
     }
 
-    private static SlotHarness Run(List<Step> steps, Action<SlotHarness, SlotCommand, Decision, Model>? check = null)
+    private static SlotHarness Run(List<Step> steps, Action<SlotHarness, SlotCommand, Decision, Model>? check = null,
+        int crashAt = -1, int keep = 0)
     {
         var slot = new SlotHarness();
         var model = new Model();
         slot.Send(Configure(ConfigWith(3)));
         model.Capacity["a"] = 3;
-        foreach (var step in steps)
+        for (var index = 0; index < steps.Count; index++)
         {
+            var step = steps[index];
             slot.Now += step.AdvanceMs;
             var command = step.Kind switch
             {
@@ -55,6 +57,7 @@ public sealed class SlotPropertyTests
                 6 => Configure(ConfigWith(step.CapacityA)),
                 _ => slot.Log[step.Earlier % slot.Log.Count].Command,
             };
+            if (index == crashAt) slot.CrashAfterPartialWrite(command, keep);
             var expected = model.Decide(command, slot.Now);
             var decision = slot.Send(command);
             var reply = decision.Reply;
@@ -84,9 +87,23 @@ public sealed class SlotPropertyTests
                 var counter = decision.Reply.FleetCounter;
                 Assert.True(slot.Used(counter) <= model.Capacity[counter], $"{counter} oversold");
             }
-            Assert.Equal(state.Reservations.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => r.HoldExpiresUnixMs).DefaultIfEmpty(0).Min(),
+            Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => r.HoldExpiresUnixMs).DefaultIfEmpty(0).Min(),
                 state.NextHoldExpiryUnixMs);
+            Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => r.ReservationId).Order(),
+                state.Held.Keys.Order());
         }), iter: 400);
+    }
+
+    [Fact]
+    public void A_crash_between_writing_reservations_and_the_slot_state_is_repaired_when_the_command_comes_again()
+    {
+        Gen.Select(GenStep.List[1, 60], Gen.Int[0, 59], Gen.Int[0, 3]).Sample((steps, crashAt, keep) =>
+            Run(steps, (slot, _, _, model) =>
+            {
+                foreach (var counter in new[] { "a", "b", "c" })
+                    Assert.Equal(model.Used(counter), slot.Used(counter));
+                Assert.Equal(model.Items(), slot.SharedUsed("picking"));
+            }, crashAt, keep), iter: 300);
     }
 
     [Fact]
@@ -100,6 +117,7 @@ public sealed class SlotPropertyTests
             {
                 var replay = slot.Redeliver(command, timestamp, offset);
                 Assert.Null(replay.State);
+                Assert.Empty(replay.Reservations);
                 Assert.True(replay.Reply.Replayed);
                 Assert.Equal(final, slot.State);
                 Assert.Equal(original.Events.Where(e => e.Kind != SlotEventKind.SlotConfigured),

@@ -65,16 +65,17 @@ public sealed class TopologyTests : IDisposable
     }
 
     [Fact]
-    public void The_slot_state_is_stored_with_the_offset_of_the_last_command()
+    public void The_slot_state_is_stored_with_the_offset_of_the_last_command_and_each_reservation_under_its_own_key()
     {
         var slot = Slot();
         Send(Configure(slot, Config()));
         Send(Reserve(slot, "r1"));
-        var store = _driver.GetKeyValueStore<string, SlotState>(TopicNames.SlotStateStore);
-        var state = store.Get(slot);
+        var store = _driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore);
+        var state = SlotState.Parser.ParseFrom(store.Get(slot));
         Assert.Equal(1, state.LastApplied.Offset);
         Assert.Equal(1, state.FleetUsed["vans"]);
-        Assert.True(state.Reservations.ContainsKey("r1"));
+        var record = ReservationRecord.Parser.ParseFrom(store.Get(SlotCommandProcessor.RecordKey(slot, "r1")));
+        Assert.Equal((ReservationStatus.Booked, "vans", 1L), (record.Status, record.FleetCounter, record.ReservedAt.Offset));
     }
 
     [Fact]
@@ -107,7 +108,7 @@ public sealed class TopologyTests : IDisposable
         _commands.PipeInput(Slot("hub-b"), reserve.ToByteArray(), Now);
         var reply = _replies.ReadKeyValueList().Last().Message.Value;
         Assert.Equal(RejectReason.Invalid, reply.Reason);
-        Assert.Empty(_driver.GetKeyValueStore<string, SlotState>(TopicNames.SlotStateStore).Get(slot).FleetUsed);
+        Assert.Empty(SlotState.Parser.ParseFrom(_driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore).Get(slot)).FleetUsed);
     }
 
     [Fact]
