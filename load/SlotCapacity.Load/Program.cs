@@ -7,7 +7,7 @@ const string Usage = """
     slot-load: open-loop load harness for the slot-capacity system and its peers (Redis, PostgreSQL).
 
     slot-load run --scenario NAME|all [options]
-      --targets LIST      comma list of system, redis, postgres            (default: system)
+      --targets LIST      comma list of system, redis, postgres, postgres-async (default: system)
       --duration D        measured time of a fixed-rate scenario          (default: 30s)
       --warmup D          warm-up before measuring, excluded              (default: 5s)
       --step D            length of each step of a ramped scenario        (default: 10s)
@@ -86,7 +86,8 @@ try
         "system" => (Func<ITarget>)(() => new SystemTarget(gateways, kafka, topics)),
         "redis" => () => new RedisTarget(),
         "postgres" => () => new PostgresTarget(),
-        _ => throw new ArgumentException($"unknown target '{name}': choose from system, redis, postgres"),
+        "postgres-async" => () => new PostgresTarget(synchronousCommit: false),
+        _ => throw new ArgumentException($"unknown target '{name}': choose from system, redis, postgres, postgres-async"),
     }).ToList();
 
     // Every run is bounded in time whatever happens: its planned length plus a generous margin.
