@@ -26,7 +26,8 @@ stop_all() {
   fi
   rm -f "$run/bootstrap" "$run/endpoints"
 }
-trap stop_all INT TERM EXIT
+trap stop_all EXIT
+trap "stop_all; exit 0" INT TERM
 
 echo "building (Release)..."
 for project in compose/LocalCluster/SlotCapacity.LocalCluster.csproj \
