@@ -5,18 +5,21 @@ using System.Text.Json.Serialization;
 namespace SlotCapacity.Load;
 
 /// <summary>The machine a run was measured on.</summary>
-public sealed record MachineInfo(int Cores, long MemoryMib, string CpuModel, string Os, string Dotnet, string? GitCommit)
+/// <param name="LoadAverage">/proc/loadavg (1, 5, 15 min) when the scenario started: above ~1,
+/// other work was already competing for the cores the run measures on.</param>
+public sealed record MachineInfo(int Cores, long MemoryMib, string CpuModel, string Os, string Dotnet, string? GitCommit, string LoadAverage)
 {
     public static MachineInfo Current()
     {
         long memoryMib = 0;
-        string cpu = "unknown";
+        string cpu = "unknown", load = "unknown";
         try
         {
             var mem = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));
             if (mem is not null) memoryMib = long.Parse(mem.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024;
             var model = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
             if (model is not null) cpu = model[(model.IndexOf(':') + 1)..].Trim();
+            load = string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
         }
         catch (IOException)
         {
@@ -24,7 +27,7 @@ public sealed record MachineInfo(int Cores, long MemoryMib, string CpuModel, str
         }
         return new MachineInfo(Environment.ProcessorCount, memoryMib, cpu,
             System.Runtime.InteropServices.RuntimeInformation.OSDescription,
-            System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription, ReadGitCommit());
+            System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription, ReadGitCommit(), load);
     }
 
     private static string? ReadGitCommit()

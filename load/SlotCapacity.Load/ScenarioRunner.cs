@@ -33,6 +33,7 @@ public sealed class ScenarioRunner(Scenario scenario, ScenarioOptions options, T
     public async Task<ScenarioReport> RunAsync(IReadOnlyList<Func<ITarget>> targets, string resultsDir, CancellationToken ct)
     {
         var started = DateTimeOffset.UtcNow;
+        var machine = MachineInfo.Current();
         var dir = Path.Combine(resultsDir, scenario.Name);
         var histogramDir = Path.Combine(dir, "histograms");
         if (Directory.Exists(histogramDir)) Directory.Delete(histogramDir, recursive: true);
@@ -44,7 +45,7 @@ public sealed class ScenarioRunner(Scenario scenario, ScenarioOptions options, T
             reports.Add(await RunTargetAsync(make, histogramDir, ct));
         }
         var report = new ScenarioReport(ScenarioReport.SchemaName, scenario.Name, scenario.Description, started, DateTimeOffset.UtcNow,
-            MachineInfo.Current(),
+            machine,
             new RunSettings(options.Duration.TotalSeconds, options.Warmup.TotalSeconds, StepLength.TotalSeconds,
                 Scenario.NominalReservesPerSecond, Scenario.NominalReadsPerSecond, Multipliers, options.Seed,
                 _limits.P99Ms, _limits.ErrorRate, options.DesignReserveP99Ms, options.DesignReadP99Ms),
