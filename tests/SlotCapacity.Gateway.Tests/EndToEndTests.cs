@@ -209,47 +209,73 @@ public class EndToEndTests(ITestOutputHelper output)
 
         var toA = system.Checkout(a);
         var toB = system.Checkout(b);
-        var stopAt = TimeSpan.FromSeconds(1.5);
-        var runFor = TimeSpan.FromSeconds(4);
         var clock = Stopwatch.StartNew();
+        // When each call answered by gw-a itself completed (ms on the clock).
+        var answeredByA = new System.Collections.Concurrent.ConcurrentBag<double>();
+        long failedOver = 0;
+
+        // A call to gw-a; refused there as stopping (or gw-a gone), it goes to gw-b like a client
+        // with two endpoints would.
+        async Task<ReservationReply> ViaA(string id)
+        {
+            try
+            {
+                var reply = await toA.ReserveAsync(Reserve(id, slot));
+                answeredByA.Add(clock.Elapsed.TotalMilliseconds);
+                return reply;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+            {
+                Interlocked.Increment(ref failedOver);
+                return await toB.ReserveAsync(Reserve(id, slot));
+            }
+        }
+
+        // gw-a stops once the streams are under way, right after a burst of calls to it, so calls
+        // are certainly in flight there when it begins to stop.
+        var underWay = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stopBeganMs = double.MaxValue;
+        var inFlightAtStop = 0;
+        Task<ReservationReply>[] burst = [];
         var stopped = Task.Run(async () =>
         {
-            await Task.Delay(stopAt);
+            await underWay.Task;
+            burst = Enumerable.Range(0, 20).Select(i => ViaA($"burst-{i}")).ToArray();
+            await WaitAsync(() => a.Status().InFlight > 0, TimeSpan.FromSeconds(5), () => "burst never in flight");
+            stopBeganMs = clock.Elapsed.TotalMilliseconds;
+            inFlightAtStop = a.Status().InFlight;
             await a.StopAsync();
-            output.WriteLine($"gw-a stopped at {clock.Elapsed.TotalMilliseconds:0} ms");
         });
 
-        long failedOver = 0;
-        // Two steady streams of ~100 calls/s each: one to the gateway that stops (failing over to the
-        // other when it refuses a call as stopping), one to the gateway that keeps serving.
-        async Task<List<(string Id, ReservationReply Reply)>> Stream(string name, Checkout.CheckoutClient first, Checkout.CheckoutClient? fallback)
+        // Steady paced streams: one to gw-a, two to gw-b; each goes on for 30 calls after the stop.
+        async Task<List<(string Id, ReservationReply Reply)>> Stream(string name, Func<string, Task<ReservationReply>> call)
         {
             var answers = new List<(string, ReservationReply)>();
-            for (var i = 0; clock.Elapsed < runFor && i < 1_000; i++)
+            var afterStop = 0;
+            for (var i = 0; afterStop < 30 && i < 2_000; i++)
             {
+                if (stopped.IsCompleted) afterStop++;
+                if (i == 30) underWay.TrySetResult();
                 var id = $"{name}-{i}";
-                ReservationReply reply;
-                try
-                {
-                    reply = await first.ReserveAsync(Reserve(id, slot));
-                }
-                catch (RpcException e) when (fallback is not null && e.StatusCode == StatusCode.Unavailable)
-                {
-                    Interlocked.Increment(ref failedOver);
-                    reply = await fallback.ReserveAsync(Reserve(id, slot));
-                }
-                answers.Add((id, reply));
+                answers.Add((id, await call(id)));
                 await Task.Delay(10);
             }
             return answers;
         }
-        var streams = await Task.WhenAll(Stream("to-a", toA, toB), Stream("to-b", toB, null), Stream("to-b2", toB, null));
+        var streams = await Task.WhenAll(
+            Stream("to-a", ViaA),
+            Stream("to-b", async id => await toB.ReserveAsync(Reserve(id, slot))),
+            Stream("to-b2", async id => await toB.ReserveAsync(Reserve(id, slot))));
         await stopped;
+        var bursts = await Task.WhenAll(burst);
 
-        var all = streams.SelectMany(s => s).ToList();
-        output.WriteLine($"{all.Count} calls, {failedOver} failed over from the stopping gateway; gw-b {b.Status()}");
+        var all = streams.SelectMany(s => s).Concat(bursts.Select(r => (Id: r.ReservationId, Reply: r))).ToList();
+        var answeredDuringStop = answeredByA.Count(ms => ms >= stopBeganMs);
+        output.WriteLine($"{all.Count} calls; {inFlightAtStop} in flight on gw-a when it began to stop, {answeredDuringStop} answered by gw-a after that; " +
+                         $"{failedOver} refused by gw-a and answered by gw-b; {b.Status()}");
         Assert.All(all, r => Assert.True(r.Reply.Accepted, $"{r.Id}: {r.Reply.Reason} {r.Reply.Detail}"));
-        Assert.True(streams[1].Count > 100, $"only {streams[1].Count} calls in the steady stream");
+        Assert.True(failedOver >= 30, $"only {failedOver} calls went to gw-a after it stopped");
+        Assert.True(answeredDuringStop >= inFlightAtStop, $"{inFlightAtStop} calls in flight at stop but {answeredDuringStop} answered");
         // The group hands the stopped gateway's reply partitions to the one left.
         await WaitAsync(() => b.Status().ReplyPartitions.Count == 4, TimeSpan.FromSeconds(30), () => $"partitions not taken over: {b.Status()}");
     }
