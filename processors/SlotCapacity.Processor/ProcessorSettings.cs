@@ -9,6 +9,9 @@ namespace SlotCapacity.Processor;
 /// <param name="InstanceName">Name in logs and the Kafka client id (PROCESSOR_INSTANCE).</param>
 public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topics, string StateDirectory, string InstanceName)
 {
+    /// <summary>Called (once, from a Streamiz thread) if the stream fails after it was running, with what failed.</summary>
+    public Action<string>? OnStreamFailed { get; init; }
+
     /// <summary>Reads the environment; KAFKA_BOOTSTRAP_SERVERS is required (StartupException otherwise).</summary>
     public static ProcessorSettings FromEnvironment()
     {

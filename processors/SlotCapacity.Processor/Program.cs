@@ -24,12 +24,21 @@ Console.CancelKeyPress += (_, e) =>
     stop.Cancel();
 };
 
+var failed = false;
 try
 {
-    var settings = ProcessorSettings.FromEnvironment();
+    // A stream that dies exits the process (code 1) so whatever runs it starts it again.
+    var settings = ProcessorSettings.FromEnvironment() with
+    {
+        OnStreamFailed = _ =>
+        {
+            failed = true;
+            stop.Cancel();
+        },
+    };
     await using var processor = await SlotProcessor.StartAsync(settings, loggers, stop.Token);
     await Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
-    return 0;
+    return failed ? 1 : 0;
 }
 catch (StartupException e)
 {

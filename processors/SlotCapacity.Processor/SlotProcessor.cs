@@ -31,7 +31,10 @@ public static class SlotProcessor
         stream.StateChanged += (_, now) =>
         {
             if (now == KafkaStream.State.RUNNING) running.TrySetResult();
-            else if (now == KafkaStream.State.ERROR) running.TrySetException(new StartupException($"processor {settings.InstanceName}: the stream failed while starting"));
+            if (now != KafkaStream.State.ERROR) return;
+            if (running.TrySetException(new StartupException($"processor {settings.InstanceName}: the stream failed while starting"))) return;
+            log.LogCritical("Processor {Instance}: the stream failed and stopped processing", settings.InstanceName);
+            settings.OnStreamFailed?.Invoke("the stream failed and stopped processing (see the error logged before)");
         };
         log.LogInformation("Processor {Instance} starting: {Commands} ({SlotPartitions} partitions) -> {Replies} ({ReplyPartitions} partitions), state in {StateDirectory}",
             settings.InstanceName, settings.Topics.Commands, slotPartitions, settings.Topics.Replies, replyPartitions, settings.StateDirectory);
