@@ -91,16 +91,7 @@ public sealed class CheckoutService(
 
     private async Task<ReservationReply> Write(string method, long started, SlotCommand command, string reservationId, bool abandonOnMiss, ServerCallContext context)
     {
-        switch (gate.TryEnter())
-        {
-            case InFlightGate.Entry.Shed:
-                metrics.Shed(method);
-                metrics.Answered(method, "shed", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                throw new RpcException(new Status(StatusCode.ResourceExhausted, $"more than {gate.Limit} calls in flight on this gateway; retry shortly"));
-            case InFlightGate.Entry.Stopping:
-                metrics.Answered(method, "stopping", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                throw new RpcException(new Status(StatusCode.Unavailable, "gateway is stopping; nothing was written, retry on another instance"));
-        }
+        gate.Admit(method, metrics, started);
         try
         {
             var (deadline, deadlineAt) = CallDeadline(settings.Deadline, started, context.Deadline);

@@ -96,9 +96,14 @@ public static class GatewayHost
         services.AddSingleton<GatewayCore>();
         services.AddHostedService(sp => sp.GetRequiredService<GatewayCore>());
 
-        services.AddGrpc(o => o.EnableDetailedErrors = true);
+        services.AddGrpc(o => o.EnableDetailedErrors = false);
         services.AddGrpcReflection();
-        services.AddGrpcHealthChecks(o => o.Services.Map("", r => r.Tags.Contains("ready")))
+        services.AddGrpcHealthChecks(o =>
+            {
+                o.Services.Map("", r => r.Tags.Contains("ready"));
+                o.Services.Map("slotcapacity.v1.Checkout", r => r.Tags.Contains("ready"));
+                o.Services.Map("slotcapacity.v1.Planning", r => r.Tags.Contains("ready"));
+            })
             .AddCheck<ReadinessCheck>("ready", tags: ["ready"]);
         services.Configure<HealthCheckPublisherOptions>(o =>
         {

@@ -1,3 +1,6 @@
+using System.Diagnostics;
+using Grpc.Core;
+
 namespace SlotCapacity.Gateway;
 
 /// <summary>
@@ -47,4 +50,20 @@ public sealed class InFlightGate(int limit)
     }
 
     public Task DrainedAsync => drained.Task;
+
+    /// <summary>Lets a write in, or answers it at once: RESOURCE_EXHAUSTED over the limit, UNAVAILABLE
+    /// while stopping (nothing written either way). A caller let in must call <see cref="Exit"/>.</summary>
+    public void Admit(string method, GatewayMetrics metrics, long started)
+    {
+        switch (TryEnter())
+        {
+            case Entry.Shed:
+                metrics.Shed(method);
+                metrics.Answered(method, "shed", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                throw new RpcException(new Status(StatusCode.ResourceExhausted, $"more than {limit} calls in flight on this gateway; retry shortly"));
+            case Entry.Stopping:
+                metrics.Answered(method, "stopping", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                throw new RpcException(new Status(StatusCode.Unavailable, "gateway is stopping; nothing was written, retry on another instance"));
+        }
+    }
 }

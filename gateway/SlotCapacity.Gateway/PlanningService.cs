@@ -24,7 +24,7 @@ public sealed class PlanningService(
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.Configure(request, out var slot);
         if (problems.Any) Refuse("configure", started, problems);
-        Enter("configure", started);
+        gate.Admit("configure", metrics, started);
         try
         {
             var result = await Change(request.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, context.CancellationToken);
@@ -42,7 +42,7 @@ public sealed class PlanningService(
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.SetOpen(request, out var slot);
         if (problems.Any) Refuse("set_open", started, problems);
-        Enter("set_open", started);
+        gate.Admit("set_open", metrics, started);
         try
         {
             var result = await Change(request.Slot, new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open } }, context.CancellationToken);
@@ -68,7 +68,7 @@ public sealed class PlanningService(
             .Select(g => $"{g.Key.Hub}@{DateTimeOffset.FromUnixTimeSeconds(g.Key.Seconds):yyyy-MM-dd'T'HH:mm'Z'}")
             .ToList();
         if (duplicates.Count > 0) Refuse("apply_plan", started, Problem("slots", "slot appears more than once: " + string.Join(", ", duplicates.Take(5))));
-        Enter("apply_plan", started);
+        gate.Admit("apply_plan", metrics, started);
         try
         {
             var results = new SlotChangeResult[request.Slots.Count];
@@ -135,20 +135,6 @@ public sealed class PlanningService(
         }
         if (!reply.Accepted) metrics.Rejected(reply.Reason.ToString());
         return new SlotChangeResult { Slot = slotId, Applied = reply.Accepted, Reason = reply.Reason, Detail = reply.Detail };
-    }
-
-    private void Enter(string method, long started)
-    {
-        switch (gate.TryEnter())
-        {
-            case InFlightGate.Entry.Shed:
-                metrics.Shed(method);
-                metrics.Answered(method, "shed", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                throw new RpcException(new Status(StatusCode.ResourceExhausted, $"more than {gate.Limit} calls in flight on this gateway; retry shortly"));
-            case InFlightGate.Entry.Stopping:
-                metrics.Answered(method, "stopping", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                throw new RpcException(new Status(StatusCode.Unavailable, "gateway is stopping; nothing was written, retry on another instance"));
-        }
     }
 
     private void Answered(string method, long started, SlotChangeResult result) =>
