@@ -18,7 +18,7 @@ public sealed class CrashTests(ITestOutputHelper output)
     private const int Partitions = 4;
     private const int Slots = 8;
     private const int CapacityPerSlot = 40;
-    private const int AttemptsPerSlot = 60;
+    private const int AttemptsPerSlot = 100;
 
     [Fact]
     public async Task Killing_a_processor_mid_stream_loses_nothing_and_counts_nothing_twice_three_times_in_a_row()
@@ -56,7 +56,7 @@ public sealed class CrashTests(ITestOutputHelper output)
                     third = ProcessorProcess.Start(broker.BootstrapServers, topics, $"crash{round}-p3");
                 }
                 await Task.WhenAll(reserves.Skip(batch * 20).Take(20).Select(r => kafka.SendAsync(topics.Commands, r)));
-                await Task.Delay(40);
+                await Task.Delay(10);
             }
 
             var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions,
@@ -65,7 +65,8 @@ public sealed class CrashTests(ITestOutputHelper output)
                 read => read.Select(e => e.Message.Value).Where(e => e.Kind == SlotEventKind.ReservationBooked).Select(e => e.ReservationId)
                     .Distinct().Count() >= Slots * CapacityPerSlot, TimeSpan.FromSeconds(30), settle: TimeSpan.FromSeconds(1));
             var snapshots = kafka.ReadUntil<AvailabilitySnapshot>(topics.Availability, Partitions,
-                read => read.Count > 0, TimeSpan.FromSeconds(30), settle: TimeSpan.FromSeconds(1));
+                read => read.Where(s => s.Message.Value.Fleet.Single().UsedOrders == CapacityPerSlot).Select(s => s.Message.Key).Distinct().Count() == Slots,
+                TimeSpan.FromSeconds(30), settle: TimeSpan.FromSeconds(1));
 
             // Every command answered; duplicate replies (re-deliveries) agree with the first.
             var repliesByCorrelation = replies.GroupBy(r => r.Message.Key).ToDictionary(g => g.Key, g => g.Select(r => r.Message.Value).ToList());
