@@ -11,10 +11,11 @@ using SlotCapacity.Processor;
 
 // Engine benchmark: (1) the pure decision per command, (2) one processor's throughput on a broker
 // (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster). Bounded in count and time.
-// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [--commands N] [--out FILE]
+// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [latency] [--commands N] [--slots N] [--seconds N] [--out FILE]
 var modes = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal) && !int.TryParse(a, out _)).ToHashSet();
-if (modes.Count == 0) modes = ["decide", "throughput"];
+if (modes.Count == 0) modes = ["decide", "throughput", "latency"];
 var commandCount = Option("--commands", 50_000);
+var slotCount = Option("--slots", 500);
 var outFile = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault();
 var report = new StringBuilder();
 void Line(string text)
@@ -27,7 +28,8 @@ Line($"# Engine benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
 Line($"Machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
 Line("");
 if (modes.Contains("decide")) DecideBenchmark();
-if (modes.Contains("throughput")) await ThroughputBenchmark(commandCount);
+if (modes.Contains("throughput")) await ThroughputBenchmark(commandCount, slotCount);
+if (modes.Contains("latency")) await LatencyBenchmark(slotCount, [1_000, 3_000, 5_000], TimeSpan.FromSeconds(Option("--seconds", 5)));
 if (outFile is not null)
 {
     Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outFile))!);
@@ -132,7 +134,7 @@ void DecideBenchmark()
     }
 }
 
-async Task ThroughputBenchmark(int count)
+async Task ThroughputBenchmark(int count, int slotCount)
 {
     using var loggers = LoggerFactory.Create(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
     var bootstrap = Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable);
@@ -145,8 +147,8 @@ async Task ThroughputBenchmark(int count)
     else await TopicProvisioner.CreateAsync(bootstrap, specs);
     await TopicProvisioner.VerifyAsync(bootstrap, specs, TimeSpan.FromSeconds(30));
 
-    // A backlog: 500 slots (capacity 60 orders), reservations spread over them, every one answered.
-    const int slotCount = 500;
+    // A backlog of reservations spread over the slots, every one answered; each slot sells out at
+    // 60% of the reservations it is sent, so both accepts and rejects are in the mix.
     var slots = Enumerable.Range(0, slotCount).Select(i => SlotKey.Create($"bench-{i}", new DateTimeOffset(2030, 5, 6, 10, 0, 0, TimeSpan.Zero)).ToString()).ToList();
     using (var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 5, Acks = Acks.All }).Build())
     {
@@ -158,7 +160,7 @@ async Task ThroughputBenchmark(int count)
                 {
                     CommandId = "configure-" + slot,
                     Slot = slot,
-                    Configure = new ConfigureSlot { Config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = 60 } } } },
+                    Configure = new ConfigureSlot { Config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = Math.Max(1, count / slotCount * 6 / 10) } } } },
                 }.ToByteArray(),
             });
         for (var i = 0; i < count; i++)
@@ -211,7 +213,7 @@ async Task ThroughputBenchmark(int count)
             }
         }
         var elapsed = watch.Elapsed - firstReply;
-        Line($"## One processor, backlog of {count} reservations over {slotCount} slots, {partitions} partitions");
+        Line($"## One processor, backlog of {count} reservations over {slotCount} slot(s), {partitions} partitions");
         Line("");
         Line($"Broker: {(cluster is null ? "KAFKA_BOOTSTRAP_SERVERS " + bootstrap : "in-process local cluster (3 mock brokers)")}; processor, broker and reply reader share the machine.");
         Line("");
@@ -220,4 +222,102 @@ async Task ThroughputBenchmark(int count)
         Line($"| {received} | {elapsed.TotalSeconds:F1} | {received / elapsed.TotalSeconds:F0} | {startedAt.TotalSeconds:F1} |");
         Line("");
     }
+}
+
+// Open loop at fixed rates through one processor: command written -> reply read, per command.
+async Task LatencyBenchmark(int slotCount, int[] rates, TimeSpan perRate)
+{
+    using var loggers = LoggerFactory.Create(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
+    using var cluster = LocalCluster.Start(3);
+    const int partitions = 12;
+    var topics = new TopicNames($"lat-{DateTime.UtcNow:HHmmss}.");
+    cluster.CreateTopics(topics.Specs(partitions, partitions));
+    var bootstrap = cluster.BootstrapServers;
+    var slots = Enumerable.Range(0, slotCount).Select(i => SlotKey.Create($"lat-{i}", new DateTimeOffset(2030, 5, 6, 10, 0, 0, TimeSpan.Zero)).ToString()).ToList();
+    var settings = new ProcessorSettings(bootstrap, topics, Path.Combine(Path.GetTempPath(), "engine-bench", Guid.NewGuid().ToString("N")), "bench-latency");
+    await using var processor = await SlotProcessor.StartAsync(settings, loggers, CancellationToken.None);
+    using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 1, Acks = Acks.All }).Build();
+    foreach (var slot in slots)
+        producer.Produce(topics.Commands, new Message<string, byte[]>
+        {
+            Key = slot,
+            Value = new SlotCommand
+            {
+                CommandId = "configure-" + slot,
+                Slot = slot,
+                Configure = new ConfigureSlot { Config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = 1_000_000 } } } },
+            }.ToByteArray(),
+        });
+    producer.Flush(TimeSpan.FromSeconds(30));
+
+    var sentAt = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
+    var latencies = new List<double>();
+    using var stopReading = new CancellationTokenSource();
+    var reader = Task.Run(() =>
+    {
+        using var replies = new ConsumerBuilder<string, Ignore>(new ConsumerConfig
+        {
+            BootstrapServers = bootstrap,
+            GroupId = "bench-latency-" + Guid.NewGuid().ToString("N"),
+            FetchWaitMaxMs = 5,
+            EnableAutoCommit = false,
+        }).Build();
+        replies.Assign(new TopicPartitionOffset(topics.Replies, 0, Offset.End));
+        while (!stopReading.IsCancellationRequested)
+        {
+            var result = replies.Consume(TimeSpan.FromMilliseconds(50));
+            if (result?.Message is null || !sentAt.TryRemove(result.Message.Key, out var sent)) continue;
+            var ms = (Stopwatch.GetTimestamp() - sent) * 1000.0 / Stopwatch.Frequency;
+            lock (latencies) latencies.Add(ms);
+        }
+    });
+    await Task.Delay(1000);
+
+    Line($"## One processor, open loop, command written -> reply read ({slotCount} slot(s), {perRate.TotalSeconds:F0} s per rate, in-process local cluster)");
+    Line("");
+    Line("| target/s | sent | answered | p50 ms | p99 ms | p99.9 ms | max ms |");
+    Line("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    var id = 0L;
+    // The first rate warms up (JIT, connections, caches) and is not reported.
+    foreach (var rate in rates.Prepend(500))
+    {
+        var warmUp = id == 0;
+        lock (latencies) latencies.Clear();
+        sentAt.Clear();
+        var watch = Stopwatch.StartNew();
+        var sent = 0L;
+        while (watch.Elapsed < perRate)
+        {
+            var due = (long)(rate * watch.Elapsed.TotalSeconds);
+            for (; sent < due; sent++, id++)
+            {
+                var slot = slots[(int)(id % slots.Count)];
+                var correlation = $"lat{id}";
+                sentAt[correlation] = Stopwatch.GetTimestamp();
+                producer.Produce(topics.Commands, new Message<string, byte[]>
+                {
+                    Key = slot,
+                    Value = new SlotCommand
+                    {
+                        CommandId = correlation,
+                        Slot = slot,
+                        ReplyPartition = 0,
+                        CorrelationId = correlation,
+                        Reserve = new Reserve { ReservationId = correlation, OrderId = correlation, Zone = "north", Needs = new OrderNeeds() },
+                    }.ToByteArray(),
+                });
+            }
+            await Task.Delay(1);
+        }
+        var drain = Stopwatch.StartNew();
+        while (!sentAt.IsEmpty && drain.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50);
+        double[] sorted;
+        lock (latencies) sorted = [.. latencies.Order()];
+        double At(double q) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
+        if (!warmUp)
+            Line($"| {rate} | {sent} | {sorted.Length} | {At(0.5):F1} | {At(0.99):F1} | {At(0.999):F1} | {(sorted.Length == 0 ? double.NaN : sorted[^1]):F1} |");
+    }
+    Line("");
+    await stopReading.CancelAsync();
+    await reader;
 }
