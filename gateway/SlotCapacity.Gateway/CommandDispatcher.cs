@@ -31,6 +31,10 @@ public sealed class CommandDispatcher : IDisposable
     private readonly ReplyListener replies;
     private readonly ILogger<CommandDispatcher> logger;
     private readonly IProducer<string, byte[]> producer;
+    private volatile string? fatal;
+
+    /// <summary>Set when the producer failed for good; the gateway is then not ready.</summary>
+    public string? FatalError => fatal;
 
     public CommandDispatcher(GatewaySettings settings, ReplyRouter router, ReplyListener replies, ILogger<CommandDispatcher> logger)
     {
@@ -49,7 +53,19 @@ public sealed class CommandDispatcher : IDisposable
             SocketNagleDisable = true,
         };
         producer = new ProducerBuilder<string, byte[]>(config)
-            .SetErrorHandler((_, e) => logger.LogWarning("Command producer error {Code}: {Reason}", e.Code, e.Reason))
+            .SetErrorHandler((_, e) =>
+            {
+                if (!e.IsFatal)
+                {
+                    logger.LogWarning("Command producer error {Code}: {Reason}", e.Code, e.Reason);
+                    return;
+                }
+                // An idempotent producer that hit a fatal error (e.g. a sequence gap) accepts nothing
+                // more: the instance reports not ready so it gets restarted, and calls are answered
+                // UNAVAILABLE meanwhile.
+                fatal = e.Reason;
+                logger.LogCritical("Command producer failed for good ({Code}: {Reason}); this gateway must be restarted", e.Code, e.Reason);
+            })
             .SetLogHandler((_, m) => logger.LogDebug("librdkafka {Facility}: {Message}", m.Facility, m.Message))
             .Build();
     }

@@ -152,7 +152,10 @@ public static class GatewayHost
             var status = core.Status();
             return Task.FromResult(status.Ready
                 ? HealthCheckResult.Healthy($"view lag {status.ViewLagRecords} records, reply partitions {string.Join(",", status.ReplyPartitions)}")
-                : HealthCheckResult.Unhealthy(status.Stopping ? "stopping" : !status.ViewCaughtUp ? "availability view still loading" : "no reply partition assigned yet"));
+                : HealthCheckResult.Unhealthy(status.Stopping ? "stopping"
+                    : !status.ViewCaughtUp ? "availability view still loading"
+                    : status.ReplyPartitions.Count == 0 ? "no reply partition assigned yet"
+                    : "command producer failed; restart the gateway"));
         }
     }
 }
@@ -179,7 +182,8 @@ public sealed class GatewayCore(
         var (lagRecords, lagMs) = follower.Lag();
         var owned = replies.OwnedPartitions;
         var (late, duplicate, unknown) = router.Dropped;
-        return new GatewayStatus(settings.Instance, !gate.Stopping && follower.CaughtUp && owned.Count > 0, gate.Stopping,
+        var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && dispatcher.FatalError is null;
+        return new GatewayStatus(settings.Instance, ready, gate.Stopping,
             follower.CaughtUp, view.SlotCount, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown);
     }
 
