@@ -79,6 +79,9 @@ public static class GatewayHost
         }
         builder.Logging.SetMinimumLevel(settings.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // gRPC logs every non-OK status at Information: one line per shed or invalid call would
+        // flood the logs exactly when the gateway is overloaded. Metrics count them instead.
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
         // It logs every unhealthy probe as an error; "not ready yet" while starting is normal and
         // the gateway logs its own readiness changes.
