@@ -24,9 +24,9 @@ catch (StartupException e)
     Console.Error.WriteLine($"gateway: {e.Message}");
     return 2;
 }
-catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException)
+catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException or System.Net.Sockets.SocketException)
 {
-    Console.Error.WriteLine($"gateway: cannot listen: {e.Message}; pick a free port with --urls http://127.0.0.1:PORT");
+    Console.Error.WriteLine($"gateway: {e.Message.TrimEnd('.')}; pick free ports with --urls http://127.0.0.1:PORT (gRPC) and GATEWAY_ADMIN_URL (default: gRPC port + 1000)");
     return 2;
 }
 
