@@ -45,12 +45,14 @@ if [[ ",$TARGETS," == *",system,"* ]]; then
     rm -f "$run/endpoints"
     bash compose/run-local.sh >"$run/logs/load-run-local.log" 2>&1 &
     system_pid=$!
+    # Ready once run-local.sh has applied its demo plan and printed its banner.
     for _ in $(seq 1 1800); do
-      [ -s "$run/endpoints" ] && break
+      [ -s "$run/endpoints" ] && grep -q "Slot capacity service is running" "$run/logs/load-run-local.log" && break
       kill -0 "$system_pid" 2>/dev/null || { echo "the system did not start:"; tail -20 "$run/logs/load-run-local.log"; exit 1; }
       sleep 0.1
     done
-    [ -s "$run/endpoints" ] || { echo "the system did not become ready in 180 s: see .run/logs/"; exit 1; }
+    grep -q "Slot capacity service is running" "$run/logs/load-run-local.log" \
+      || { echo "the system did not become ready in 180 s: see .run/logs/"; exit 1; }
   fi
   if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] && [ -s "$run/bootstrap" ]; then
     export KAFKA_BOOTSTRAP_SERVERS=$(cat "$run/bootstrap")

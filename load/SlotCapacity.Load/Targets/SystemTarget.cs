@@ -241,7 +241,7 @@ public sealed class SystemTarget : ITarget
             if (!plan.ById.ContainsKey(key)) return;
             var snapshot = ProtobufSerde<AvailabilitySnapshot>.Instance.Deserialize(value, false, new SerializationContext(MessageComponentType.Value, topic));
             if (!latest.TryGetValue(key, out var previous) || previous.Version <= snapshot.Version) latest[key] = snapshot;
-        }, () => false, ct);
+        }, () => true, ct);
         var used = new Dictionary<(string, CounterKind, string), long>();
         foreach (var (slot, s) in latest)
         {
