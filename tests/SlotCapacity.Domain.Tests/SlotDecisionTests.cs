@@ -377,4 +377,40 @@ public sealed class SlotDecisionTests
         Assert.True(slot.Send(Release("r1")).Reply.Accepted);
         Assert.Equal(0, slot.Used("vans"));
     }
+
+    [Fact]
+    public void Records_written_by_a_command_whose_slot_state_was_lost_are_undone_and_the_command_applies_once()
+    {
+        var slot = Configured(Config(Fleet("vans", 2)));
+        slot.Send(Reserve("r1", hold: T0 + 60_000));
+        var release = Release("r1");
+        // The crash: the released record reached the store, the slot state (counters, offset) did not.
+        slot.CrashAfterPartialWrite(release, keep: 1);
+        Assert.Equal(ReservationStatus.Released, slot.Records["r1"].Status);
+        Assert.Equal(1, slot.Used("vans"));
+
+        var again = slot.Send(release);
+        Assert.True(again.Reply.Accepted);
+        Assert.False(again.Reply.Replayed);
+        Assert.Equal(SlotEventKind.ReservationReleased, again.Events.Single().Kind);
+        Assert.Equal(0, slot.Used("vans"));
+        Assert.Empty(slot.State!.FleetHeld);
+        Assert.Empty(slot.State.Held);
+    }
+
+    [Fact]
+    public void Settle_restores_a_record_to_what_it_was_after_the_last_applied_command()
+    {
+        AppliedAt At(long offset) => new() { Partition = 0, Offset = offset };
+        var record = new ReservationRecord
+        {
+            ReservationId = "r1", Reserved = true, HoldExpiresUnixMs = T0 + 1, Status = ReservationStatus.Released,
+            ReservedAt = At(3), ConfirmedAt = At(5), EndedAt = At(8), EndReason = "released",
+        };
+        Assert.Equal(record, SlotDecisions.Settle(record.Clone(), At(8)));
+        Assert.Equal(ReservationStatus.Booked, SlotDecisions.Settle(record.Clone(), At(7))!.Status);
+        Assert.Equal(ReservationStatus.Held, SlotDecisions.Settle(record.Clone(), At(4))!.Status);
+        Assert.Null(SlotDecisions.Settle(record.Clone(), At(2)));
+        Assert.Null(SlotDecisions.Settle(record.Clone(), null));
+    }
 }
