@@ -48,7 +48,12 @@ if [[ ",$TARGETS," == *",system,"* ]]; then
     # Ready once run-local.sh has applied its demo plan and printed its banner.
     for _ in $(seq 1 1800); do
       [ -s "$run/endpoints" ] && grep -q "Slot capacity service is running" "$run/logs/load-run-local.log" && break
-      kill -0 "$system_pid" 2>/dev/null || { echo "the system did not start:"; tail -20 "$run/logs/load-run-local.log"; exit 1; }
+      if ! kill -0 "$system_pid" 2>/dev/null; then
+        # run-local.sh is stopping its processes itself: let it finish rather than interrupt it.
+        wait "$system_pid" || true
+        system_pid=""
+        echo "the system did not start:"; tail -20 "$run/logs/load-run-local.log"; exit 1
+      fi
       sleep 0.1
     done
     grep -q "Slot capacity service is running" "$run/logs/load-run-local.log" \
