@@ -15,7 +15,7 @@ public static class GatewayCli
 {
     public const string Usage = """
         usage:
-          SlotCapacity.Gateway plan apply PLAN.csv|PLAN.json|- [--gateway http://127.0.0.1:5101]     (- = CSV on stdin)
+          SlotCapacity.Gateway plan apply PLAN.csv|PLAN.json|- [--gateway http://127.0.0.1:5101] [--retries 3]   (- = CSV on stdin)
           SlotCapacity.Gateway plan utilisation [--hub HUB] [--from yyyy-MM-dd] [--days N] [--gateway URL]
           SlotCapacity.Gateway plan sample [--from yyyy-MM-dd] [--days N] > plan.csv
           SlotCapacity.Gateway reserve --hub HUB --start yyyy-MM-ddTHH:mmZ --zone ZONE [--items N] [--requires a,b]
@@ -37,7 +37,7 @@ public static class GatewayCli
             var gateway = options.GetValueOrDefault("gateway", "http://127.0.0.1:5101");
             return positional switch
             {
-                ["plan", "apply", var file] => await ApplyAsync(file, gateway, stdout),
+                ["plan", "apply", var file] => await ApplyAsync(file, gateway, Retries(options), stdout),
                 ["plan", "utilisation"] => await UtilisationAsync(options, gateway, stdout),
                 ["plan", "sample"] => Sample(options, stdout),
                 ["reserve"] => await ReserveAsync(options, gateway, stdout),
@@ -64,13 +64,28 @@ public static class GatewayCli
         }
     }
 
-    private static async Task<int> ApplyAsync(string file, string gateway, TextWriter stdout)
+    private static int Retries(Dictionary<string, string> options) =>
+        options.TryGetValue("retries", out var text) ? int.Parse(text, CultureInfo.InvariantCulture) : 3;
+
+    private static async Task<int> ApplyAsync(string file, string gateway, int retries, TextWriter stdout)
     {
         var plan = file == "-" ? PlanFile.ParseCsv("stdin", await Console.In.ReadToEndAsync()) : PlanFile.Read(file);
         using var channel = GrpcChannel.ForAddress(gateway);
         var client = new Planning.PlanningClient(channel);
         var watch = Stopwatch.StartNew();
         var reply = await client.ApplyPlanAsync(plan, deadline: DateTime.UtcNow.AddMinutes(5));
+        // Slots answered UNAVAILABLE (no reply in time, e.g. while the engine rebalances) are sent
+        // again: a ConfigureSlot replaces the whole configuration, so re-sending is safe.
+        for (var round = 1; round <= retries && reply.Results.Any(r => r.Reason == RejectReason.Unavailable); round++)
+        {
+            var again = reply.Results.Select((r, i) => (r, i)).Where(x => x.r.Reason == RejectReason.Unavailable).Select(x => x.i).ToList();
+            stdout.WriteLine($"{again.Count} slots got no reply in time; sending them again ({round}/{retries})");
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            var retry = await client.ApplyPlanAsync(new ApplyPlanRequest { Slots = { again.Select(i => plan.Slots[i]) } }, deadline: DateTime.UtcNow.AddMinutes(5));
+            for (var k = 0; k < again.Count; k++) reply.Results[again[k]] = retry.Results[k];
+            reply.Applied = reply.Results.Count(r => r.Applied);
+            reply.Failed = reply.Results.Count - reply.Applied;
+        }
         stdout.WriteLine($"Applied {reply.Applied} of {reply.Results.Count} slots from {file} in {watch.Elapsed.TotalSeconds:0.0} s ({reply.Failed} failed)");
         if (reply.Failed > 0)
         {
