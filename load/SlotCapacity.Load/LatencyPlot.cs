@@ -34,6 +34,38 @@ public static class LatencyPlot
             plot.SavePng(Path.Combine(dir, name), 1200, 600);
             files.Add(name);
         }
+        if (report.Settings.Multipliers.Count > 1 && WriteRamp(report, Path.Combine(dir, "latency-vs-rate.png")))
+            files.Add("latency-vs-rate.png");
         return files;
+    }
+
+    /// <summary>Reserve p99 of each step against the offered reserve rate: where each target bends.</summary>
+    private static bool WriteRamp(ScenarioReport report, string path)
+    {
+        var plot = new ScottPlot.Plot();
+        var any = false;
+        double top = report.Settings.P99LimitMs * 1.5;
+        foreach (var t in report.Targets.Where(t => t.Steps.Count > 0))
+        {
+            var xs = t.Steps.Select(s => s.ReservesPerSecondTarget).ToArray();
+            var ys = t.Steps.Select(s => s.Reserve.LatencyMs.P99).ToArray();
+            var line = plot.Add.Scatter(xs, ys);
+            line.LegendText = $"{t.Target} reserve p99";
+            line.LineWidth = 2;
+            line.MarkerSize = 7;
+            top = Math.Max(top, ys.Max());
+            any = true;
+        }
+        if (!any) return false;
+        var limit = plot.Add.HorizontalLine(report.Settings.P99LimitMs);
+        limit.LegendText = $"limit {report.Settings.P99LimitMs:0} ms";
+        limit.LinePattern = ScottPlot.LinePattern.Dashed;
+        plot.Title($"{report.Scenario}: reserve p99 per step against the offered rate (reads at 10x that rate)");
+        plot.XLabel("offered reservation attempts per second");
+        plot.YLabel("p99 latency (ms)");
+        plot.Axes.SetLimitsY(0, Math.Min(top * 1.1, 6_000));
+        plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
+        plot.SavePng(path, 1200, 600);
+        return true;
     }
 }
