@@ -58,7 +58,7 @@ public sealed class PostgresTarget : ITarget
               WHERE slot = p_slot AND used + 1 <= capacity AND name = (
                 SELECT name FROM fleet_counter WHERE slot = p_slot AND used < capacity
                   AND (cardinality(zones) = 0 OR p_zone = ANY (zones)) AND carries @> p_requires
-                ORDER BY ord LIMIT 1)
+                ORDER BY capacity - used DESC, name COLLATE "C" LIMIT 1)
               RETURNING name INTO v_fleet;
             IF v_fleet IS NULL THEN RAISE EXCEPTION 'SLOT_FULL'; END IF;
             INSERT INTO reservation VALUES (p_id, p_slot, v_fleet, p_zone, p_items, p_totes);

@@ -14,6 +14,8 @@ public sealed class RedisTarget : ITarget
 {
     // Decides whether an order fits a slot, exactly as a reservation would, without changing it:
     // returns the fleet counter it would take and the shared draws, or nil and the reject reason.
+    // Same rules and allocation as the system's domain: the eligible fleet counter with the most
+    // room left, ties to the first name.
     private const string FitFunction = """
         local function has(list, item) return string.find(',' .. list .. ',', ',' .. item .. ',', 1, true) ~= nil end
         local function fit(slot, zone, requires, items, totes)
@@ -22,6 +24,7 @@ public sealed class RedisTarget : ITarget
           local zmax = redis.call('HGET', slot, 'z:' .. zone .. ':max')
           if zmax and tonumber(redis.call('HGET', slot, 'z:' .. zone .. ':used')) + 1 > tonumber(zmax) then return nil, 'ZONE_FULL' end
           local chosen = nil
+          local best = 0
           local eligible = false
           for name in string.gmatch(redis.call('HGET', slot, 'fleet'), '[^,]+') do
             local zones = redis.call('HGET', slot, 'f:' .. name .. ':zones')
@@ -34,9 +37,10 @@ public sealed class RedisTarget : ITarget
             end
             if ok then
               eligible = true
-              if tonumber(redis.call('HGET', slot, 'f:' .. name .. ':used')) + 1 <= tonumber(redis.call('HGET', slot, 'f:' .. name .. ':cap')) then
+              local room = tonumber(redis.call('HGET', slot, 'f:' .. name .. ':cap')) - tonumber(redis.call('HGET', slot, 'f:' .. name .. ':used'))
+              if room > 0 and (chosen == nil or room > best or (room == best and name < chosen)) then
                 chosen = name
-                break
+                best = room
               end
             end
           end
