@@ -74,6 +74,43 @@ public class EndToEndTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_plan_is_applied_slot_by_slot_and_slots_open_and_close()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output);
+        var gateway = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
+        var planning = system.Planning(gateway);
+        var checkout = system.Checkout(gateway);
+        var plan = PlanFile.ParseCsv("plan.csv", $"""
+            {PlanFile.Header}
+            MAN1,2030-06-03,10:00,true,0,vans=2@north/bulky,picking:items=100,outer:closed
+            MAN1,2030-06-03,12:00,true,0,vans=3,,
+            MAN1,2030-06-03,14:00,true,0,vans=1,,
+            MAN1,2030-06-03,16:00,false,0,vans=4,,
+            """);
+        plan.Slots[2].Config.Fleet[0].CapacityOrders = -1;
+
+        var applied = await planning.ApplyPlanAsync(plan);
+        Assert.Equal((3, 1), (applied.Applied, applied.Failed));
+        Assert.Equal([true, true, false, true], applied.Results.Select(r => r.Applied));
+        Assert.Equal(RejectReason.Invalid, applied.Results[2].Reason);
+        Assert.Equal("config.fleet[0].capacity_orders: -1 is negative", applied.Results[2].Detail);
+        Assert.Equal(plan.Slots.Select(s => s.Slot), applied.Results.Select(r => r.Slot));
+
+        var at16 = EngineAndGateways.Slot("MAN1", Start.AddHours(6));
+        Assert.Equal(RejectReason.SlotClosed, (await checkout.ReserveAsync(Reserve("c1", at16))).Reason);
+        Assert.True((await planning.SetSlotOpenAsync(new SetSlotOpenRequest { Slot = at16, Open = true })).Applied);
+        Assert.True((await checkout.ReserveAsync(Reserve("c2", at16))).Accepted);
+
+        var unknown = await planning.SetSlotOpenAsync(new SetSlotOpenRequest { Slot = EngineAndGateways.Slot("MAN1", Start.AddDays(3)), Open = true });
+        Assert.False(unknown.Applied);
+        Assert.Equal(RejectReason.UnknownSlot, unknown.Reason);
+
+        var bad = await Assert.ThrowsAsync<RpcException>(async () => await planning.ApplyPlanAsync(new ApplyPlanRequest { Slots = { plan.Slots[0], plan.Slots[0] } }));
+        Assert.Equal(StatusCode.InvalidArgument, bad.StatusCode);
+        Assert.Contains("appears more than once", bad.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Availability_reflects_a_booking_within_one_second()
     {
         await using var system = await EngineAndGateways.StartAsync(output);
