@@ -38,7 +38,9 @@ public static class SlotProcessor
         };
         log.LogInformation("Processor {Instance} starting: {Commands} ({SlotPartitions} partitions) -> {Replies} ({ReplyPartitions} partitions), state in {StateDirectory}",
             settings.InstanceName, settings.Topics.Commands, slotPartitions, settings.Topics.Replies, replyPartitions, settings.StateDirectory);
-        await stream.StartAsync(ct);
+        // Not the caller's token: Streamiz would close the stream on it by itself, and a second close
+        // (DisposeAsync) would then return before the final commit. ct only bounds the start.
+        await stream.StartAsync(CancellationToken.None);
         try
         {
             await running.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
