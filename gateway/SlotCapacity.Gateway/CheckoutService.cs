@@ -99,7 +99,7 @@ public sealed class CheckoutService(
             var reply = outcome.Reply is { } r ? FromEngine(r) : Unavailable(reservationId, outcome.Why, outcome.Abandoned);
             var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             if (outcome.Missed == CommandOutcome.Miss.DeadlineMissed) metrics.DeadlineMissed(method);
-            if (!reply.Accepted) metrics.Rejected(reply.Reason.ToString());
+            if (!reply.Accepted) metrics.Rejected(reply.Reason);
             metrics.Answered(method, reply.Accepted ? "accepted" : "rejected", elapsed);
             logger.LogDebug("{Method} {ReservationId} on {Slot}: accepted {Accepted} reason {Reason} in {ElapsedMs:0.0} ms",
                 method, reservationId, command.Slot, reply.Accepted, reply.Reason, elapsed);

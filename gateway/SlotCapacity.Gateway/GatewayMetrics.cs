@@ -42,6 +42,20 @@ public sealed class GatewayMetrics : IDisposable
     }
 
     public void Rejected(string reason) => rejects.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    public void Rejected(Contracts.RejectReason reason) =>
+        Rejected((int)reason >= 0 && (int)reason < ReasonNames.Length ? ReasonNames[(int)reason] : ((int)reason).ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>Reasons as DESIGN.md and the protos name them (SLOT_FULL, ZONE_RESTRICTED, ...), by enum value.</summary>
+    private static readonly string[] ReasonNames = ReasonNamesByValue();
+
+    private static string[] ReasonNamesByValue()
+    {
+        var reasons = Contracts.CommonReflection.Descriptor.FindTypeByName<Google.Protobuf.Reflection.EnumDescriptor>("RejectReason");
+        return Enumerable.Range(0, reasons.Values.Max(v => v.Number) + 1)
+            .Select(n => reasons.FindValueByNumber(n)?.Name.Replace("REJECT_REASON_", "", StringComparison.Ordinal) ?? n.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            .ToArray();
+    }
     public void DeadlineMissed(string method) => deadlineMisses.Add(1, new KeyValuePair<string, object?>("method", method));
     public void ReplyDropped(string kind) => droppedReplies.Add(1, new KeyValuePair<string, object?>("kind", kind));
     public void Shed(string method) => shed.Add(1, new KeyValuePair<string, object?>("method", method));

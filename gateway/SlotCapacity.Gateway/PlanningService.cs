@@ -133,7 +133,7 @@ public sealed class PlanningService(
             if (outcome.Missed == CommandOutcome.Miss.DeadlineMissed) metrics.DeadlineMissed("planning");
             return new SlotChangeResult { Slot = slotId, Applied = false, Reason = RejectReason.Unavailable, Detail = outcome.Why + "; re-sending the change is safe" };
         }
-        if (!reply.Accepted) metrics.Rejected(reply.Reason.ToString());
+        if (!reply.Accepted) metrics.Rejected(reply.Reason);
         return new SlotChangeResult { Slot = slotId, Applied = reply.Accepted, Reason = reply.Reason, Detail = reply.Detail };
     }
 

@@ -58,6 +58,8 @@ public class EndToEndTests(ITestOutputHelper output)
         Assert.False(full.Accepted);
         Assert.Equal(RejectReason.SlotFull, full.Reason);
         Assert.False(full.Retryable);
+        using (var http = new HttpClient { BaseAddress = gateway.AdminAddress })
+            Assert.Contains("reason=\"SLOT_FULL\"", await http.GetStringAsync("/metrics"), StringComparison.Ordinal);
 
         var released = await checkout.ReleaseAsync(new ReleaseRequest { ReservationId = "r1", Slot = slot, Reason = "order cancelled" });
         Assert.True(released.Accepted, released.Detail);
