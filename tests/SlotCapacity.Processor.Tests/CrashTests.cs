@@ -106,10 +106,13 @@ public sealed class CrashTests(ITestOutputHelper output)
         private readonly Queue<string> _lines = new();
         private readonly string _name;
 
-        private ProcessorProcess(Process process, string name)
+        private readonly string _stateDirectory;
+
+        private ProcessorProcess(Process process, string name, string stateDirectory)
         {
             _process = process;
             _name = name;
+            _stateDirectory = stateDirectory;
         }
 
         public static ProcessorProcess Start(string bootstrap, TopicNames topics, string name)
@@ -123,10 +126,11 @@ public sealed class CrashTests(ITestOutputHelper output)
             };
             info.Environment["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap;
             info.Environment["TOPIC_PREFIX"] = topics.Prefix;
-            info.Environment["PROCESSOR_STATE_DIR"] = Path.Combine(Path.GetTempPath(), "slot-crash", Guid.NewGuid().ToString("N"));
+            var stateDirectory = Path.Combine(Path.GetTempPath(), "slot-crash", Guid.NewGuid().ToString("N"));
+            info.Environment["PROCESSOR_STATE_DIR"] = stateDirectory;
             info.Environment["PROCESSOR_INSTANCE"] = name;
             var process = new Process { StartInfo = info };
-            var wrapper = new ProcessorProcess(process, name);
+            var wrapper = new ProcessorProcess(process, name, stateDirectory);
             process.OutputDataReceived += (_, e) => wrapper.OnLine(e.Data);
             process.ErrorDataReceived += (_, e) => wrapper.OnLine(e.Data);
             process.Start();
@@ -174,6 +178,7 @@ public sealed class CrashTests(ITestOutputHelper output)
                 _process.WaitForExit(10_000);
             }
             _process.Dispose();
+            if (Directory.Exists(_stateDirectory)) Directory.Delete(_stateDirectory, recursive: true);
         }
     }
 }

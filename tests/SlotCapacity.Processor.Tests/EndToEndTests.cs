@@ -17,10 +17,19 @@ public sealed class EndToEndTests(ITestOutputHelper output)
     {
         var broker = await TestBroker.SharedAsync();
         var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
-        var settings = new ProcessorSettings(broker.BootstrapServers, topics,
-            Path.Combine(Path.GetTempPath(), "slot-e2e", Guid.NewGuid().ToString("N")), "e2e");
+        var stateDirectory = Path.Combine(Path.GetTempPath(), "slot-e2e", Guid.NewGuid().ToString("N"));
+        var settings = new ProcessorSettings(broker.BootstrapServers, topics, stateDirectory, "e2e");
         var processor = await SlotProcessor.StartAsync(settings, NullLoggerFactory.Instance, CancellationToken.None);
-        return (broker, topics, processor);
+        return (broker, topics, new DeletingStateOnStop(processor, stateDirectory));
+    }
+
+    private sealed class DeletingStateOnStop(IAsyncDisposable processor, string stateDirectory) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await processor.DisposeAsync();
+            if (Directory.Exists(stateDirectory)) Directory.Delete(stateDirectory, recursive: true);
+        }
     }
 
     [Fact]

@@ -15,6 +15,7 @@ public sealed class TopologyTests : IDisposable
 {
     private static readonly DateTime Now = new(2030, 5, 6, 8, 0, 0, DateTimeKind.Utc);
     private readonly TopicNames _topics = new("ttd.");
+    private readonly string _stateDirectory = Path.Combine(Path.GetTempPath(), "slot-ttd", Guid.NewGuid().ToString("N"));
     private readonly TopologyTestDriver _driver;
     private readonly TestInputTopic<string, byte[]> _commands;
     private readonly TestOutputTopic<string, SlotReply> _replies;
@@ -23,7 +24,7 @@ public sealed class TopologyTests : IDisposable
 
     public TopologyTests()
     {
-        var settings = new ProcessorSettings("127.0.0.1:1", _topics, Path.Combine(Path.GetTempPath(), "ttd-" + Guid.NewGuid().ToString("N")), "ttd");
+        var settings = new ProcessorSettings("127.0.0.1:1", _topics, _stateDirectory, "ttd");
         var config = SlotTopology.Config(settings, NullLoggerFactory.Instance);
         _driver = new TopologyTestDriver(SlotTopology.Build(_topics, replyPartitions: 4, NullLoggerFactory.Instance), config);
         _commands = _driver.CreateInputTopic<string, byte[], StringSerDes, ByteArraySerDes>(_topics.Commands);
@@ -32,7 +33,11 @@ public sealed class TopologyTests : IDisposable
         _availability = _driver.CreateOutputTopic<string, AvailabilitySnapshot, StringSerDes, ProtobufSerDes<AvailabilitySnapshot>>(_topics.Availability);
     }
 
-    public void Dispose() => _driver.Dispose();
+    public void Dispose()
+    {
+        _driver.Dispose();
+        if (Directory.Exists(_stateDirectory)) Directory.Delete(_stateDirectory, recursive: true);
+    }
 
     private void Send(SlotCommand command, DateTime? at = null) => _commands.PipeInput(command.Slot, command.ToByteArray(), at ?? Now);
 
