@@ -39,7 +39,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     // task is the store's only writer while it lives, and parsing costs more than deciding.
     private readonly Dictionary<string, SlotState> _states = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ReservationRecord> _records = new(StringComparer.Ordinal);
-    private const int MaxCached = 50_000;
+    private const int MaxCached = 10_000;
 
     /// <summary>Streamiz's builder (a new() constraint) makes one instance this way only to learn
     /// the type; every task's instance is made with the parameters given in <see cref="SlotTopology.Build"/>.</summary>
