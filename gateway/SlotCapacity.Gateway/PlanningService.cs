@@ -84,7 +84,9 @@ public sealed class PlanningService(
                     results[index] = new SlotChangeResult { Slot = change.Slot, Applied = false, Reason = RejectReason.Invalid, Detail = problems.ToString() };
                     continue;
                 }
-                await limit.WaitAsync(context.CancellationToken);
+                // Not cancelled with the call: every send must finish before the semaphore goes away
+                // (a cancelled call makes each remaining change end at once as UNAVAILABLE).
+                await limit.WaitAsync(CancellationToken.None);
                 sends.Add(Task.Run(async () =>
                 {
                     try
