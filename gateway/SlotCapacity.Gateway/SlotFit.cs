@@ -53,8 +53,9 @@ public static class SlotFit
     {
         foreach (var counter in slot.Shared)
         {
+            // Like the engine: an order that draws nothing on a counter is not limited by it.
             var wanted = needs is not null && needs.Quantities.TryGetValue(counter.Measure, out var q) ? q : 0;
-            if (counter.Used + wanted > counter.Capacity) return true;
+            if (wanted > 0 && counter.Used + wanted > counter.Capacity) return true;
         }
         return false;
     }

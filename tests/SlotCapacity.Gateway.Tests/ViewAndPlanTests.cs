@@ -87,6 +87,11 @@ public class ViewAndPlanTests
         var closed = SlotFit.Evaluate(Snapshot("LON1", Start, 1, 0, open: false), "", null, Start.AddDays(-1));
         Assert.Equal(RejectReason.SlotClosed, closed.Reason);
 
+        // A full shared counter limits only orders that draw on it.
+        snapshot.Shared[0].Used = 100;
+        Assert.True(SlotFit.Evaluate(snapshot, "", new OrderNeeds(), Start.AddDays(-1)).CanTake);
+        Assert.Equal(RejectReason.SlotFull, SlotFit.Evaluate(snapshot, "", new OrderNeeds { Quantities = { ["items"] = 1 } }, Start.AddDays(-1)).Reason);
+
         snapshot.CutoffUnixMs = Start.AddHours(-1).ToUnixTimeMilliseconds();
         Assert.Equal(RejectReason.PastCutoff, SlotFit.Evaluate(snapshot, "", null, Start).Reason);
     }
