@@ -319,6 +319,82 @@ public class EndToEndTests(ITestOutputHelper output)
         await WaitAsync(() => b.Status().ReplyPartitions.Count == 4, TimeSpan.FromSeconds(30), () => $"partitions not taken over: {b.Status()}");
     }
 
+    [Fact]
+    public async Task A_rolling_restart_of_both_gateways_under_steady_load_answers_every_call()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output);
+        var a = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(1));
+        var b = await system.StartGatewayAsync("gw-b", deadline: TimeSpan.FromSeconds(1));
+        var slot = EngineAndGateways.Slot("BHX1", Start);
+        await system.ConfigureAsync(b, slot, Config(vans: 100_000));
+
+        // The clients know every live gateway and go to the next one when a gateway refuses a call
+        // as stopping (nothing written) or is gone.
+        var live = new List<(string Name, Checkout.CheckoutClient Client)> { ("gw-a", system.Checkout(a)), ("gw-b", system.Checkout(b)) };
+        async Task<ReservationReply> Call(string id, int preferred)
+        {
+            for (var attempt = 0; ; attempt++)
+            {
+                (string Name, Checkout.CheckoutClient Client)[] targets;
+                lock (live) targets = [.. live];
+                var target = targets[(preferred + attempt) % targets.Length];
+                try
+                {
+                    return await target.Client.ReserveAsync(Reserve(id, slot));
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && attempt < 10)
+                {
+                    await Task.Delay(5);
+                }
+            }
+        }
+
+        var restarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var underWay = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var restart = Task.Run(async () =>
+        {
+            await underWay.Task;
+            await a.StopAsync();
+            lock (live) live.RemoveAll(g => g.Name == "gw-a");
+            var a2 = await system.StartGatewayAsync("gw-a2", deadline: TimeSpan.FromSeconds(1));
+            lock (live) live.Add(("gw-a2", system.Checkout(a2)));
+            await b.StopAsync();
+            lock (live) live.RemoveAll(g => g.Name == "gw-b");
+            output.WriteLine($"rolling restart done: {a2.Status()}");
+            restarted.SetResult();
+        });
+
+        async Task<List<(string Id, ReservationReply Reply)>> Stream(string name, int preferred)
+        {
+            var answers = new List<(string, ReservationReply)>();
+            var afterRestart = 0;
+            for (var i = 0; afterRestart < 30 && i < 5_000; i++)
+            {
+                if (restarted.Task.IsCompleted) afterRestart++;
+                if (i == 30) underWay.TrySetResult();
+                var id = $"{name}-{i}";
+                answers.Add((id, await Call(id, preferred)));
+                await Task.Delay(10);
+            }
+            return answers;
+        }
+        var streams = await Task.WhenAll(Stream("s0", 0), Stream("s1", 1), Stream("s2", 0));
+        await restart;
+
+        var all = streams.SelectMany(s => s).ToList();
+        var accepted = all.Count(r => r.Reply.Accepted);
+        var unavailable = all.Where(r => !r.Reply.Accepted).ToList();
+        output.WriteLine($"{all.Count} calls: {accepted} accepted, {unavailable.Count} answered UNAVAILABLE (reply partition moved mid-call)");
+        // Every call got an answer; the only non-accept allowed is the retryable UNAVAILABLE of a call
+        // whose reply partition was handed to the new instance while it waited.
+        Assert.All(unavailable, r =>
+        {
+            Assert.Equal(RejectReason.Unavailable, r.Reply.Reason);
+            Assert.True(r.Reply.Retryable);
+        });
+        Assert.True(accepted >= all.Count * 0.95, $"only {accepted} of {all.Count} accepted");
+    }
+
     private static async Task<AvailabilityReply> PollAsync(Checkout.CheckoutClient checkout, AvailabilityRequest query, Func<AvailabilityReply, bool> done, TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();
