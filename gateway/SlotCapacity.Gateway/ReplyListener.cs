@@ -123,21 +123,48 @@ public sealed class ReplyListener : IDisposable
         // Cooperative rebalances end with an (often empty) incremental assignment for every member.
         if (partitions.Count == 0) return [];
         var positioned = new List<TopicPartitionOffset>(partitions.Count);
+        var usable = new List<int>(partitions.Count);
         foreach (var partition in partitions)
         {
             // Assign at the current end explicitly rather than trusting auto.offset.reset, so the
             // position is known before any command names this partition.
-            var end = c.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(10)).High;
-            positioned.Add(new TopicPartitionOffset(partition, end));
+            if (EndOffset(c, partition) is { } end)
+            {
+                positioned.Add(new TopicPartitionOffset(partition, end));
+                usable.Add(partition.Partition.Value);
+            }
+            else
+            {
+                // Its position is unknown: keep it assigned (the group gave it to us) but never name
+                // it in a command, so no reply can be missed. The next rebalance tries again.
+                positioned.Add(new TopicPartitionOffset(partition, Offset.End));
+                logger.LogWarning("Reply partition {Partition}: end offset unknown, not used until the next rebalance", partition.Partition.Value);
+            }
         }
         lock (ownedLock)
         {
-            owned = owned.Concat(partitions.Select(p => p.Partition.Value)).Distinct().Order().ToArray();
+            owned = owned.Concat(usable).Distinct().Order().ToArray();
         }
         logger.LogInformation("Reply partitions assigned {Partitions} at {Offsets}; now own {Owned}",
             string.Join(",", partitions.Select(p => p.Partition.Value)), string.Join(",", positioned.Select(p => p.Offset.Value)),
             string.Join(",", owned));
         return positioned;
+    }
+
+    private Offset? EndOffset(IConsumer<string, byte[]> c, TopicPartition partition)
+    {
+        for (var attempt = 1; attempt <= 3; attempt++)
+        {
+            try
+            {
+                return c.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(5)).High;
+            }
+            catch (KafkaException e)
+            {
+                logger.LogWarning("Reply partition {Partition}: end offset query {Attempt}/3 failed: {Reason}", partition.Partition.Value, attempt, e.Error.Reason);
+            }
+        }
+        return null;
     }
 
     private void Removed(IEnumerable<TopicPartition> partitions, string how)
