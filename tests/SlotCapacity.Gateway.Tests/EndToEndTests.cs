@@ -158,6 +158,14 @@ public class EndToEndTests(ITestOutputHelper output)
         var grpcHealth = new Grpc.Health.V1.Health.HealthClient(Grpc.Net.Client.GrpcChannel.ForAddress(gateway.Address));
         var serving = await grpcHealth.CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
         Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, serving.Status);
+        var reflection = new Grpc.Reflection.V1Alpha.ServerReflection.ServerReflectionClient(Grpc.Net.Client.GrpcChannel.ForAddress(gateway.Address));
+        using var listing = reflection.ServerReflectionInfo();
+        await listing.RequestStream.WriteAsync(new Grpc.Reflection.V1Alpha.ServerReflectionRequest { ListServices = "" });
+        await listing.RequestStream.CompleteAsync();
+        Assert.True(await listing.ResponseStream.MoveNext(CancellationToken.None));
+        var services = listing.ResponseStream.Current.ListServicesResponse.Service.Select(x => x.Name).ToList();
+        Assert.Contains("slotcapacity.v1.Checkout", services);
+        Assert.Contains("slotcapacity.v1.Planning", services);
     }
 
     [Fact]
