@@ -101,8 +101,10 @@ public sealed class CheckoutService(
             if (outcome.Missed == CommandOutcome.Miss.DeadlineMissed) metrics.DeadlineMissed(method);
             if (!reply.Accepted) metrics.Rejected(reply.Reason);
             metrics.Answered(method, reply.Accepted ? "accepted" : "rejected", elapsed);
-            logger.LogDebug("{Method} {ReservationId} on {Slot}: accepted {Accepted} reason {Reason} in {ElapsedMs:0.0} ms",
-                method, reservationId, command.Slot, reply.Accepted, reply.Reason, elapsed);
+            // Guarded: the arguments would be boxed on every call even with Debug off.
+            if (logger.IsEnabled(LogLevel.Debug))
+                logger.LogDebug("{Method} {ReservationId} on {Slot}: accepted {Accepted} reason {Reason} in {ElapsedMs:0.0} ms",
+                    method, reservationId, command.Slot, reply.Accepted, reply.Reason, elapsed);
             return reply;
         }
         finally
