@@ -132,6 +132,13 @@ public class EndToEndTests(ITestOutputHelper output)
         Assert.Equal(5, before.Slots[0].RemainingOrders);
         Assert.True(before.Slots[0].CanTake);
 
+        // A broken record on the availability topic is skipped and counted; the view keeps following.
+        using (var producer = new Confluent.Kafka.ProducerBuilder<string, byte[]>(new Confluent.Kafka.ProducerConfig { BootstrapServers = system.Broker.BootstrapServers }).Build())
+        {
+            await producer.ProduceAsync(system.Topics.Availability, new Confluent.Kafka.Message<string, byte[]> { Key = "MAN1@2030-06-03T10:00Z", Value = [0x0A, 0xFF, 0x01] });
+        }
+        await WaitAsync(() => gateway.Status().MalformedSnapshots == 1, TimeSpan.FromSeconds(5), () => $"malformed record not seen: {gateway.Status()}");
+
         var reply = await checkout.ReserveAsync(Reserve("b1", slot));
         Assert.True(reply.Accepted, reply.Detail);
         var booked = Stopwatch.StartNew();
