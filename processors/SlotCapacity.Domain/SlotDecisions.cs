@@ -263,8 +263,13 @@ public static class SlotDecisions
             FleetCounter = record.FleetCounter,
             FleetUnits = sign,
             HoldExpiresUnixMs = record.HoldExpiresUnixMs,
-            Reason = kind is SlotEventKind.ReservationReleased or SlotEventKind.ReservationAbandoned or SlotEventKind.HoldExpired
-                ? record.EndReason : "",
+            Reason = kind switch
+            {
+                SlotEventKind.ReservationHeld => "held until payment",
+                SlotEventKind.ReservationBooked => "booked",
+                SlotEventKind.ReservationConfirmed => "hold confirmed",
+                _ => record.EndReason,
+            },
         };
         if (sign != 0)
             foreach (var (name, units) in record.SharedUnits)
