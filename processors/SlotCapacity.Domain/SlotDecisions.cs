@@ -265,7 +265,7 @@ public static class SlotDecisions
             HoldExpiresUnixMs = record.HoldExpiresUnixMs,
             Reason = kind switch
             {
-                SlotEventKind.ReservationHeld => "held until payment",
+                SlotEventKind.ReservationHeld => "held",
                 SlotEventKind.ReservationBooked => "booked",
                 SlotEventKind.ReservationConfirmed => "hold confirmed",
                 _ => record.EndReason,
