@@ -23,11 +23,12 @@ public sealed record GatewayStatus(
     long LateReplies,
     long DuplicateReplies,
     long UnknownReplies,
-    long MalformedSnapshots)
+    long MalformedSnapshots,
+    long DrainedReplies)
 {
     public override string ToString() =>
         $"{Instance}: ready {Ready}, stopping {Stopping}, view caught up {ViewCaughtUp} ({ViewSlots} slots, lag {ViewLagRecords} records / {ViewLagMs} ms), " +
-        $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}, malformed snapshots {MalformedSnapshots}";
+        $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}, malformed snapshots {MalformedSnapshots}, replies drained from revoked partitions {DrainedReplies}";
 }
 
 /// <summary>In-process entry point (the executable, tests and the load harness all start gateways here).</summary>
@@ -188,7 +189,7 @@ public sealed class GatewayCore(
         var (late, duplicate, unknown) = router.Dropped;
         var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && dispatcher.FatalError is null;
         return new GatewayStatus(settings.Instance, ready, gate.Stopping,
-            follower.CaughtUp, view.SlotCount, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed);
+            follower.CaughtUp, view.SlotCount, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed, replies.DrainedReplies);
     }
 
     public Task StartingAsync(CancellationToken cancellationToken)
