@@ -174,3 +174,34 @@ public class ViewAndPlanTests
         Assert.Throws<PlanFile.PlanFileException>(() => PlanFile.ParseJson("plan.json", "{\"slots\": 3}"));
     }
 }
+
+public class CliTests
+{
+    [Fact]
+    public async Task Plan_sample_writes_a_plan_that_parses_back()
+    {
+        var output = new StringWriter();
+        Assert.Equal(0, await GatewayCli.RunAsync(["plan", "sample", "--from", "2027-01-04", "--days", "2"], output));
+        var plan = PlanFile.ParseCsv("sample", output.ToString());
+        Assert.Equal(5 * 2 * 7, plan.Slots.Count);
+        Assert.Equal(new DateTimeOffset(2027, 1, 4, 8, 0, 0, TimeSpan.Zero), plan.Slots[0].Slot.Start.ToDateTimeOffset());
+    }
+
+    [Theory]
+    [InlineData("plan")]
+    [InlineData("plan", "apply")]
+    [InlineData("reserve", "--hub")]
+    [InlineData("reserve", "--hub", "LON1", "--start", "tomorrow", "--zone", "north")]
+    public async Task Bad_usage_exits_2_without_calling_a_gateway(params string[] args)
+    {
+        Assert.True(GatewayCli.IsCommand(args));
+        Assert.Equal(2, await GatewayCli.RunAsync(args, new StringWriter()));
+    }
+
+    [Fact]
+    public void Anything_else_runs_the_service()
+    {
+        Assert.False(GatewayCli.IsCommand([]));
+        Assert.False(GatewayCli.IsCommand(["--urls", "http://127.0.0.1:5101"]));
+    }
+}
