@@ -81,19 +81,6 @@ public sealed class CommandDispatcher : IDisposable
         if (!replies.TryPickPartition(out var replyPartition))
             return CommandOutcome.NotAnswered(CommandOutcome.Miss.NoReplyPartition, "this gateway owns no reply partition yet (starting, or more gateways than reply partitions)");
 
-        try
-        {
-            return await SendOnAsync(replyPartition, command, deadline, deadlineAt, abandonOnMiss, callAborted).ConfigureAwait(false);
-        }
-        finally
-        {
-            replies.CallEnded(replyPartition);
-        }
-    }
-
-    private async Task<CommandOutcome> SendOnAsync(int replyPartition, SlotCommand command, long deadline, DateTimeOffset deadlineAt,
-        string? abandonOnMiss, CancellationToken callAborted)
-    {
         var id = Guid.NewGuid().ToString("N");
         command.CommandId = id;
         command.CorrelationId = id;

@@ -23,12 +23,11 @@ public sealed record GatewayStatus(
     long LateReplies,
     long DuplicateReplies,
     long UnknownReplies,
-    long MalformedSnapshots,
-    long DrainedReplies)
+    long MalformedSnapshots)
 {
     public override string ToString() =>
         $"{Instance}: ready {Ready}, stopping {Stopping}, view caught up {ViewCaughtUp} ({ViewSlots} slots, lag {ViewLagRecords} records / {ViewLagMs} ms), " +
-        $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}, malformed snapshots {MalformedSnapshots}, replies drained from revoked partitions {DrainedReplies}";
+        $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}, malformed snapshots {MalformedSnapshots}";
 }
 
 /// <summary>In-process entry point (the executable, tests and the load harness all start gateways here).</summary>
@@ -189,7 +188,7 @@ public sealed class GatewayCore(
         var (late, duplicate, unknown) = router.Dropped;
         var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && dispatcher.FatalError is null;
         return new GatewayStatus(settings.Instance, ready, gate.Stopping,
-            follower.CaughtUp, view.SlotCount, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed, replies.DrainedReplies);
+            follower.CaughtUp, view.SlotCount, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed);
     }
 
     public Task StartingAsync(CancellationToken cancellationToken)

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Confluent.Kafka;
 using SlotCapacity.Contracts;
 
@@ -12,10 +11,7 @@ namespace SlotCapacity.Gateway;
 /// command sent afterwards lies at or beyond the position and cannot be missed. No offsets are
 /// committed: replies to a previous owner's calls are worthless to the next one.
 /// Cooperative-sticky assignment keeps an instance's partitions through rebalances when another
-/// instance joins or leaves, so calls keep flowing during a rolling restart. A partition revoked
-/// while calls still wait on it (another instance joined) is drained: a short-lived consumer,
-/// assigned by hand from the revoked position, keeps reading it until those calls are answered or
-/// past their deadline, so a scale-up does not turn them into deadline misses.
+/// instance joins or leaves, so calls keep flowing during a rolling restart.
 /// </summary>
 public sealed class ReplyListener : IDisposable
 {
@@ -28,10 +24,6 @@ public sealed class ReplyListener : IDisposable
     private readonly object ownedLock = new();
     private int[] owned = [];
     private int nextPick;
-    // Calls waiting for a reply, per reply partition they named (for draining revoked partitions).
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, StrongBox<int>> waitingOn = new();
-    // Offset each partition was assigned at, the drain's start when nothing was read from it yet.
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, long> assignedAt = new();
     private Thread? thread;
 
     public ReplyListener(GatewaySettings settings, ReplyRouter router, GatewayMetrics metrics, ILogger<ReplyListener> logger)
@@ -59,13 +51,7 @@ public sealed class ReplyListener : IDisposable
         };
         consumer = new ConsumerBuilder<string, byte[]>(config)
             .SetPartitionsAssignedHandler((c, partitions) => Assigned(c, partitions))
-            .SetPartitionsRevokedHandler((c, partitions) =>
-            {
-                var revoked = partitions.Select(p => p.TopicPartition).ToList();
-                var from = revoked.Select(tp => new TopicPartitionOffset(tp, ResumeOffset(c, tp))).ToList();
-                Removed(revoked, "revoked");
-                Drain(from);
-            })
+            .SetPartitionsRevokedHandler((_, partitions) => Removed(partitions.Select(p => p.TopicPartition), "revoked"))
             .SetPartitionsLostHandler((_, partitions) => Removed(partitions.Select(p => p.TopicPartition), "lost"))
             .SetErrorHandler((_, e) => logger.LogWarning("Reply consumer error {Code}: {Reason}", e.Code, e.Reason))
             .SetLogHandler((_, m) => logger.LogDebug("librdkafka {Facility}: {Message}", m.Facility, m.Message))
@@ -78,8 +64,7 @@ public sealed class ReplyListener : IDisposable
     /// <summary>Partitions this instance owns and has positioned, i.e. may name in commands.</summary>
     public IReadOnlyList<int> OwnedPartitions => Volatile.Read(ref owned);
 
-    /// <summary>Picks one owned partition round-robin for a call; false while none is owned. A call
-    /// given a partition must report its end with <see cref="CallEnded"/>.</summary>
+    /// <summary>Picks one owned partition round-robin; false while none is owned.</summary>
     public bool TryPickPartition(out int partition)
     {
         var current = Volatile.Read(ref owned);
@@ -89,20 +74,8 @@ public sealed class ReplyListener : IDisposable
             return false;
         }
         partition = current[(int)((uint)Interlocked.Increment(ref nextPick) % (uint)current.Length)];
-        Interlocked.Increment(ref waitingOn.GetOrAdd(partition, _ => new StrongBox<int>()).Value);
         return true;
     }
-
-    /// <summary>The call that named <paramref name="partition"/> has its answer (reply or deadline).</summary>
-    public void CallEnded(int partition) => Interlocked.Decrement(ref waitingOn[partition].Value);
-
-    private long drainedReplies;
-
-    /// <summary>Replies delivered from revoked partitions by drains since start.</summary>
-    public long DrainedReplies => Interlocked.Read(ref drainedReplies);
-
-    private int Waiting(IEnumerable<int> partitions) =>
-        partitions.Sum(p => waitingOn.TryGetValue(p, out var count) ? Volatile.Read(ref count.Value) : 0);
 
     public void Start()
     {
@@ -159,7 +132,6 @@ public sealed class ReplyListener : IDisposable
             {
                 positioned.Add(new TopicPartitionOffset(partition, end));
                 usable.Add(partition.Partition.Value);
-                assignedAt[partition.Partition.Value] = end.Value;
             }
             else
             {
@@ -205,74 +177,6 @@ public sealed class ReplyListener : IDisposable
         }
         // Calls waiting on these partitions run into their deadline (and are abandoned).
         logger.LogInformation("Reply partitions {How} {Partitions}; now own {Owned}", how, string.Join(",", gone.Order()), string.Join(",", owned));
-    }
-
-    /// <summary>Where reading a revoked partition must resume: the consumer's position (records fetched
-    /// but not yet handed over are re-read), or the assignment offset when nothing was read.</summary>
-    private Offset ResumeOffset(IConsumer<string, byte[]> c, TopicPartition partition)
-    {
-        try
-        {
-            var position = c.Position(partition);
-            if (position != Offset.Unset) return position;
-        }
-        catch (KafkaException)
-        {
-            // Fall back to where it was assigned.
-        }
-        return assignedAt.TryGetValue(partition.Partition.Value, out var at) ? new Offset(at) : Offset.End;
-    }
-
-    /// <summary>Reads revoked partitions by hand until no call waits on them any more (at most the
-    /// longest deadline), on its own consumer: the group consumer may not read them any longer.</summary>
-    private void Drain(List<TopicPartitionOffset> from)
-    {
-        var partitions = from.Select(p => p.Partition.Value).ToList();
-        if (stop.IsCancellationRequested || from.Any(p => p.Offset == Offset.End) || Waiting(partitions) == 0) return;
-        var longest = settings.Deadline > settings.PlanningDeadline ? settings.Deadline : settings.PlanningDeadline;
-        _ = Task.Factory.StartNew(() =>
-        {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            var delivered = 0;
-            try
-            {
-                using var drain = new ConsumerBuilder<string, byte[]>(new ConsumerConfig
-                {
-                    BootstrapServers = settings.BootstrapServers,
-                    GroupId = $"{settings.Topics.Prefix}slot-gateway-drain-{settings.Instance}",
-                    ClientId = $"{settings.Instance}-replies-drain",
-                    EnableAutoCommit = false,
-                    EnableAutoOffsetStore = false,
-                    FetchWaitMaxMs = settings.FetchWaitMaxMs,
-                    SocketNagleDisable = true,
-                }).SetLogHandler((_, _) => { }).Build();
-                drain.Assign(from);
-                while (Waiting(partitions) > 0 && clock.Elapsed < longest && !stop.IsCancellationRequested)
-                {
-                    var record = drain.Consume(TimeSpan.FromMilliseconds(20));
-                    if (record?.Message?.Value is not { } value) continue;
-                    try
-                    {
-                        if (router.Deliver(SlotReply.Parser.ParseFrom(value)))
-                        {
-                            delivered++;
-                            Interlocked.Increment(ref drainedReplies);
-                        }
-                    }
-                    catch (Google.Protobuf.InvalidProtocolBufferException)
-                    {
-                        metrics.ReplyDropped("malformed");
-                    }
-                }
-                drain.Close();
-            }
-            catch (KafkaException e)
-            {
-                logger.LogWarning("Draining revoked reply partitions {Partitions} failed: {Reason}", string.Join(",", partitions), e.Error.Reason);
-            }
-            logger.LogInformation("Drained revoked reply partitions {Partitions}: {Delivered} replies delivered in {ElapsedMs} ms, {Waiting} calls left to their deadline",
-                string.Join(",", partitions), delivered, clock.ElapsedMilliseconds, Waiting(partitions));
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
 
     /// <summary>Stops reading and leaves the group (its partitions go to the other instances).</summary>

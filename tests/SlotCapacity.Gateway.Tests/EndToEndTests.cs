@@ -346,25 +346,36 @@ public class EndToEndTests(ITestOutputHelper output)
         var answeredDuringStop = answeredByA.Count(ms => ms >= stopBeganMs);
         output.WriteLine($"{inFlightAtStop} calls in flight on gw-a when it began to stop, {answeredDuringStop} answered by gw-a after that");
         Assert.True(answeredDuringStop >= inFlightAtStop, $"{inFlightAtStop} calls in flight at stop but {answeredDuringStop} answered");
-        output.WriteLine($"{all.Count} calls, {all.Count(r => r.Reply.Accepted)} accepted");
-        // Calls in flight at a stop get their replies, calls refused as stopping go to another
-        // instance, and a reply partition that moves is drained: every call is accepted.
-        Assert.All(all, r => Assert.True(r.Reply.Accepted, $"{r.Id}: {r.Reply.Reason} {r.Reply.Detail}"));
+        var notAccepted = all.Where(r => !r.Reply.Accepted).ToList();
+        output.WriteLine($"{all.Count} calls, {all.Count - notAccepted.Count} accepted, {notAccepted.Count} answered UNAVAILABLE");
+        // Every call is answered. Calls in flight at a stop get their replies and calls refused as
+        // stopping go to another instance; the one allowed non-accept is the retryable UNAVAILABLE
+        // of a call whose reply partition the joining replacement took from the serving instance
+        // (on the local cluster the replacement usually takes the stopped instance's partitions).
+        Assert.All(notAccepted, r =>
+        {
+            Assert.Equal(RejectReason.Unavailable, r.Reply.Reason);
+            Assert.True(r.Reply.Retryable);
+        });
+
 
     }
 
     [Fact]
-    public async Task A_gateway_joining_under_load_takes_reply_partitions_without_failing_calls()
+    public async Task A_gateway_joining_under_load_answers_every_call_and_calls_on_moved_partitions_in_time()
     {
         await using var system = await EngineAndGateways.StartAsync(output);
-        var a = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(5));
-        var b = await system.StartGatewayAsync("gw-b", deadline: TimeSpan.FromSeconds(5));
+        var deadline = TimeSpan.FromSeconds(2);
+        var a = await system.StartGatewayAsync("gw-a", deadline);
+        var b = await system.StartGatewayAsync("gw-b", deadline);
         var slot = EngineAndGateways.Slot("LDS1", Start.AddHours(4));
         await system.ConfigureAsync(a, slot, Config(vans: 1_000_000));
         var clients = new[] { system.Checkout(a), system.Checkout(b) };
 
-        // Slow brokers keep many calls waiting, so some certainly wait on a partition that moves to
-        // the joining gateway; the old owner must still deliver their replies.
+        // Slow brokers keep many calls waiting, so some certainly wait on a partition the group
+        // moves to the joining gateway. Their replies then go to a partition the caller no longer
+        // reads (and the new owner positioned itself past them or drops them): they must end as
+        // UNAVAILABLE answers at the deadline, never hang.
         var cluster = system.Broker.Cluster;
         void Rtt(int ms)
         {
@@ -377,25 +388,27 @@ public class EndToEndTests(ITestOutputHelper output)
         var join = Task.Run(async () =>
         {
             await underWay.Task;
-            c = await system.StartGatewayAsync("gw-c", deadline: TimeSpan.FromSeconds(5));
+            c = await system.StartGatewayAsync("gw-c", deadline);
             await WaitAsync(() => a.Status().ReplyPartitions.Count + b.Status().ReplyPartitions.Count + c.Status().ReplyPartitions.Count == 4,
                 TimeSpan.FromSeconds(30), () => "partitions not settled");
             joined.SetResult();
         });
 
-        List<ReservationReply> answers = [];
+        List<(ReservationReply Reply, TimeSpan Took)> answers = [];
         try
         {
             Rtt(40);
             answers = (await Task.WhenAll(Enumerable.Range(0, 20).Select(async stream =>
             {
-                var replies = new List<ReservationReply>();
+                var replies = new List<(ReservationReply, TimeSpan)>();
                 var afterJoin = 0;
                 for (var i = 0; afterJoin < 10 && i < 2_000; i++)
                 {
                     if (joined.Task.IsCompleted) afterJoin++;
                     if (i == 5) underWay.TrySetResult();
-                    replies.Add(await clients[(stream + i) % 2].ReserveAsync(Reserve($"s{stream}-{i}", slot)));
+                    var call = Stopwatch.StartNew();
+                    var reply = await clients[(stream + i) % 2].ReserveAsync(Reserve($"s{stream}-{i}", slot));
+                    replies.Add((reply, call.Elapsed));
                 }
                 return replies;
             }))).SelectMany(r => r).ToList();
@@ -406,11 +419,18 @@ public class EndToEndTests(ITestOutputHelper output)
             Rtt(0);
         }
 
-        var drained = a.Status().DrainedReplies + b.Status().DrainedReplies;
-        output.WriteLine($"{answers.Count} calls, {answers.Count(r => r.Accepted)} accepted; {drained} replies drained from revoked partitions; " +
+        var missed = answers.Where(x => !x.Reply.Accepted).ToList();
+        output.WriteLine($"{answers.Count} calls, {answers.Count - missed.Count} accepted, {missed.Count} answered UNAVAILABLE at the deadline " +
+                         $"(slowest {(missed.Count > 0 ? missed.Max(x => x.Took.TotalMilliseconds) : 0):0} ms); " +
                          $"partitions a [{string.Join(",", a.Status().ReplyPartitions)}] b [{string.Join(",", b.Status().ReplyPartitions)}] c [{string.Join(",", c!.Status().ReplyPartitions)}]");
-        Assert.All(answers, r => Assert.True(r.Accepted, $"{r.ReservationId}: {r.Reason} {r.Detail}"));
-        if (cluster is not null) Assert.True(drained > 0, "no call was waiting on a revoked partition");
+        Assert.All(missed, x =>
+        {
+            Assert.Equal(RejectReason.Unavailable, x.Reply.Reason);
+            Assert.True(x.Reply.Retryable);
+            Assert.Equal(ReservationStatus.Abandoned, x.Reply.Status);
+            Assert.True(x.Took < deadline + TimeSpan.FromSeconds(1), $"{x.Reply.ReservationId} took {x.Took}");
+        });
+        Assert.Empty(a.Status().ReplyPartitions.Intersect(c.Status().ReplyPartitions).Concat(b.Status().ReplyPartitions.Intersect(c.Status().ReplyPartitions)));
     }
 
     private static async Task<AvailabilityReply> PollAsync(Checkout.CheckoutClient checkout, AvailabilityRequest query, Func<AvailabilityReply, bool> done, TimeSpan timeout)
