@@ -31,7 +31,7 @@ public sealed class GatewayMetrics : IDisposable
     {
         meter.CreateObservableGauge("gateway.in_flight", inFlight, "{call}", "Writes waiting for a reply");
         meter.CreateObservableGauge("gateway.view.lag.records", viewLagRecords, "{record}", "Availability records not yet applied to the view");
-        meter.CreateObservableGauge("gateway.view.lag.ms", viewLagMs, "ms", "How old the availability view is while it lags (0 when caught up)");
+        meter.CreateObservableGauge("gateway.view.lag.time", viewLagMs, "ms", "How old the availability view is while it lags (0 when caught up)");
         meter.CreateObservableGauge("gateway.reply_partitions", replyPartitions, "{partition}", "Reply partitions this instance owns and reads");
     }
 
