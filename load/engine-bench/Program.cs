@@ -18,6 +18,8 @@ var commandCount = Option("--commands", 50_000);
 var slotCount = Option("--slots", 500);
 var outFile = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault();
 var report = new StringBuilder();
+// One factory for the whole run: Streamiz keeps the first one it sees in a static.
+using var loggers = LoggerFactory.Create(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
 void Line(string text)
 {
     Console.WriteLine(text);
@@ -136,7 +138,6 @@ void DecideBenchmark()
 
 async Task ThroughputBenchmark(int count, int slotCount)
 {
-    using var loggers = LoggerFactory.Create(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
     var bootstrap = Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable);
     using var cluster = string.IsNullOrWhiteSpace(bootstrap) ? LocalCluster.Start(3) : null;
     bootstrap = cluster?.BootstrapServers ?? bootstrap!;
@@ -227,7 +228,6 @@ async Task ThroughputBenchmark(int count, int slotCount)
 // Open loop at fixed rates through one processor: command written -> reply read, per command.
 async Task LatencyBenchmark(int slotCount, int[] rates, TimeSpan perRate)
 {
-    using var loggers = LoggerFactory.Create(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
     using var cluster = LocalCluster.Start(3);
     const int partitions = 12;
     var topics = new TopicNames($"lat-{DateTime.UtcNow:HHmmss}.");
