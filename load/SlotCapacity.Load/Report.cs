@@ -5,8 +5,8 @@ using System.Text.Json.Serialization;
 namespace SlotCapacity.Load;
 
 /// <summary>The machine a run was measured on.</summary>
-/// <param name="LoadAverage">/proc/loadavg (1, 5, 15 min) when the scenario started: above ~1,
-/// other work was already competing for the cores the run measures on.</param>
+/// <param name="LoadAverage">/proc/loadavg (1, 5, 15 min) when the scenario started: the tail of the
+/// previous scenario and any other work competing for the cores the run measures on.</param>
 public sealed record MachineInfo(int Cores, long MemoryMib, string CpuModel, string Os, string Dotnet, string? GitCommit, string LoadAverage)
 {
     public static MachineInfo Current()

@@ -25,7 +25,7 @@ public static class ReportWriter
         sb.AppendLine(CultureInfo.InvariantCulture, $"# Scenario `{r.Scenario}`");
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"{r.Description}. Run {r.StartedUtc:yyyy-MM-dd HH:mm} UTC, commit `{m.GitCommit ?? "unknown"}`.");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {m.Cores} cores ({m.CpuModel}), {m.MemoryMib / 1024.0:0.0} GiB memory, {m.Os}, {m.Dotnet}; everything (system or peer, and this load generator) on it. Load average before the run (1/5/15 min; other work on the machine): {m.LoadAverage}.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Machine: {m.Cores} cores ({m.CpuModel}), {m.MemoryMib / 1024.0:0.0} GiB memory, {m.Os}, {m.Dotnet}; everything (system or peer, and this load generator) on it. Load average when the scenario started (1/5/15 min; includes the previous scenario and any other work on the machine): {m.LoadAverage}.");
         var shape = r.Settings.Multipliers.Count > 1
             ? string.Create(CultureInfo.InvariantCulture, $"steps of {r.Settings.StepSeconds:0} s at {string.Join(", ", r.Settings.Multipliers.Select(x => x + "x"))} nominal, stopping at the first step with p99 > {r.Settings.P99LimitMs:0} ms, errors > {r.Settings.ErrorRateLimit:P1} or an oversell.")
             : string.Create(CultureInfo.InvariantCulture, $"{r.Settings.DurationSeconds:0} s measured.");
