@@ -16,5 +16,17 @@ run:
 test:
 	bash tests/run-tests.sh
 
+## One load scenario against what `make run` started (or starts it): make load SCENARIO=tenx DURATION=60s
+load:
+	SCENARIO=$(SCENARIO) DURATION=$(DURATION) bash load/load.sh
+
+## Installs what the peers need (redis-server, postgresql), once.
+bench-deps:
+	bash load/bench-deps.sh
+
+## Every scenario against the system, Redis and PostgreSQL, side by side; results in load/results/.
+bench:
+	bash load/bench.sh
+
 clean:
 	dotnet clean Streams.sln -c Release >/dev/null; rm -rf .run

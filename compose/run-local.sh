@@ -13,7 +13,9 @@ PROCESSORS=${PROCESSORS:-2}
 
 pids=()
 stop_all() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C while stopping must not leave processes behind.
+  trap '' INT TERM
+  trap - EXIT
   if [ ${#pids[@]} -gt 0 ]; then
     echo
     echo "stopping ${#pids[@]} processes..."
@@ -88,7 +90,9 @@ printf '%s\n' "${endpoints[@]}" > "$run/endpoints"
 # cut-offs are always ahead; gateway/plans/sample-plan.csv is the same for fixed dates.
 from=$(date -u -d tomorrow +%F)
 echo "applying the demo capacity plan (5 hubs x 14 days x 7 slots from $from)..."
-gateway_cli plan sample --from "$from" --days 14 | gateway_cli plan apply - --gateway "${endpoints[0]}" | tail -3
+# A plan that does not fully apply leaves the system running: the planner can apply it again.
+gateway_cli plan sample --from "$from" --days 14 | gateway_cli plan apply - --gateway "${endpoints[0]}" | tail -3 \
+  || echo "warning: the demo plan did not fully apply; run: dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") plan apply gateway/plans/sample-plan.csv --gateway ${endpoints[0]}"
 
 cat <<EOT
 
