@@ -414,11 +414,23 @@ public static class SlotDecisions
                 if (!known.Reserved)
                     return Reject(command, at, RejectReason.Unavailable,
                         $"reservation {reserve.ReservationId} was abandoned by the gateway before it arrived", ReservationStatus.Abandoned);
+                // A retry computes its hold expiry anew from its own call time, so only hold or no hold
+                // must match; the answer carries the original expiry.
                 if (known.OrderId != reserve.OrderId || known.Zone != reserve.Zone || !Equals(known.Needs, reserve.Needs ?? new OrderNeeds())
-                    || known.HoldExpiresUnixMs != reserve.HoldExpiresUnixMs)
+                    || (known.HoldExpiresUnixMs > 0) != (reserve.HoldExpiresUnixMs > 0))
                     return Reject(command, at, RejectReason.Invalid,
                         $"reservation id {reserve.ReservationId} was already used with different content");
-                return Accept(command, at, known, known.HoldExpiresUnixMs > 0 ? ReservationStatus.Held : ReservationStatus.Booked);
+                if (known.Status is ReservationStatus.Held or ReservationStatus.Booked)
+                    return Accept(command, at, known, known.Status);
+                // It took capacity once and gave it back: answering "accepted" would tell checkout it
+                // holds a place it does not hold.
+                return known.Status == ReservationStatus.Abandoned
+                    ? Reject(command, at, RejectReason.Unavailable,
+                        $"reservation {reserve.ReservationId} was abandoned after a deadline miss; reserve again with a new reservation id",
+                        ReservationStatus.Abandoned)
+                    : Reject(command, at, RejectReason.Invalid,
+                        $"reservation {reserve.ReservationId} is no longer held or booked ({known.EndReason}); reserve again with a new reservation id",
+                        known.Status);
             }
 
             if (!state.Configured)

@@ -216,6 +216,61 @@ public sealed class SlotDecisionTests
     }
 
     [Fact]
+    public void A_held_reserve_retried_with_a_later_expiry_gets_the_original_hold_and_takes_nothing_more()
+    {
+        var slot = Configured(Config(Fleet("vans", 5)));
+        var first = slot.Send(Reserve("r1", hold: T0 + 600_000));
+        slot.Now = T0 + 2_000;
+        var retry = slot.Send(Reserve("r1", hold: T0 + 602_000));
+
+        Assert.True(retry.Reply.Accepted);
+        Assert.Equal(ReservationStatus.Held, retry.Reply.Status);
+        Assert.Equal(first.Reply.HoldExpiresUnixMs, retry.Reply.HoldExpiresUnixMs);
+        Assert.Empty(retry.Events);
+        Assert.Equal(1, slot.Used("vans"));
+        AssertRejected(slot.Send(Reserve("r1")), RejectReason.Invalid);
+    }
+
+    [Fact]
+    public void A_confirmed_reservation_retried_is_answered_booked()
+    {
+        var slot = Configured(Config(Fleet("vans", 5)));
+        slot.Send(Reserve("r1", hold: T0 + 600_000));
+        slot.Send(Confirm("r1"));
+        var retry = slot.Send(Reserve("r1", hold: T0 + 600_000));
+        Assert.True(retry.Reply.Accepted);
+        Assert.Equal(ReservationStatus.Booked, retry.Reply.Status);
+        Assert.Equal(1, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void A_reserve_retried_after_its_reservation_was_released_expired_or_abandoned_is_rejected_and_takes_nothing()
+    {
+        var slot = Configured(Config(Fleet("vans", 5)));
+        slot.Send(Reserve("released"));
+        slot.Send(Release("released"));
+        slot.Send(Reserve("abandoned"));
+        slot.Send(Abandon("abandoned"));
+        slot.Send(Reserve("expired", hold: T0 + 100));
+        slot.Now = T0 + 1_000;
+        // Any command after the expiry frees the hold (and reports it in its own events).
+        Assert.Contains(slot.Send(Release("released")).Events, e => e.Kind == SlotEventKind.HoldExpired);
+
+        var released = slot.Send(Reserve("released"));
+        var abandoned = slot.Send(Reserve("abandoned"));
+        var expired = slot.Send(Reserve("expired", hold: T0 + 5_000));
+
+        AssertRejected(released, RejectReason.Invalid);
+        Assert.Equal(ReservationStatus.Released, released.Reply.Status);
+        Assert.Contains("new reservation id", released.Reply.Detail);
+        AssertRejected(abandoned, RejectReason.Unavailable);
+        Assert.Equal(ReservationStatus.Abandoned, abandoned.Reply.Status);
+        AssertRejected(expired, RejectReason.Invalid);
+        Assert.Equal(ReservationStatus.Expired, expired.Reply.Status);
+        Assert.Equal(0, slot.Used("vans"));
+    }
+
+    [Fact]
     public void A_redelivered_command_is_answered_from_state_with_the_same_reply_and_events_and_never_applied_twice()
     {
         var slot = Configured(Config(Fleet("vans", 2)));
@@ -316,9 +371,10 @@ public sealed class SlotDecisionTests
         Assert.True(again.Reply.Accepted);
         Assert.Empty(again.Events);
         Assert.True(slot.Send(Reserve("r2")).Reply.Accepted);
-        // A re-sent Reserve of the released id gets its original answer and takes nothing.
+        // A re-sent Reserve of the released id is told it no longer holds anything, and takes nothing.
         var resent = slot.Send(Reserve("r1", items: 4));
-        Assert.True(resent.Reply.Accepted);
+        Assert.False(resent.Reply.Accepted);
+        Assert.Equal(ReservationStatus.Released, resent.Reply.Status);
         Assert.Empty(resent.Events);
         Assert.Equal(1, slot.Used("vans"));
     }

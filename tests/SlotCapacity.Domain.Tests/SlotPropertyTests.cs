@@ -170,9 +170,13 @@ public sealed class SlotPropertyTests
                     {
                         if (!known.Reserved) return Reject(RejectReason.Unavailable, ReservationStatus.Abandoned);
                         if (known.Order != reserve.OrderId || known.Zone != reserve.Zone || known.Items != items || known.Bulky != bulky
-                            || known.Hold != reserve.HoldExpiresUnixMs)
+                            || (known.Hold > 0) != (reserve.HoldExpiresUnixMs > 0))
                             return Reject(RejectReason.Invalid);
-                        return (true, RejectReason.Unspecified, known.Hold > 0 ? ReservationStatus.Held : ReservationStatus.Booked, known.Counter);
+                        if (known.Status is ReservationStatus.Held or ReservationStatus.Booked)
+                            return (true, RejectReason.Unspecified, known.Status, known.Counter);
+                        return known.Status == ReservationStatus.Abandoned
+                            ? Reject(RejectReason.Unavailable, ReservationStatus.Abandoned)
+                            : Reject(RejectReason.Invalid, known.Status);
                     }
                     if (reserve.Zone == "south" && ZoneUsed("south") >= SouthMaxOrders) return Reject(RejectReason.ZoneFull);
                     var eligible = new List<string>();
