@@ -24,17 +24,8 @@ public sealed class PlanningService(
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.Configure(request, out var slot);
         if (problems.Any) Refuse("configure", started, problems);
-        gate.Admit("configure", metrics, started);
-        try
-        {
-            var result = await Change(request.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, context.CancellationToken);
-            Answered("configure", started, result);
-            return result;
-        }
-        finally
-        {
-            gate.Exit();
-        }
+        return await AdmittedChange("configure", started, request.Slot,
+            new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, context.CancellationToken);
     }
 
     public override async Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, ServerCallContext context)
@@ -42,11 +33,18 @@ public sealed class PlanningService(
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.SetOpen(request, out var slot);
         if (problems.Any) Refuse("set_open", started, problems);
-        gate.Admit("set_open", metrics, started);
+        return await AdmittedChange("set_open", started, request.Slot,
+            new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open } }, context.CancellationToken);
+    }
+
+    /// <summary>One slot change as one call: admitted against the in-flight limit, answered, measured.</summary>
+    private async Task<SlotChangeResult> AdmittedChange(string call, long started, SlotId slotId, SlotCommand command, CancellationToken ct)
+    {
+        gate.Admit(call, metrics, started);
         try
         {
-            var result = await Change(request.Slot, new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open } }, context.CancellationToken);
-            Answered("set_open", started, result);
+            var result = await Change(slotId, command, ct);
+            Answered(call, started, result);
             return result;
         }
         finally
