@@ -64,8 +64,7 @@ public static class GatewayCli
         }
     }
 
-    private static int Retries(Dictionary<string, string> options) =>
-        options.TryGetValue("retries", out var text) ? int.Parse(text, CultureInfo.InvariantCulture) : 3;
+    private static int Retries(Dictionary<string, string> options) => (int)Number(options, "retries", 3, 100);
 
     private static async Task<int> ApplyAsync(string file, string gateway, int retries, TextWriter stdout)
     {
@@ -98,18 +97,14 @@ public static class GatewayCli
 
     private static async Task<int> UtilisationAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)
     {
-        var from = options.TryGetValue("from", out var fromText)
-            ? DateOnly.ParseExact(fromText, "yyyy-MM-dd", CultureInfo.InvariantCulture)
-            : DateOnly.FromDateTime(DateTime.UtcNow);
-        var days = options.TryGetValue("days", out var daysText) ? int.Parse(daysText, CultureInfo.InvariantCulture) : 14;
-        var start = new DateTimeOffset(from.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        var (from, to) = DayRange(options, DateOnly.FromDateTime(DateTime.UtcNow), defaultDays: 14);
         using var channel = GrpcChannel.ForAddress(gateway);
         var client = new Planning.PlanningClient(channel);
         var reply = await client.GetUtilisationAsync(new UtilisationRequest
         {
             Hub = options.GetValueOrDefault("hub", ""),
-            From = Timestamp.FromDateTimeOffset(start),
-            To = Timestamp.FromDateTimeOffset(start.AddDays(days)),
+            From = from,
+            To = to,
         }, deadline: DateTime.UtcNow.AddSeconds(30));
         stdout.WriteLine($"{"hub",-8} {"date",-10} {"slots",5} {"capacity",8} {"used",6} {"held",6} {"util",6} {"over",4} {"closed",6}");
         foreach (var d in reply.Days)
@@ -126,7 +121,7 @@ public static class GatewayCli
             Slot = SlotOption(options),
             Zone = Required(options, "zone"),
             Needs = Needs(options),
-            HoldSeconds = options.TryGetValue("hold", out var hold) ? int.Parse(hold, CultureInfo.InvariantCulture) : 0,
+            HoldSeconds = (int)Number(options, "hold", 0, int.MaxValue),
         };
         request.OrderId = options.GetValueOrDefault("order", "order-" + request.ReservationId);
         using var channel = GrpcChannel.ForAddress(gateway);
@@ -151,17 +146,13 @@ public static class GatewayCli
 
     private static async Task<int> AvailabilityAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)
     {
-        var from = options.TryGetValue("from", out var fromText)
-            ? DateOnly.ParseExact(fromText, "yyyy-MM-dd", CultureInfo.InvariantCulture)
-            : DateOnly.FromDateTime(DateTime.UtcNow);
-        var days = options.TryGetValue("days", out var daysText) ? int.Parse(daysText, CultureInfo.InvariantCulture) : 1;
-        var start = new DateTimeOffset(from.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        var (from, to) = DayRange(options, DateOnly.FromDateTime(DateTime.UtcNow), defaultDays: 1);
         using var channel = GrpcChannel.ForAddress(gateway);
         var reply = await new Checkout.CheckoutClient(channel).QueryAvailabilityAsync(new AvailabilityRequest
         {
             Hub = Required(options, "hub"),
-            From = Timestamp.FromDateTimeOffset(start),
-            To = Timestamp.FromDateTimeOffset(start.AddDays(days)),
+            From = from,
+            To = to,
             Zone = options.GetValueOrDefault("zone", ""),
             Needs = Needs(options),
         });
@@ -184,9 +175,33 @@ public static class GatewayCli
     private static OrderNeeds Needs(Dictionary<string, string> options)
     {
         var needs = new OrderNeeds();
-        if (options.TryGetValue("items", out var items)) needs.Quantities["items"] = long.Parse(items, CultureInfo.InvariantCulture);
+        if (options.ContainsKey("items")) needs.Quantities["items"] = Number(options, "items", 0, long.MaxValue);
         if (options.TryGetValue("requires", out var requires)) needs.Requires.AddRange(requires.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         return needs;
+    }
+
+    /// <summary>--from (yyyy-MM-dd, UTC) and --days as the half-open range [from, from + days).</summary>
+    private static (Timestamp From, Timestamp To) DayRange(Dictionary<string, string> options, DateOnly defaultFrom, int defaultDays)
+    {
+        var start = new DateTimeOffset(Date(options, defaultFrom).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        var days = Number(options, "days", defaultDays, int.MaxValue);
+        return (Timestamp.FromDateTimeOffset(start), Timestamp.FromDateTimeOffset(start.AddDays(days)));
+    }
+
+    private static DateOnly Date(Dictionary<string, string> options, DateOnly fallback)
+    {
+        if (!options.TryGetValue("from", out var text)) return fallback;
+        return DateOnly.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var date)
+            ? date
+            : throw new ArgumentException($"--from '{text}' is not a date yyyy-MM-dd");
+    }
+
+    private static long Number(Dictionary<string, string> options, string name, long fallback, long max)
+    {
+        if (!options.TryGetValue(name, out var text)) return fallback;
+        return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value <= max
+            ? value
+            : throw new ArgumentException($"--{name} '{text}' is not a whole number from 0 to {max}");
     }
 
     private static string Required(Dictionary<string, string> options, string name) =>
@@ -194,10 +209,8 @@ public static class GatewayCli
 
     private static int Sample(Dictionary<string, string> options, TextWriter stdout)
     {
-        var from = options.TryGetValue("from", out var fromText)
-            ? DateOnly.ParseExact(fromText, "yyyy-MM-dd", CultureInfo.InvariantCulture)
-            : DateOnly.FromDateTime(DateTime.UtcNow).AddDays(1);
-        var days = options.TryGetValue("days", out var daysText) ? int.Parse(daysText, CultureInfo.InvariantCulture) : 14;
+        var from = Date(options, DateOnly.FromDateTime(DateTime.UtcNow).AddDays(1));
+        var days = (int)Number(options, "days", 14, int.MaxValue);
         stdout.Write(PlanFile.SampleCsv(from, days));
         return 0;
     }
@@ -220,7 +233,7 @@ public static class GatewayCli
     }
 
     private static string SlotText(SlotId? slot) =>
-        slot?.Start is null ? "?" : $"{slot.Hub}@{slot.Start.ToDateTimeOffset():yyyy-MM-dd'T'HH:mm'Z'}";
+        slot?.Start is null ? "?" : new SlotKey(slot.Hub, slot.Start.ToDateTimeOffset()).ToString();
 
     private static int Fail(string message)
     {
