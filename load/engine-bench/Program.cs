@@ -136,6 +136,22 @@ void DecideBenchmark()
     }
 }
 
+// Every slot open with one fleet counter "vans" of the given capacity.
+static void ConfigureSlots(IProducer<string, byte[]> producer, TopicNames topics, IEnumerable<string> slots, long capacityOrders)
+{
+    foreach (var slot in slots)
+        producer.Produce(topics.Commands, new Message<string, byte[]>
+        {
+            Key = slot,
+            Value = new SlotCommand
+            {
+                CommandId = "configure-" + slot,
+                Slot = slot,
+                Configure = new ConfigureSlot { Config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = capacityOrders } } } },
+            }.ToByteArray(),
+        });
+}
+
 async Task ThroughputBenchmark(int count, int slotCount)
 {
     var bootstrap = Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable);
@@ -153,17 +169,7 @@ async Task ThroughputBenchmark(int count, int slotCount)
     var slots = Enumerable.Range(0, slotCount).Select(i => SlotKey.Create($"bench-{i}", new DateTimeOffset(2030, 5, 6, 10, 0, 0, TimeSpan.Zero)).ToString()).ToList();
     using (var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 5, Acks = Acks.All }).Build())
     {
-        foreach (var slot in slots)
-            producer.Produce(topics.Commands, new Message<string, byte[]>
-            {
-                Key = slot,
-                Value = new SlotCommand
-                {
-                    CommandId = "configure-" + slot,
-                    Slot = slot,
-                    Configure = new ConfigureSlot { Config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = Math.Max(1, count / slotCount * 6 / 10) } } } },
-                }.ToByteArray(),
-            });
+        ConfigureSlots(producer, topics, slots, capacityOrders: Math.Max(1, count / slotCount * 6 / 10));
         for (var i = 0; i < count; i++)
         {
             var slot = slots[i % slotCount];
@@ -237,17 +243,7 @@ async Task LatencyBenchmark(int slotCount, int[] rates, TimeSpan perRate)
     var settings = new ProcessorSettings(bootstrap, topics, Path.Combine(Path.GetTempPath(), "engine-bench", Guid.NewGuid().ToString("N")), "bench-latency");
     await using var processor = await SlotProcessor.StartAsync(settings, loggers, CancellationToken.None);
     using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 1, Acks = Acks.All }).Build();
-    foreach (var slot in slots)
-        producer.Produce(topics.Commands, new Message<string, byte[]>
-        {
-            Key = slot,
-            Value = new SlotCommand
-            {
-                CommandId = "configure-" + slot,
-                Slot = slot,
-                Configure = new ConfigureSlot { Config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = 1_000_000 } } } },
-            }.ToByteArray(),
-        });
+    ConfigureSlots(producer, topics, slots, capacityOrders: 1_000_000);
     producer.Flush(TimeSpan.FromSeconds(30));
 
     var sentAt = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
