@@ -65,22 +65,25 @@ public sealed class LocalCluster : IDisposable
     }
 
     /// <summary>Fault injection: the broker stops answering (ids are 1..Brokers).</summary>
-    public void SetBrokerDown(int brokerId) => Check(Native.rd_kafka_mock_broker_set_down(_cluster, brokerId), $"set broker {brokerId} down");
+    public void SetBrokerDown(int brokerId) => Mock(() => Native.rd_kafka_mock_broker_set_down(_cluster, brokerId), $"set broker {brokerId} down");
 
-    public void SetBrokerUp(int brokerId) => Check(Native.rd_kafka_mock_broker_set_up(_cluster, brokerId), $"set broker {brokerId} up");
+    public void SetBrokerUp(int brokerId) => Mock(() => Native.rd_kafka_mock_broker_set_up(_cluster, brokerId), $"set broker {brokerId} up");
 
     /// <summary>Fault injection: adds round-trip time to every request the broker answers.</summary>
-    public void SetBrokerRtt(int brokerId, int rttMs) => Check(Native.rd_kafka_mock_broker_set_rtt(_cluster, brokerId, rttMs), $"set broker {brokerId} rtt");
+    public void SetBrokerRtt(int brokerId, int rttMs) => Mock(() => Native.rd_kafka_mock_broker_set_rtt(_cluster, brokerId, rttMs), $"set broker {brokerId} rtt");
 
     /// <summary>Moves a partition's leadership, as a controlled broker restart does.</summary>
     public void SetPartitionLeader(string topic, int partition, int brokerId) =>
-        Check(Native.rd_kafka_mock_partition_set_leader(_cluster, topic, partition, brokerId), $"move {topic}[{partition}] to broker {brokerId}");
+        Mock(() => Native.rd_kafka_mock_partition_set_leader(_cluster, topic, partition, brokerId), $"move {topic}[{partition}] to broker {brokerId}");
 
-    private void Check(int err, string what)
+    /// <summary>Calls the mock API under the lock that Dispose takes, so it never reaches a destroyed cluster.</summary>
+    private void Mock(Func<int> call, string what)
     {
+        int err;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            err = call();
         }
         if (err != 0) throw new InvalidOperationException($"local cluster: cannot {what}: {ErrorName(err)}");
     }
@@ -99,9 +102,9 @@ public sealed class LocalCluster : IDisposable
         {
             if (_disposed) return;
             _disposed = true;
+            Native.rd_kafka_mock_cluster_destroy(_cluster);
+            Native.rd_kafka_destroy(_handle);
         }
-        Native.rd_kafka_mock_cluster_destroy(_cluster);
-        Native.rd_kafka_destroy(_handle);
     }
 
     private static class Native

@@ -19,11 +19,12 @@ public static class TopicProvisioner
     {
         var wanted = topics.ToList();
         using var admin = Admin(bootstrap);
-        var existing = Existing(admin, bootstrap, TimeSpan.FromSeconds(10));
+        var metadata = Metadata(admin, bootstrap, TimeSpan.FromSeconds(10));
+        var existing = Topics(metadata);
         var missing = wanted.Where(t => !existing.ContainsKey(t.Name)).ToList();
         if (missing.Count > 0)
         {
-            var brokers = BrokerCount(admin);
+            var brokers = metadata.Brokers.Count;
             if (replicationFactor > brokers)
                 throw new StartupException(
                     $"replication factor {replicationFactor} asked but {bootstrap} shows {brokers} broker(s): wait until every broker is up, or ask for fewer copies")
@@ -62,7 +63,7 @@ public static class TopicProvisioner
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
-            var existing = Existing(admin, bootstrap, timeout);
+            var existing = Topics(Metadata(admin, bootstrap, timeout));
             var problem = Problem(wanted, existing);
             if (problem is null) return;
             // Freshly created topics take a moment to show every partition in metadata.
@@ -94,14 +95,11 @@ public static class TopicProvisioner
             ReconnectBackoffMaxMs = 1_000,
         }).SetLogHandler((_, _) => { }).Build();
 
-    private static int BrokerCount(IAdminClient admin) => admin.GetMetadata(TimeSpan.FromSeconds(10)).Brokers.Count;
-
-    private static Dictionary<string, int> Existing(IAdminClient admin, string bootstrap, TimeSpan timeout)
+    private static Metadata Metadata(IAdminClient admin, string bootstrap, TimeSpan timeout)
     {
-        Metadata metadata;
         try
         {
-            metadata = admin.GetMetadata(timeout);
+            return admin.GetMetadata(timeout);
         }
         catch (KafkaException e)
         {
@@ -109,8 +107,10 @@ public static class TopicProvisioner
                 $"cannot reach Kafka at '{bootstrap}' ({e.Error.Reason}): check {KafkaEndpoint.BootstrapVariable}, or start the local cluster with `make run`", e)
             { Retryable = true };
         }
-        return metadata.Topics
+    }
+
+    private static Dictionary<string, int> Topics(Metadata metadata) =>
+        metadata.Topics
             .Where(t => t.Error.Code == ErrorCode.NoError)
             .ToDictionary(t => t.Topic, t => t.Partitions.Count);
-    }
 }
