@@ -73,6 +73,7 @@ for i in "${!GATEWAY_PORTS[@]}"; do
 done
 
 gateway_cli() { dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" "$@"; }
+cli=$(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)")
 echo "waiting for the gateways to be ready..."
 for endpoint in "${endpoints[@]}"; do
   ready=""
@@ -92,7 +93,7 @@ from=$(date -u -d tomorrow +%F)
 echo "applying the demo capacity plan (5 hubs x 14 days x 7 slots from $from)..."
 # A plan that does not fully apply leaves the system running: the planner can apply it again.
 gateway_cli plan sample --from "$from" --days 14 | gateway_cli plan apply - --gateway "${endpoints[0]}" | tail -3 \
-  || echo "warning: the demo plan did not fully apply; run: dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") plan apply gateway/plans/sample-plan.csv --gateway ${endpoints[0]}"
+  || echo "warning: the demo plan did not fully apply; run: dotnet $cli plan apply gateway/plans/sample-plan.csv --gateway ${endpoints[0]}"
 
 cat <<EOT
 
@@ -101,9 +102,9 @@ Slot capacity service is running.
   health, metrics (HTTP/1.1): http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/health   http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/metrics
   logs:                       .run/logs/
 Example calls (from another terminal):
-  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") reserve --gateway ${endpoints[0]} --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
-  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") availability --gateway ${endpoints[0]} --hub LON1 --from $from --days 1 --zone north --items 12
-  dotnet $(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)") plan utilisation --gateway ${endpoints[0]} --hub LON1 --from $from --days 3
+  dotnet $cli reserve --gateway ${endpoints[0]} --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
+  dotnet $cli availability --gateway ${endpoints[0]} --hub LON1 --from $from --days 1 --zone north --items 12
+  dotnet $cli plan utilisation --gateway ${endpoints[0]} --hub LON1 --from $from --days 3
   make load SCENARIO=tenx DURATION=60s
 Ctrl-C stops everything.
 EOT
