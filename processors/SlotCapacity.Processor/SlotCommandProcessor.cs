@@ -29,7 +29,9 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
     private readonly TopicNames _topics;
     private readonly int _replyPartitions;
+    private readonly ChangelogCheckpoints _checkpoints;
     private readonly ILogger _log;
+    private long _refusedCommands;
     private ProcessorContext<string, Outbound> _context = null!;
     private IKeyValueStore<string, byte[]> _store = null!;
     // Earliest hold expiry per slot of this task; built from the store on the first tick.
@@ -43,12 +45,13 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
     /// <summary>Streamiz's builder (a new() constraint) makes one instance this way only to learn
     /// the type; every task's instance is made with the parameters given in <see cref="SlotTopology.Build"/>.</summary>
-    public SlotCommandProcessor() : this(new TopicNames(), 0, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance) { }
+    public SlotCommandProcessor() : this(new TopicNames(), 0, null!, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance) { }
 
-    public SlotCommandProcessor(TopicNames topics, int replyPartitions, ILoggerFactory loggers)
+    public SlotCommandProcessor(TopicNames topics, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers)
     {
         _topics = topics;
         _replyPartitions = replyPartitions;
+        _checkpoints = checkpoints;
         _log = loggers.CreateLogger<SlotCommandProcessor>();
     }
 
@@ -76,7 +79,17 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
             _log.LogWarning("Undecodable command at {Topic}[{Partition}]@{Offset}: {Problem}", position.Topic, partition, offset, e.Message);
             var address = PartialCommand(record.Value ?? []);
             if (address.HasReplyPartition)
-                ReplyToMalformed(address, partition, offset, timestamp, $"command bytes are not a SlotCommand ({e.Message})");
+                ReplyRejected(address, partition, offset, timestamp, $"command bytes are not a SlotCommand ({e.Message})");
+            return null;
+        }
+
+        if (_checkpoints.Refusal(partition) is { } refusal)
+        {
+            // Every Nth only: a refused partition may see a stream of retries.
+            if (_refusedCommands++ % 1000 == 0)
+                _log.LogError("Command {CommandId} at {Topic}[{Partition}]@{Offset} refused ({Refused} so far): {Refusal}",
+                    command.CommandId, position.Topic, partition, offset, _refusedCommands, refusal);
+            ReplyRejected(command, partition, offset, timestamp, refusal, RejectReason.Unavailable);
             return null;
         }
 
@@ -91,7 +104,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         {
             _log.LogWarning("Command {CommandId} at {Topic}[{Partition}]@{Offset} is for slot {Slot} but keyed {Key}; not applied",
                 command.CommandId, position.Topic, partition, offset, command.Slot, key);
-            ReplyToMalformed(command, partition, offset, timestamp,
+            ReplyRejected(command, partition, offset, timestamp,
                 $"record key '{key}' differs from the command's slot '{command.Slot}'");
             return null;
         }
@@ -108,7 +121,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
             _states.Remove(command.Slot);
             _log.LogError(e, "Command {CommandId} at {Topic}[{Partition}]@{Offset} for slot {Slot} could not be decided",
                 command.CommandId, position.Topic, partition, offset, command.Slot);
-            ReplyToMalformed(command, partition, offset, timestamp, $"the processor could not decide this command ({e.Message})",
+            ReplyRejected(command, partition, offset, timestamp, $"the processor could not decide this command ({e.Message})",
                 RejectReason.Unavailable);
             return null;
         }
@@ -168,7 +181,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         return record;
     }
 
-    private void ReplyToMalformed(SlotCommand address, int partition, long offset, long timestamp, string detail,
+    private void ReplyRejected(SlotCommand address, int partition, long offset, long timestamp, string detail,
         RejectReason reason = RejectReason.Invalid)
     {
         if (!address.HasReplyPartition || address.ReplyPartition < 0 || address.ReplyPartition >= _replyPartitions) return;
@@ -232,6 +245,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
     private void RequestDueExpiries(long now)
     {
+        if (_checkpoints.Refusal(_context.Id.Partition) is not null) return;
         if (_nextExpiry is null)
         {
             _nextExpiry = new Dictionary<string, long>(StringComparer.Ordinal);

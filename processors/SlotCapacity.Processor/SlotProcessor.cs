@@ -26,7 +26,9 @@ public static class SlotProcessor
             TimeSpan.FromSeconds(30), ct);
         Directory.CreateDirectory(settings.StateDirectory);
 
-        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, loggers), SlotTopology.Config(settings, loggers));
+        var checkpoints = new ChangelogCheckpoints(settings, loggers);
+        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers),
+            SlotTopology.Config(settings, checkpoints, loggers));
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         stream.StateChanged += (_, now) =>
         {
@@ -48,10 +50,11 @@ public static class SlotProcessor
         catch
         {
             await Task.Run(stream.Dispose, CancellationToken.None);
+            checkpoints.Dispose();
             throw;
         }
         log.LogInformation("Processor {Instance} running", settings.InstanceName);
-        return new Running(stream, log, settings.InstanceName);
+        return new Running(stream, checkpoints, log, settings.InstanceName);
     }
 
     /// <summary>Slot topics share the commands topic's partition count; replies have their own.</summary>
@@ -73,7 +76,7 @@ public static class SlotProcessor
         return (Count(settings.Topics.Commands, TopicNames.DefaultSlotPartitions), Count(settings.Topics.Replies, TopicNames.DefaultReplyPartitions));
     }
 
-    private sealed class Running(KafkaStream stream, ILogger log, string instance) : IAsyncDisposable
+    private sealed class Running(KafkaStream stream, ChangelogCheckpoints checkpoints, ILogger log, string instance) : IAsyncDisposable
     {
         private int _disposed;
 
@@ -82,6 +85,7 @@ public static class SlotProcessor
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             log.LogInformation("Processor {Instance} stopping", instance);
             await Task.Run(stream.Dispose);
+            checkpoints.Dispose();
             log.LogInformation("Processor {Instance} stopped", instance);
         }
     }

@@ -17,9 +17,10 @@ public static class SlotTopology
     /// commands (raw bytes, so a bad record is answered instead of failing the stream)
     /// -> decide with the `slot-state` store -> replies / events / availability / ExpireHolds commands.
     /// </summary>
-    public static Topology Build(TopicNames topics, int replyPartitions, ILoggerFactory loggers)
+    public static Topology Build(TopicNames topics, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(topics);
+        ArgumentNullException.ThrowIfNull(checkpoints);
         var store = Stores.KeyValueStoreBuilder(
                 // Values are a SlotState under "{slot}", a ReservationRecord under "{slot}|{reservation id}".
                 Stores.PersistentKeyValueStore(TopicNames.SlotStateStore), new StringSerDes(), new ByteArraySerDes())
@@ -28,7 +29,7 @@ public static class SlotTopology
         var builder = new StreamBuilder();
         builder.Stream(topics.Commands, new ByteArraySerDes(), new ByteArraySerDes())
             .Transform(TransformerBuilder.New<byte[], byte[], string, Outbound>()
-                .Transformer<SlotCommandProcessor>(topics, replyPartitions, loggers)
+                .Transformer<SlotCommandProcessor>(topics, replyPartitions, checkpoints, loggers)
                 .StateStore(store)
                 .Build(), "decide")
             .To(new OutboundTopic(), new StringSerDes(), new OutboundSerDes(), new OutboundTimestamp(), new OutboundPartition(), "write");
@@ -41,7 +42,7 @@ public static class SlotTopology
     /// (see processors/README.md). Polling and fetch waits are short because a reply is on the
     /// checkout path.
     /// </summary>
-    public static StreamConfig Config(ProcessorSettings settings, ILoggerFactory loggers)
+    public static StreamConfig Config(ProcessorSettings settings, ChangelogCheckpoints checkpoints, ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(settings);
         return new StreamConfig<StringSerDes, StringSerDes>
@@ -50,6 +51,8 @@ public static class SlotTopology
             ClientId = settings.InstanceName,
             BootstrapServers = settings.BootstrapServers,
             StateDir = settings.StateDirectory,
+            // Refuses a task whose changelog lost records its restore needs (see ChangelogCheckpoints).
+            OffsetCheckpointManager = checkpoints,
             Guarantee = ProcessingGuarantee.AT_LEAST_ONCE,
             CommitIntervalMs = 100,
             PollMs = 2,

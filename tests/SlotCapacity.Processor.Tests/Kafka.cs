@@ -16,10 +16,13 @@ internal sealed class Kafka(string bootstrap) : IDisposable
         LingerMs = 1,
     }).SetLogHandler((_, _) => { }).Build();
 
-    public Task SendAsync(string topic, SlotCommand command) => SendRawAsync(topic, command.Slot, command.ToByteArray());
+    public Task<DeliveryResult<string, byte[]>> SendAsync(string topic, SlotCommand command) => SendRawAsync(topic, command.Slot, command.ToByteArray());
 
-    public Task SendRawAsync(string topic, string key, byte[] value) =>
+    public Task<DeliveryResult<string, byte[]>> SendRawAsync(string topic, string key, byte[] value) =>
         _producer.ProduceAsync(topic, new Message<string, byte[]> { Key = key, Value = value });
+
+    public Task<DeliveryResult<string, byte[]>> SendRawAsync(TopicPartition partition, string key, byte[] value) =>
+        _producer.ProduceAsync(partition, new Message<string, byte[]> { Key = key, Value = value });
 
     public void Dispose() => _producer.Dispose();
 

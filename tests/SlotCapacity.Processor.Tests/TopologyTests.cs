@@ -16,6 +16,7 @@ public sealed class TopologyTests : IDisposable
     private static readonly DateTime Now = new(2030, 5, 6, 8, 0, 0, DateTimeKind.Utc);
     private readonly TopicNames _topics = new("ttd.");
     private readonly string _stateDirectory = Path.Combine(Path.GetTempPath(), "slot-ttd", Guid.NewGuid().ToString("N"));
+    private readonly ChangelogCheckpoints _checkpoints;
     private readonly TopologyTestDriver _driver;
     private readonly TestInputTopic<string, byte[]> _commands;
     private readonly TestOutputTopic<string, SlotReply> _replies;
@@ -25,8 +26,11 @@ public sealed class TopologyTests : IDisposable
     public TopologyTests()
     {
         var settings = new ProcessorSettings("127.0.0.1:1", _topics, _stateDirectory, "ttd");
-        var config = SlotTopology.Config(settings, NullLoggerFactory.Instance);
-        _driver = new TopologyTestDriver(SlotTopology.Build(_topics, replyPartitions: 4, NullLoggerFactory.Instance), config);
+        _checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
+        var config = SlotTopology.Config(settings, _checkpoints, NullLoggerFactory.Instance);
+        // The test driver has no broker to check a changelog against: Streamiz's plain checkpoint files.
+        config.OffsetCheckpointManager = null;
+        _driver = new TopologyTestDriver(SlotTopology.Build(_topics, replyPartitions: 4, _checkpoints, NullLoggerFactory.Instance), config);
         _commands = _driver.CreateInputTopic<string, byte[], StringSerDes, ByteArraySerDes>(_topics.Commands);
         _replies = _driver.CreateOutputTopic<string, SlotReply, StringSerDes, ProtobufSerDes<SlotReply>>(_topics.Replies);
         _events = _driver.CreateOutputTopic<string, SlotEvent, StringSerDes, ProtobufSerDes<SlotEvent>>(_topics.Events);
@@ -36,6 +40,7 @@ public sealed class TopologyTests : IDisposable
     public void Dispose()
     {
         _driver.Dispose();
+        _checkpoints.Dispose();
         if (Directory.Exists(_stateDirectory)) Directory.Delete(_stateDirectory, recursive: true);
     }
 

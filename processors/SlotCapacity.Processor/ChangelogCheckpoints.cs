@@ -1,0 +1,118 @@
+using System.Collections.Concurrent;
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Kafka;
+using Streamiz.Kafka.Net;
+using Streamiz.Kafka.Net.Processors.Internal;
+using Streamiz.Kafka.Net.State;
+
+namespace SlotCapacity.Processor;
+
+/// <summary>
+/// Streamiz's per-task checkpoint files, plus the check Streamiz does not make: that the task's
+/// changelog partition still holds every record its restore needs. Streamiz restores from the
+/// checkpoint (or from the start when there is none) and, when the changelog now starts later,
+/// silently skips to the new start: a state with slots or bookings missing, i.e. an oversell
+/// waiting to happen. Here such a task is refused instead: the check runs when Streamiz reads the
+/// checkpoint, before the restore, and <see cref="SlotCommandProcessor"/> then answers every command
+/// of the partition UNAVAILABLE with the reason, deciding nothing from partial state. A refused
+/// task never writes a checkpoint, so the refusal survives restarts of this instance.
+/// </summary>
+public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
+{
+    private static readonly TimeSpan WatermarkTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly ProcessorSettings _settings;
+    private readonly ILogger _log;
+    private readonly Lazy<IConsumer<byte[], byte[]>> _watermarks;
+    private readonly ConcurrentDictionary<int, string> _refused = new();
+
+    public ChangelogCheckpoints(ProcessorSettings settings, ILoggerFactory loggers)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(loggers);
+        _settings = settings;
+        _log = loggers.CreateLogger<ChangelogCheckpoints>();
+        // Only asks for watermarks: it never subscribes, so its group id is never joined.
+        _watermarks = new Lazy<IConsumer<byte[], byte[]>>(() => new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = settings.BootstrapServers,
+            GroupId = settings.Topics.ProcessorApplicationId + "-restore-check",
+            ClientId = settings.InstanceName + "-restore-check",
+            EnableAutoCommit = false,
+        }).SetLogHandler((_, _) => { }).Build());
+    }
+
+    /// <summary>Why the task of this command partition is refused, or null when it is served.</summary>
+    public string? Refusal(int partition) => _refused.GetValueOrDefault(partition);
+
+    public void Configure(IStreamConfig config, TaskId taskId)
+    {
+        // Paths come from the settings this instance was made with.
+    }
+
+    public IDictionary<TopicPartition, long> Read(TaskId taskId)
+    {
+        ArgumentNullException.ThrowIfNull(taskId);
+        var checkpoints = CheckpointFile(taskId).Read(taskId);
+        var changelog = new TopicPartition(_settings.Topics.StateChangelog, taskId.Partition);
+        long startOffset;
+        try
+        {
+            startOffset = RetainedHistory.StartOffset(_watermarks.Value, changelog, WatermarkTimeout);
+        }
+        catch (KafkaException e)
+        {
+            // Unverifiable is not the same as incomplete: fail the stream, and the supervisor's restart asks again.
+            _log.LogError("Cannot read the start offset of {Changelog} to check it before restoring ({Reason})", changelog, e.Error.Reason);
+            throw;
+        }
+
+        var hasCheckpoint = checkpoints.TryGetValue(changelog, out var checkpoint);
+        var gap = RetainedHistory.Gap(changelog, startOffset, hasCheckpoint ? checkpoint : 0);
+        if (gap is null)
+        {
+            if (_refused.TryRemove(taskId.Partition, out _))
+                _log.LogInformation("Partition {Partition} restores from a complete changelog again", taskId.Partition);
+            return checkpoints;
+        }
+
+        var local = hasCheckpoint
+            ? $"this processor's checkpoint is at offset {checkpoint}"
+            : "this processor has no local state for it";
+        var refusal = $"processor {_settings.InstanceName} refuses slot partition {taskId.Partition}: its state cannot be restored, {local} and {gap}. "
+                      + "It answers the partition's commands UNAVAILABLE and decides nothing from partial state. "
+                      + $"Fix: run the processor whose state directory (PROCESSOR_STATE_DIR) has a checkpoint at or after offset {startOffset} for this partition; "
+                      + "on the local cluster, or if no such state exists, start the system afresh (make run) and apply the plan again";
+        _refused[taskId.Partition] = refusal;
+        _log.LogCritical("{Refusal}", refusal);
+        return checkpoints;
+    }
+
+    public void Write(TaskId taskId, IDictionary<TopicPartition, long> data)
+    {
+        ArgumentNullException.ThrowIfNull(taskId);
+        if (_refused.ContainsKey(taskId.Partition))
+        {
+            // A checkpoint would vouch for the partial state it restored.
+            CheckpointFile(taskId).Destroy(taskId);
+            return;
+        }
+        CheckpointFile(taskId).Write(taskId, data);
+    }
+
+    public void Destroy(TaskId taskId)
+    {
+        ArgumentNullException.ThrowIfNull(taskId);
+        CheckpointFile(taskId).Destroy(taskId);
+    }
+
+    public void Dispose()
+    {
+        if (_watermarks.IsValueCreated) _watermarks.Value.Dispose();
+    }
+
+    /// <summary>Where Streamiz keeps a task's checkpoint by default, so existing state directories stay valid.</summary>
+    private OffsetCheckpointFile CheckpointFile(TaskId taskId) =>
+        new(Path.Combine(_settings.StateDirectory, _settings.Topics.ProcessorApplicationId, $"{taskId.Id}-{taskId.Partition}"));
+}
