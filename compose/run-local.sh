@@ -1,17 +1,56 @@
 #!/usr/bin/env bash
 # `make run`: builds, then starts the local cluster (unless KAFKA_BOOTSTRAP_SERVERS names a real
 # one), 2 processors and 2 gateways, applies the demo capacity plan and prints the endpoints.
-# Ctrl-C stops every process it started. Logs go to .run/logs/.
+# A processor or gateway that exits is started again (with backoff, keeping its state directory);
+# the local cluster lives in memory, so if it exits everything stops. Ctrl-C stops every process
+# it started. Logs go to .run/logs/, the pid of each running process to .run/pids/<name>.pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 run="$root/.run"
 logs="$run/logs"
+pidfiles="$run/pids"
 mkdir -p "$logs"
+rm -rf "$pidfiles" && mkdir -p "$pidfiles"
 GATEWAY_PORTS=(${GATEWAY_PORTS:-5101 5102})
 PROCESSORS=${PROCESSORS:-2}
 
 pids=()
+
+# supervise NAME COMMAND...: runs COMMAND (log .run/logs/NAME.log, pid .run/pids/NAME.pid) and starts
+# it again whenever it exits, after 1 s, doubling up to 30 s while it keeps failing within a minute.
+# A TERM or INT to the supervisor stops the command gracefully and ends the supervision.
+supervise() {
+  local name=$1
+  shift
+  : >"$logs/$name.log"
+  (
+    child=""
+    stopping=""
+    trap 'stopping=yes; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
+    delay=1
+    while [ -z "$stopping" ]; do
+      started=$(date +%s)
+      "$@" >>"$logs/$name.log" 2>&1 &
+      child=$!
+      echo "$child" >"$pidfiles/$name.pid"
+      code=0
+      wait "$child" || code=$?
+      # A trapped signal ends `wait` early: wait for the command itself to finish stopping.
+      while kill -0 "$child" 2>/dev/null; do wait "$child" || code=$?; done
+      [ -n "$stopping" ] && break
+      ran=$(($(date +%s) - started))
+      [ "$ran" -ge 60 ] && delay=1
+      echo "$(date -u +%FT%TZ) $name (pid $child) exited with code $code after ${ran}s; starting it again in ${delay}s" | tee -a "$logs/supervisor.log"
+      sleep "$delay" &
+      wait $! || true
+      delay=$((delay * 2 > 30 ? 30 : delay * 2))
+    done
+    rm -f "$pidfiles/$name.pid"
+  ) &
+  pids+=($!)
+}
+
 stop_all() {
   # A second Ctrl-C while stopping must not leave processes behind.
   trap '' INT TERM
@@ -25,8 +64,11 @@ stop_all() {
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -KILL "$pid" 2>/dev/null || true
     done
+    # A supervised command that outlived its supervisor's grace period.
+    for pidfile in "$pidfiles"/*.pid; do [ -e "$pidfile" ] && { kill -KILL "$(cat "$pidfile")" 2>/dev/null || true; }; done
   fi
   rm -f "$run/bootstrap" "$run/endpoints"
+  rm -rf "$pidfiles"
 }
 trap stop_all EXIT
 trap "stop_all; exit 0" INT TERM
@@ -48,6 +90,8 @@ else
   rm -rf "$run"/processor-*
   dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers 3 --bootstrap-file "$run/bootstrap" >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
+  cluster=$!
+  echo "$cluster" >"$pidfiles/local-cluster.pid"
   for _ in $(seq 1 300); do [ -s "$run/bootstrap" ] && break; kill -0 "${pids[0]}" 2>/dev/null || { cat "$logs/local-cluster.log"; exit 1; }; sleep 0.1; done
   [ -s "$run/bootstrap" ] || { echo "the local cluster did not start: see $logs/local-cluster.log"; exit 1; }
   export KAFKA_BOOTSTRAP_SERVERS=$(cat "$run/bootstrap")
@@ -56,20 +100,19 @@ fi
 
 for n in $(seq 1 "$PROCESSORS"); do
   mkdir -p "$run/processor-$n"
+  # The state directory outlives restarts: a restarted processor restores from its checkpoint.
   PROCESSOR_STATE_DIR="$run/processor-$n" PROCESSOR_INSTANCE="processor-$n" \
-    dotnet "$(bin processors/SlotCapacity.Processor SlotCapacity.Processor)" >"$logs/processor-$n.log" 2>&1 &
-  pids+=($!)
-  echo "processor-$n started (pid $!, log .run/logs/processor-$n.log)"
+    supervise "processor-$n" dotnet "$(bin processors/SlotCapacity.Processor SlotCapacity.Processor)"
+  echo "processor-$n started (supervised, log .run/logs/processor-$n.log)"
 done
 
 endpoints=()
 for i in "${!GATEWAY_PORTS[@]}"; do
   port=${GATEWAY_PORTS[$i]}
   GATEWAY_INSTANCE="gateway-$((i + 1))" \
-    dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" --urls "http://127.0.0.1:$port" >"$logs/gateway-$((i + 1)).log" 2>&1 &
-  pids+=($!)
+    supervise "gateway-$((i + 1))" dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" --urls "http://127.0.0.1:$port"
   endpoints+=("http://127.0.0.1:$port")
-  echo "gateway-$((i + 1)) started (pid $!, log .run/logs/gateway-$((i + 1)).log)"
+  echo "gateway-$((i + 1)) started (supervised, log .run/logs/gateway-$((i + 1)).log)"
 done
 
 gateway_cli() { dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" "$@"; }
@@ -80,7 +123,7 @@ for endpoint in "${endpoints[@]}"; do
   for _ in $(seq 1 600); do
     admin="http://127.0.0.1:$((${endpoint##*:} + 1000))"
     if curl -sf "$admin/health" >/dev/null 2>&1; then ready=yes; break; fi
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { echo "a process died during start-up: see $logs"; tail -5 "$logs"/*.log; exit 1; }; done
+    if [ -n "${cluster:-}" ] && ! kill -0 "$cluster" 2>/dev/null; then echo "the local cluster exited during start-up: see $logs/local-cluster.log"; exit 1; fi
     sleep 0.1
   done
   [ -n "$ready" ] || { echo "$endpoint did not become ready in 60 s: see $logs"; exit 1; }
@@ -100,7 +143,8 @@ cat <<EOT
 Slot capacity service is running.
   gRPC (h2c, reflection on):  ${endpoints[*]}
   health, metrics (HTTP/1.1): http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/health   http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/metrics
-  logs:                       .run/logs/
+  logs:                       .run/logs/   (restarts: .run/logs/supervisor.log)
+  pids:                       .run/pids/   (kill -9 \$(cat .run/pids/processor-1.pid): it is started again)
 Example calls (from another terminal):
   dotnet $cli reserve --gateway ${endpoints[0]} --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
   dotnet $cli availability --gateway ${endpoints[0]} --hub LON1 --from $from --days 1 --zone north --items 12
@@ -109,10 +153,11 @@ Example calls (from another terminal):
 Ctrl-C stops everything.
 EOT
 
-# Runs until Ctrl-C, or until one of the processes dies.
+# Runs until Ctrl-C. Supervisors restart processors and gateways; the in-memory cluster cannot be.
 while true; do
-  for pid in "${pids[@]}"; do
-    if ! kill -0 "$pid" 2>/dev/null; then echo "process $pid exited: see $logs"; exit 1; fi
-  done
+  if [ -n "${cluster:-}" ] && ! kill -0 "$cluster" 2>/dev/null; then
+    echo "the local cluster exited (its data was in memory): stopping everything; see $logs/local-cluster.log"
+    exit 1
+  fi
   sleep 1
 done

@@ -68,7 +68,8 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
             throw;
         }
 
-        var hasCheckpoint = checkpoints.TryGetValue(changelog, out var checkpoint);
+        // A negative offset is Streamiz's "unknown" (the store had no changelog writes to record).
+        var hasCheckpoint = checkpoints.TryGetValue(changelog, out var checkpoint) && checkpoint >= 0;
         var gap = RetainedHistory.Gap(changelog, startOffset, hasCheckpoint ? checkpoint : 0);
         if (gap is null)
         {
