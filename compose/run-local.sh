@@ -12,6 +12,7 @@ logs="$run/logs"
 pidfiles="$run/pids"
 mkdir -p "$logs"
 rm -rf "$pidfiles" && mkdir -p "$pidfiles"
+: >"$logs/supervisor.log"
 GATEWAY_PORTS=(${GATEWAY_PORTS:-5101 5102})
 PROCESSORS=${PROCESSORS:-2}
 

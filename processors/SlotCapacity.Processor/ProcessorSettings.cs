@@ -9,6 +9,15 @@ namespace SlotCapacity.Processor;
 /// <param name="InstanceName">Name in logs and the Kafka client id (PROCESSOR_INSTANCE).</param>
 public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topics, string StateDirectory, string InstanceName)
 {
+    /// <summary>Real Kafka's smallest allowed session timeout by default (group.min.session.timeout.ms).</summary>
+    public const int DefaultSessionTimeoutMs = 6000;
+
+    /// <summary>
+    /// How long the group waits for a silent processor before its partitions move (PROCESSOR_SESSION_TIMEOUT_MS):
+    /// the bulk of the failover time after a crash. A broker refuses values below its group.min.session.timeout.ms.
+    /// </summary>
+    public int SessionTimeoutMs { get; init; } = DefaultSessionTimeoutMs;
+
     /// <summary>Called (once, from a Streamiz thread) if the stream fails after it was running, with what failed.</summary>
     public Action<string>? OnStreamFailed { get; init; }
 
@@ -20,6 +29,14 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
         var stateDirectory = Environment.GetEnvironmentVariable("PROCESSOR_STATE_DIR");
         if (string.IsNullOrWhiteSpace(stateDirectory))
             stateDirectory = Path.Combine(Path.GetTempPath(), "slot-processor-state", instance);
-        return new ProcessorSettings(KafkaEndpoint.BootstrapServers(), TopicNames.FromEnvironment(), stateDirectory, instance);
+        var sessionTimeout = Environment.GetEnvironmentVariable("PROCESSOR_SESSION_TIMEOUT_MS");
+        var sessionTimeoutMs = DefaultSessionTimeoutMs;
+        if (!string.IsNullOrWhiteSpace(sessionTimeout)
+            && (!int.TryParse(sessionTimeout, System.Globalization.CultureInfo.InvariantCulture, out sessionTimeoutMs) || sessionTimeoutMs < 500))
+            throw new StartupException($"PROCESSOR_SESSION_TIMEOUT_MS is '{sessionTimeout}': it must be a whole number of milliseconds, at least 500");
+        return new ProcessorSettings(KafkaEndpoint.BootstrapServers(), TopicNames.FromEnvironment(), stateDirectory, instance)
+        {
+            SessionTimeoutMs = sessionTimeoutMs,
+        };
     }
 }

@@ -27,8 +27,9 @@ public static class SlotProcessor
         Directory.CreateDirectory(settings.StateDirectory);
 
         var checkpoints = new ChangelogCheckpoints(settings, loggers);
-        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers),
-            SlotTopology.Config(settings, checkpoints, loggers));
+        var config = SlotTopology.Config(settings, checkpoints, loggers);
+        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config,
+            new RebalanceTolerantCommits(config, loggers));
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         stream.StateChanged += (_, now) =>
         {

@@ -64,8 +64,8 @@ public static class SlotTopology
             AutoOffsetReset = AutoOffsetReset.Earliest,
             AllowAutoCreateTopics = false,
             // Failover after a crash is bounded by the session timeout.
-            SessionTimeoutMs = 6000,
-            HeartbeatIntervalMs = 1500,
+            SessionTimeoutMs = settings.SessionTimeoutMs,
+            HeartbeatIntervalMs = Math.Max(100, settings.SessionTimeoutMs / 4),
             NumStreamThreads = 1,
             Logger = loggers,
         };

@@ -1,0 +1,101 @@
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using Streamiz.Kafka.Net;
+using Streamiz.Kafka.Net.Kafka;
+using Streamiz.Kafka.Net.Metrics;
+
+namespace SlotCapacity.Processor;
+
+/// <summary>
+/// Streamiz's Kafka clients, except that an offset commit answered REBALANCE_IN_PROGRESS is skipped
+/// instead of failing. Streamiz turns every failed commit into "this thread was fenced": it closes
+/// every task and rejoins the group, which is a second rebalance, so a processor that survives a
+/// crash of its peer went dark too. That answer only means a rebalance is under way (the local
+/// cluster gives it for the whole join phase); the member is still in the group. A skipped commit
+/// widens the re-delivery window, and re-delivered commands are answered from state (each slot
+/// stores the offset of the last command it applied); the next commit covers the skipped offsets.
+/// </summary>
+public sealed class RebalanceTolerantCommits : IKafkaSupplier
+{
+    private readonly DefaultKafkaClientSupplier _clients;
+    private readonly ILogger _log;
+
+    public RebalanceTolerantCommits(IStreamConfig config, ILoggerFactory loggers)
+    {
+        ArgumentNullException.ThrowIfNull(loggers);
+        _clients = new DefaultKafkaClientSupplier(new KafkaLoggerAdapter(config), config);
+        _log = loggers.CreateLogger<RebalanceTolerantCommits>();
+    }
+
+    public StreamMetricsRegistry MetricsRegistry
+    {
+        get => _clients.MetricsRegistry;
+        set => _clients.MetricsRegistry = value;
+    }
+
+    public IConsumer<byte[], byte[]> GetConsumer(ConsumerConfig config, IConsumerRebalanceListener rebalanceListener) =>
+        new Consumer(_clients.GetConsumer(config, rebalanceListener), _log);
+
+    public IProducer<byte[], byte[]> GetProducer(ProducerConfig config) => _clients.GetProducer(config);
+
+    public IConsumer<byte[], byte[]> GetRestoreConsumer(ConsumerConfig config) => _clients.GetRestoreConsumer(config);
+
+    public IAdminClient GetAdmin(AdminClientConfig config) => _clients.GetAdmin(config);
+
+    public IConsumer<byte[], byte[]> GetGlobalConsumer(ConsumerConfig config) => _clients.GetGlobalConsumer(config);
+
+    /// <summary>The stream thread's consumer: every call goes to Streamiz's, commits tolerate a rebalance.</summary>
+    private sealed class Consumer(IConsumer<byte[], byte[]> inner, ILogger log) : IConsumer<byte[], byte[]>
+    {
+        public void Commit(IEnumerable<TopicPartitionOffset> offsets)
+        {
+            try
+            {
+                inner.Commit(offsets);
+            }
+            catch (KafkaException e) when (e.Error.Code == ErrorCode.RebalanceInProgress)
+            {
+                log.LogInformation("Offset commit skipped while the group rebalances; the next commit covers it");
+            }
+        }
+
+        public List<TopicPartitionOffset> Commit() => inner.Commit();
+        public void Commit(ConsumeResult<byte[], byte[]> result) => inner.Commit(result);
+        public ConsumeResult<byte[], byte[]> Consume(int millisecondsTimeout) => inner.Consume(millisecondsTimeout);
+        public ConsumeResult<byte[], byte[]> Consume(CancellationToken cancellationToken = default) => inner.Consume(cancellationToken);
+        public ConsumeResult<byte[], byte[]> Consume(TimeSpan timeout) => inner.Consume(timeout);
+        public void Subscribe(IEnumerable<string> topics) => inner.Subscribe(topics);
+        public void Subscribe(string topic) => inner.Subscribe(topic);
+        public void Unsubscribe() => inner.Unsubscribe();
+        public void Assign(TopicPartition partition) => inner.Assign(partition);
+        public void Assign(TopicPartitionOffset partition) => inner.Assign(partition);
+        public void Assign(IEnumerable<TopicPartitionOffset> partitions) => inner.Assign(partitions);
+        public void Assign(IEnumerable<TopicPartition> partitions) => inner.Assign(partitions);
+        public void IncrementalAssign(IEnumerable<TopicPartitionOffset> partitions) => inner.IncrementalAssign(partitions);
+        public void IncrementalAssign(IEnumerable<TopicPartition> partitions) => inner.IncrementalAssign(partitions);
+        public void IncrementalUnassign(IEnumerable<TopicPartition> partitions) => inner.IncrementalUnassign(partitions);
+        public void Unassign() => inner.Unassign();
+        public void StoreOffset(ConsumeResult<byte[], byte[]> result) => inner.StoreOffset(result);
+        public void StoreOffset(TopicPartitionOffset offset) => inner.StoreOffset(offset);
+        public void Seek(TopicPartitionOffset offset) => inner.Seek(offset);
+        public void Pause(IEnumerable<TopicPartition> partitions) => inner.Pause(partitions);
+        public void Resume(IEnumerable<TopicPartition> partitions) => inner.Resume(partitions);
+        public List<TopicPartitionOffset> Committed(TimeSpan timeout) => inner.Committed(timeout);
+        public List<TopicPartitionOffset> Committed(IEnumerable<TopicPartition> partitions, TimeSpan timeout) => inner.Committed(partitions, timeout);
+        public Offset Position(TopicPartition partition) => inner.Position(partition);
+        public List<TopicPartitionOffset> OffsetsForTimes(IEnumerable<TopicPartitionTimestamp> timestampsToSearch, TimeSpan timeout) =>
+            inner.OffsetsForTimes(timestampsToSearch, timeout);
+        public WatermarkOffsets GetWatermarkOffsets(TopicPartition topicPartition) => inner.GetWatermarkOffsets(topicPartition);
+        public WatermarkOffsets QueryWatermarkOffsets(TopicPartition topicPartition, TimeSpan timeout) => inner.QueryWatermarkOffsets(topicPartition, timeout);
+        public void Close() => inner.Close();
+        public string MemberId => inner.MemberId;
+        public List<TopicPartition> Assignment => inner.Assignment;
+        public List<string> Subscription => inner.Subscription;
+        public IConsumerGroupMetadata ConsumerGroupMetadata => inner.ConsumerGroupMetadata;
+        public Handle Handle => inner.Handle;
+        public string Name => inner.Name;
+        public int AddBrokers(string brokers) => inner.AddBrokers(brokers);
+        public void SetSaslCredentials(string username, string password) => inner.SetSaslCredentials(username, password);
+        public void Dispose() => inner.Dispose();
+    }
+}
