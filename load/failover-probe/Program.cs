@@ -8,14 +8,16 @@ using SlotCapacity.Contracts;
 // Measures how long reserves fail when one process of the running system (`make run`) is
 // signalled: a steady stream of reserves through both gateways, a signal to the process named in
 // a pid file at a set time, and a timeline of the answers. Loopback only; bounded in time.
-//   dotnet SlotCapacity.FailoverProbe.dll --pidfile .run/pids/processor-1.pid --signal KILL
+//   dotnet SlotCapacity.FailoverProbe.dll --pidfile .run/pids/processor-1.pid --signal KILL|TERM|NONE
 //     [--gateways http://127.0.0.1:5101,http://127.0.0.1:5102] [--rate 100] [--seconds 40] [--at 10] [--out DIR]
 var options = Options.Parse(args);
 if (options is null) return 2;
 
 using var channels = new Channels(options.Gateways);
 var slots = await ConfigureProbeSlotsAsync(channels.Planning[0]);
-Console.WriteLine($"{slots.Count} probe slots configured; {options.Rate} reserves/s for {options.Seconds} s, SIG{options.Signal} to {options.PidFile} at {options.At} s");
+Console.WriteLine(options.Signal == "NONE"
+    ? $"{slots.Count} probe slots configured; {options.Rate} reserves/s for {options.Seconds} s, no signal"
+    : $"{slots.Count} probe slots configured; {options.Rate} reserves/s for {options.Seconds} s, SIG{options.Signal} to {options.PidFile} at {options.At} s");
 
 var outcomes = new List<Outcome>(options.Rate * options.Seconds);
 var clock = Stopwatch.StartNew();
@@ -26,7 +28,7 @@ for (var i = 0; i < total; i++)
 {
     var due = TimeSpan.FromSeconds((double)i / options.Rate);
     if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
-    if (signalledAt is null && clock.Elapsed.TotalSeconds >= options.At)
+    if (options.Signal != "NONE" && signalledAt is null && clock.Elapsed.TotalSeconds >= options.At)
     {
         var pid = int.Parse(File.ReadAllText(options.PidFile).Trim(), CultureInfo.InvariantCulture);
         using (var kill = Process.Start("kill", [$"-{options.Signal}", pid.ToString(CultureInfo.InvariantCulture)]))
@@ -109,17 +111,18 @@ internal sealed record Options(IReadOnlyList<string> Gateways, string PidFile, s
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
         for (var i = 0; i + 1 < args.Length; i += 2) values[args[i]] = args[i + 1];
-        if (args.Length % 2 != 0 || !values.TryGetValue("--pidfile", out var pidFile))
-        {
-            Console.Error.WriteLine("usage: --pidfile FILE [--signal KILL|TERM] [--gateways URL,URL] [--rate N] [--seconds N] [--at S] [--out DIR]");
-            return null;
-        }
         var signal = values.GetValueOrDefault("--signal", "KILL");
-        if (signal is not ("KILL" or "TERM"))
+        if (args.Length % 2 != 0 || (signal != "NONE" && !values.ContainsKey("--pidfile")))
         {
-            Console.Error.WriteLine($"--signal must be KILL or TERM, not '{signal}'");
+            Console.Error.WriteLine("usage: --pidfile FILE [--signal KILL|TERM|NONE] [--gateways URL,URL] [--rate N] [--seconds N] [--at S] [--out DIR]");
             return null;
         }
+        if (signal is not ("KILL" or "TERM" or "NONE"))
+        {
+            Console.Error.WriteLine($"--signal must be KILL, TERM or NONE (a steady run), not '{signal}'");
+            return null;
+        }
+        var pidFile = values.GetValueOrDefault("--pidfile", "");
         var gateways = values.GetValueOrDefault("--gateways", "http://127.0.0.1:5101,http://127.0.0.1:5102").Split(',');
         if (gateways.Any(g => !g.StartsWith("http://127.0.0.1:", StringComparison.Ordinal)))
         {

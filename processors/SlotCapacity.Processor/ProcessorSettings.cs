@@ -18,6 +18,15 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
     /// </summary>
     public int SessionTimeoutMs { get; init; } = DefaultSessionTimeoutMs;
 
+    /// <summary>
+    /// How often consumed offsets are committed (PROCESSOR_COMMIT_INTERVAL_MS). Streamiz flushes every
+    /// task's RocksDB memtable on every commit; a longer interval only widens the re-delivery window
+    /// after a crash, and re-delivered commands are answered from state.
+    /// </summary>
+    public int CommitIntervalMs { get; init; } = DefaultCommitIntervalMs;
+
+    public const int DefaultCommitIntervalMs = 1000;
+
     /// <summary>Called (once, from a Streamiz thread) if the stream fails after it was running, with what failed.</summary>
     public Action<string>? OnStreamFailed { get; init; }
 
@@ -29,14 +38,19 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
         var stateDirectory = Environment.GetEnvironmentVariable("PROCESSOR_STATE_DIR");
         if (string.IsNullOrWhiteSpace(stateDirectory))
             stateDirectory = Path.Combine(Path.GetTempPath(), "slot-processor-state", instance);
-        var sessionTimeout = Environment.GetEnvironmentVariable("PROCESSOR_SESSION_TIMEOUT_MS");
-        var sessionTimeoutMs = DefaultSessionTimeoutMs;
-        if (!string.IsNullOrWhiteSpace(sessionTimeout)
-            && (!int.TryParse(sessionTimeout, System.Globalization.CultureInfo.InvariantCulture, out sessionTimeoutMs) || sessionTimeoutMs < 500))
-            throw new StartupException($"PROCESSOR_SESSION_TIMEOUT_MS is '{sessionTimeout}': it must be a whole number of milliseconds, at least 500");
         return new ProcessorSettings(KafkaEndpoint.BootstrapServers(), TopicNames.FromEnvironment(), stateDirectory, instance)
         {
-            SessionTimeoutMs = sessionTimeoutMs,
+            SessionTimeoutMs = Milliseconds("PROCESSOR_SESSION_TIMEOUT_MS", DefaultSessionTimeoutMs, minimum: 500),
+            CommitIntervalMs = Milliseconds("PROCESSOR_COMMIT_INTERVAL_MS", DefaultCommitIntervalMs, minimum: 10),
         };
+    }
+
+    private static int Milliseconds(string variable, int fallback, int minimum)
+    {
+        var text = Environment.GetEnvironmentVariable(variable);
+        if (string.IsNullOrWhiteSpace(text)) return fallback;
+        if (!int.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var value) || value < minimum)
+            throw new StartupException($"{variable} is '{text}': it must be a whole number of milliseconds, at least {minimum}");
+        return value;
     }
 }

@@ -37,7 +37,7 @@ public static class SlotTopology
     }
 
     /// <summary>
-    /// At-least-once with a 100 ms commit interval: the offset stored in each slot's state turns
+    /// At-least-once with a 1 s commit interval by default: the offset stored in each slot's state turns
     /// re-delivery into answers from state, so effects are exactly once without transactions
     /// (see processors/README.md). Polling and fetch waits are short because a reply is on the
     /// checkout path.
@@ -54,7 +54,7 @@ public static class SlotTopology
             // Refuses a task whose changelog lost records its restore needs (see ChangelogCheckpoints).
             OffsetCheckpointManager = checkpoints,
             Guarantee = ProcessingGuarantee.AT_LEAST_ONCE,
-            CommitIntervalMs = 100,
+            CommitIntervalMs = settings.CommitIntervalMs,
             PollMs = 2,
             MaxPollRecords = 500,
             FetchWaitMaxMs = 5,
