@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SCENARIO ?= tenx
 DURATION ?= 60s
 
-.PHONY: build run test load bench bench-deps clean
+.PHONY: build run test load bench bench-deps chaos clean
 
 build:
 	dotnet build Streams.sln -c Release
@@ -27,6 +27,10 @@ bench-deps:
 ## Every scenario against the system, Redis and PostgreSQL, side by side; results in load/results/.
 bench:
 	bash load/bench.sh
+
+## The fault suite: every experiment of load/faults at nominal and 10x on a fresh system; results in load/results/faults/.
+chaos:
+	bash load/chaos.sh
 
 clean:
 	dotnet clean Streams.sln -c Release >/dev/null; rm -rf .run

@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Grpc.Net.Client;
+using SlotCapacity.Contracts;
+
+namespace SlotCapacity.Faults;
+
+/// <summary>One reserve as checkout made it: every attempt, and the answer it ended with.</summary>
+/// <param name="SentAt">Seconds since the run started, when the first attempt was sent.</param>
+/// <param name="FailedAttempts">Send times of attempts that got no definite answer.</param>
+/// <param name="Answer">"accepted", a reject reason, or "lost" (no definite answer after every attempt).</param>
+internal sealed record Call(double SentAt, double EndedAt, int Attempts, IReadOnlyList<double> FailedAttempts, string Answer)
+{
+    public bool Accepted => Answer == "accepted";
+    public bool Lost => Answer == "lost";
+}
+
+/// <summary>
+/// A client that behaves like checkout: a reserve that gets no definite answer (UNAVAILABLE, a
+/// transport error, shedding) is tried again on the other gateway with the same reservation id;
+/// one the engine reports abandoned is tried with a new id (the old one holds nothing).
+/// </summary>
+internal sealed class CheckoutClient : IDisposable
+{
+    private const int MaxAttempts = 6;
+    private static readonly TimeSpan AttemptDeadline = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan CallBudget = TimeSpan.FromSeconds(8);
+
+    private readonly List<GrpcChannel> _channels;
+    private readonly List<Checkout.CheckoutClient> _checkout;
+    private readonly Planning.PlanningClient _planning;
+
+    public CheckoutClient(IReadOnlyList<string> gateways)
+    {
+        _channels = gateways.Select(g => GrpcChannel.ForAddress(g)).ToList();
+        _checkout = _channels.Select(c => new Checkout.CheckoutClient(c)).ToList();
+        _planning = new Planning.PlanningClient(_channels[0]);
+    }
+
+    public async Task<List<SlotId>> ConfigureSlotsAsync(string hub, int count, int capacity)
+    {
+        var day = DateTime.UtcNow.Date.AddDays(30);
+        var slots = Enumerable.Range(0, count).Select(i => new SlotId { Hub = hub, Start = Timestamp.FromDateTime(day.AddHours(2 * (i % 12)).AddDays(i / 12)) }).ToList();
+        var config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = capacity } } };
+        var reply = await _planning.ApplyPlanAsync(new ApplyPlanRequest { Slots = { slots.Select(s => new ConfigureSlotRequest { Slot = s, Config = config }) } },
+            deadline: DateTime.UtcNow.AddSeconds(60));
+        if (reply.Failed > 0)
+            throw new InvalidOperationException($"{reply.Failed} fault-suite slots were not configured: {reply.Results.First(r => !r.Applied).Detail}");
+        return slots;
+    }
+
+    public async Task<Call> ReserveAsync(SlotId slot, string reservationId, int n, Stopwatch clock)
+    {
+        var sentAt = clock.Elapsed.TotalSeconds;
+        var failed = new List<double>();
+        var gateway = n % _checkout.Count;
+        var id = reservationId;
+        var backoff = TimeSpan.FromMilliseconds(50);
+        for (var attempt = 1; attempt <= MaxAttempts; attempt++)
+        {
+            var attemptAt = clock.Elapsed.TotalSeconds;
+            var outcome = await AttemptAsync(_checkout[gateway], slot, id, n);
+            if (outcome.Definite is { } answer)
+                return new Call(sentAt, clock.Elapsed.TotalSeconds, attempt, failed, answer);
+            failed.Add(attemptAt);
+            if (outcome.Abandoned) id = $"{reservationId}-r{attempt}";
+            if (clock.Elapsed.TotalSeconds - sentAt + backoff.TotalSeconds > CallBudget.TotalSeconds) break;
+            await Task.Delay(backoff);
+            backoff *= 2;
+            gateway = (gateway + 1) % _checkout.Count;
+        }
+        return new Call(sentAt, clock.Elapsed.TotalSeconds, failed.Count, failed, "lost");
+    }
+
+    private readonly record struct Attempt(string? Definite, bool Abandoned);
+
+    private static async Task<Attempt> AttemptAsync(Checkout.CheckoutClient client, SlotId slot, string id, int n)
+    {
+        try
+        {
+            var reply = await client.ReserveAsync(new ReserveRequest
+            {
+                ReservationId = id,
+                OrderId = $"order-{n}",
+                Slot = slot,
+                Zone = "north",
+                Needs = new OrderNeeds(),
+            }, deadline: DateTime.UtcNow + AttemptDeadline);
+            if (reply.Accepted) return new Attempt("accepted", false);
+            if (reply.Reason == RejectReason.Unavailable)
+                return new Attempt(null, reply.Status == ReservationStatus.Abandoned);
+            return new Attempt(reply.Reason.ToString(), false);
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.ResourceExhausted
+                                         or StatusCode.Cancelled or StatusCode.Internal or StatusCode.Unknown)
+        {
+            return new Attempt(null, false);
+        }
+        catch (RpcException e)
+        {
+            return new Attempt("grpc " + e.StatusCode, false);
+        }
+    }
+
+    /// <summary>Orders held or booked in the hub's slots once nothing changes any more (abandons applied, views caught up).</summary>
+    public async Task<Bookings> SettledBookingsAsync(string hub, IReadOnlyList<SlotId> slots)
+    {
+        var from = slots.Min(s => s.Start.ToDateTime());
+        var request = new UtilisationRequest
+        {
+            Hub = hub,
+            From = Timestamp.FromDateTime(from.Date),
+            To = Timestamp.FromDateTime(slots.Max(s => s.Start.ToDateTime()).Date.AddDays(1)),
+        };
+        Bookings? last = null;
+        var stable = 0;
+        var until = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < until)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            UtilisationReply reply;
+            try
+            {
+                reply = await _planning.GetUtilisationAsync(request, deadline: DateTime.UtcNow.AddSeconds(5));
+            }
+            catch (RpcException)
+            {
+                continue;
+            }
+            var now = new Bookings(reply.Days.Sum(d => d.UsedOrders), reply.Days.Sum(d => d.HeldOrders), reply.Days.Sum(d => d.OverCommittedSlots),
+                reply.Days.Sum(d => d.CapacityOrders), reply.Days.Sum(d => d.Slots));
+            stable = now == last ? stable + 1 : 0;
+            last = now;
+            if (stable >= 3 && now.Slots == slots.Count) return now;
+        }
+        return last ?? throw new InvalidOperationException($"no utilisation for hub {hub} within 60 s");
+    }
+
+    public void Dispose() => _channels.ForEach(c => c.Dispose());
+}
+
+internal sealed record Bookings(long Used, long Held, int OverCommittedSlots, long Capacity, int Slots);

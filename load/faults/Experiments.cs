@@ -1,0 +1,89 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+
+namespace SlotCapacity.Faults;
+
+/// <summary>One fault, injected into the running system at a set time.</summary>
+internal sealed record Experiment(string Name, string Description, Func<RunningSystem, Stopwatch, TextWriter, Task> Inject);
+
+internal static class Experiments
+{
+    private static readonly TimeSpan RestartWait = TimeSpan.FromSeconds(60);
+
+    public static readonly IReadOnlyList<Experiment> All =
+    [
+        new("processor-kill", "SIGKILL processor-1 (the supervisor starts it again)",
+            (system, clock, log) => system.SignalAsync("processor-1", "KILL", log, clock)),
+        new("processor-kill-loop", "SIGKILL a processor every 20 s, alternating, three times", KillLoopAsync),
+        new("processor-empty-state", "SIGKILL processor-1 and delete its state directory before it is started again", EmptyStateAsync),
+        new("processor-rolling", "SIGTERM processor-1, then processor-2 once the first is back", (system, clock, log) => RollingAsync(system, clock, log, "processor")),
+        new("gateway-rolling", "SIGTERM gateway-1, then gateway-2 once the first is ready again", (system, clock, log) => RollingAsync(system, clock, log, "gateway")),
+        new("gateway-kill", "SIGKILL gateway-1 with calls in flight", (system, clock, log) => system.SignalAsync("gateway-1", "KILL", log, clock)),
+        new("malformed-commands", "1,000 malformed records written straight into slot-commands", MalformedAsync),
+    ];
+
+    public static Experiment? Find(string name) => All.FirstOrDefault(e => e.Name == name);
+
+    private static async Task KillLoopAsync(RunningSystem system, Stopwatch clock, TextWriter log)
+    {
+        for (var round = 0; round < 3; round++)
+        {
+            if (round > 0) await Task.Delay(TimeSpan.FromSeconds(20));
+            await system.SignalAsync(round % 2 == 0 ? "processor-1" : "processor-2", "KILL", log, clock);
+        }
+    }
+
+    private static async Task EmptyStateAsync(RunningSystem system, Stopwatch clock, TextWriter log)
+    {
+        await system.SignalAsync("processor-1", "KILL", log, clock);
+        // The supervisor waits a second before it starts the process again.
+        var state = Path.Combine(system.Directory, "processor-1");
+        foreach (var entry in Directory.EnumerateFileSystemEntries(state))
+        {
+            if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
+            else File.Delete(entry);
+        }
+        await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s state directory of processor-1 emptied");
+    }
+
+    private static async Task RollingAsync(RunningSystem system, Stopwatch clock, TextWriter log, string kind)
+    {
+        var gateways = system.Gateways();
+        for (var n = 1; n <= 2; n++)
+        {
+            var name = $"{kind}-{n}";
+            var pid = system.Pid(name) ?? throw new InvalidOperationException($"no pid file for {name}");
+            await system.SignalAsync(name, "TERM", log, clock);
+            if (!await system.RestartedAsync(name, pid, RestartWait))
+            {
+                await log.WriteLineAsync($"{name} was not started again within {RestartWait.TotalSeconds} s");
+                return;
+            }
+            var ready = kind == "gateway"
+                ? await RunningSystem.ReadyAsync(gateways[n - 1], RestartWait)
+                : await WaitAsync(TimeSpan.FromSeconds(10));
+            await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s {name} is back{(ready ? "" : " but not ready")}");
+        }
+    }
+
+    private static async Task<bool> WaitAsync(TimeSpan time)
+    {
+        await Task.Delay(time);
+        return true;
+    }
+
+    private static async Task MalformedAsync(RunningSystem system, Stopwatch clock, TextWriter log)
+    {
+        using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = system.Bootstrap(), LingerMs = 5 })
+            .SetLogHandler((_, _) => { }).Build();
+        var topic = (Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? "") + "slot-commands";
+        var junk = new byte[64];
+        for (var i = 0; i < 1_000; i++)
+        {
+            Random.Shared.NextBytes(junk);
+            producer.Produce(topic, new Message<string, byte[]> { Key = $"junk-{i}", Value = (byte[])junk.Clone() });
+        }
+        producer.Flush(TimeSpan.FromSeconds(30));
+        await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s 1,000 malformed records written to {topic}");
+    }
+}
