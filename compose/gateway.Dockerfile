@@ -28,6 +28,8 @@ RUN find . -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + \
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
 WORKDIR /app
 COPY --from=build /app .
+# The availability view checkpoint (GATEWAY_VIEW_CHECKPOINT) lives on a volume mounted here.
+RUN mkdir -p /var/lib/slot-gateway && chown "$APP_UID" /var/lib/slot-gateway
 USER $APP_UID
 EXPOSE 8080
 ENTRYPOINT ["dotnet", "SlotCapacity.Gateway.dll"]

@@ -88,7 +88,7 @@ if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
 else
   rm -f "$run/bootstrap"
   # The local cluster starts empty every time; state left by an earlier run would not match it.
-  rm -rf "$run"/processor-*
+  rm -rf "$run"/processor-* "$run"/gateway-*
   dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers 3 --bootstrap-file "$run/bootstrap" >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
   cluster=$!
@@ -113,7 +113,11 @@ done
 endpoints=()
 for i in "${!GATEWAY_PORTS[@]}"; do
   port=${GATEWAY_PORTS[$i]}
-  GATEWAY_INSTANCE="gateway-$((i + 1))" \
+  # A fixed share of the reply partitions (no reply-group rebalance when the other gateway restarts),
+  # and a view checkpoint that outlives restarts (a restarted gateway reads only what is newer).
+  mkdir -p "$run/gateway-$((i + 1))"
+  GATEWAY_INSTANCE="gateway-$((i + 1))" GATEWAY_ORDINAL=$i GATEWAY_COUNT=${#GATEWAY_PORTS[@]} \
+    GATEWAY_VIEW_CHECKPOINT="$run/gateway-$((i + 1))/availability-view" \
     supervise "gateway-$((i + 1))" dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" --urls "http://127.0.0.1:$port"
   endpoints+=("http://127.0.0.1:$port")
   echo "gateway-$((i + 1)) started (supervised, log .run/logs/gateway-$((i + 1)).log)"
