@@ -1,0 +1,60 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+using SlotCapacity.Faults;
+using Xunit.Abstractions;
+
+namespace SlotCapacity.Gateway.Tests;
+
+/// <summary>
+/// The cheapest experiment of the fault suite (`make chaos`), as a test: malformed records thrown
+/// into the commands topic while checkout-like callers reserve through two gateways. Every call
+/// gets a definite answer, and the engine holds exactly what callers were told was accepted.
+/// </summary>
+public sealed class FaultSuiteTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Malformed_commands_under_steady_reserves_lose_no_call_and_leave_no_phantom_booking_or_oversell()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output, processors: 2);
+        var first = await system.StartGatewayAsync("gateway-a");
+        var second = await system.StartGatewayAsync("gateway-b");
+        using var client = new CheckoutClient([first.Address.ToString(), second.Address.ToString()]);
+        const int Rate = 50, Calls = 400;
+        var hub = $"FAULT-malformed-{Guid.NewGuid():N}"[..24];
+        var slots = await client.ConfigureSlotsAsync(hub, count: 8, capacity: 30);
+
+        var clock = Stopwatch.StartNew();
+        var calls = new List<Task<Call>>();
+        Task? fault = null;
+        for (var n = 0; n < Calls; n++)
+        {
+            var due = TimeSpan.FromSeconds((double)n / Rate);
+            if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+            if (n == Calls / 4) fault = Task.Run(() => WriteMalformedCommands(system, 1_000));
+            calls.Add(client.ReserveAsync(slots[n % slots.Count], $"{hub}-{n}", n, clock));
+        }
+        var results = await Task.WhenAll(calls);
+        await fault!;
+        var booked = await client.SettledBookingsAsync(hub, slots);
+
+        output.WriteLine($"{results.Count(c => c.Accepted)} accepted, {results.Count(c => c.Attempts > 1)} retried, "
+                         + $"{results.Count(c => c.Lost)} lost; engine holds {booked.Used} of {booked.Capacity}");
+        Assert.DoesNotContain(results, c => c.Lost);
+        Assert.Equal(results.Count(c => c.Accepted), booked.Used);
+        Assert.Equal(0, booked.OverCommittedSlots);
+        Assert.Equal(8 * 30, booked.Used);
+    }
+
+    private static void WriteMalformedCommands(EngineAndGateways system, int count)
+    {
+        using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = system.Broker.BootstrapServers, LingerMs = 5 })
+            .SetLogHandler((_, _) => { }).Build();
+        for (var i = 0; i < count; i++)
+        {
+            var junk = new byte[64];
+            Random.Shared.NextBytes(junk);
+            producer.Produce(system.Topics.Commands, new Message<string, byte[]> { Key = $"junk-{i}", Value = junk });
+        }
+        producer.Flush(TimeSpan.FromSeconds(30));
+    }
+}
