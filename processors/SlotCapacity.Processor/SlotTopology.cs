@@ -45,7 +45,7 @@ public static class SlotTopology
     public static StreamConfig Config(ProcessorSettings settings, ChangelogCheckpoints checkpoints, ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        var config = new StreamConfig<StringSerDes, StringSerDes>
+        return new StreamConfig<StringSerDes, StringSerDes>
         {
             ApplicationId = settings.Topics.ProcessorApplicationId,
             ClientId = settings.InstanceName,
@@ -69,9 +69,5 @@ public static class SlotTopology
             NumStreamThreads = 1,
             Logger = loggers,
         };
-        // Static membership: on real Kafka a processor started again within the session timeout takes
-        // its partitions back without a rebalance (the local cluster ignores it). Instance names must be unique.
-        config.AddConfig("main.consumer.group.instance.id", settings.InstanceName);
-        return config;
     }
 }
