@@ -12,6 +12,7 @@ internal static class Experiments
 
     public static readonly IReadOnlyList<Experiment> All =
     [
+        new("none", "no fault (a steady run, the baseline)", (_, _, _) => Task.CompletedTask),
         new("processor-kill", "SIGKILL processor-1 (the supervisor starts it again)",
             (system, clock, log) => system.SignalAsync("processor-1", "KILL", log, clock)),
         new("processor-kill-loop", "SIGKILL a processor every 20 s, alternating, three times", KillLoopAsync),
