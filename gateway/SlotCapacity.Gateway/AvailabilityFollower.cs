@@ -71,6 +71,9 @@ public sealed class AvailabilityFollower : IDisposable
     /// topic); null when it was read from where every slot's latest snapshot still is.</summary>
     public string? Incomplete => incomplete;
 
+    /// <summary>Slots the view started with from its checkpoint (0: read from the start of the topic).</summary>
+    public int SlotsFromCheckpoint { get; private set; }
+
     /// <summary>Loads the checkpoint if there is a usable one, assigns every partition from where the
     /// view's records begin, and starts following.</summary>
     public void Start(TimeSpan metadataTimeout)
@@ -131,6 +134,7 @@ public sealed class AvailabilityFollower : IDisposable
             return fromStart;
         }
         foreach (var snapshot in checkpoint.Snapshots) view.Apply(snapshot);
+        SlotsFromCheckpoint = checkpoint.Snapshots.Count;
         logger.LogInformation("View checkpoint {Path} loaded: {Slots} slots", path, checkpoint.Snapshots.Count);
         return checkpoint.Positions.ToDictionary(p => p.Key, p => p.Value);
     }

@@ -16,6 +16,7 @@ public sealed record GatewayStatus(
     bool Stopping,
     bool ViewCaughtUp,
     int ViewSlots,
+    int ViewSlotsFromCheckpoint,
     long ViewLagRecords,
     long ViewLagMs,
     IReadOnlyList<int> ReplyPartitions,
@@ -30,7 +31,7 @@ public sealed record GatewayStatus(
     long OrphanedAccepts)
 {
     public override string ToString() =>
-        $"{Instance}: ready {Ready}, stopping {Stopping}, view caught up {ViewCaughtUp} ({ViewSlots} slots, lag {ViewLagRecords} records / {ViewLagMs} ms{(ViewIncomplete is null ? "" : ", INCOMPLETE: " + ViewIncomplete)}), " +
+        $"{Instance}: ready {Ready}, stopping {Stopping}, view caught up {ViewCaughtUp} ({ViewSlots} slots, {ViewSlotsFromCheckpoint} from the checkpoint, lag {ViewLagRecords} records / {ViewLagMs} ms{(ViewIncomplete is null ? "" : ", INCOMPLETE: " + ViewIncomplete)}), " +
         $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}, malformed snapshots {MalformedSnapshots}, " +
         $"abandon retries {AbandonRetries} failed {AbandonsFailed}, orphaned accepts {OrphanedAccepts}";
 }
@@ -194,7 +195,7 @@ public sealed class GatewayCore(
         var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && dispatcher.FatalError is null;
         var (retries, failed, orphaned) = dispatcher.AbandonCounts;
         return new GatewayStatus(settings.Instance, ready, gate.Stopping,
-            follower.CaughtUp, view.SlotCount, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed,
+            follower.CaughtUp, view.SlotCount, follower.SlotsFromCheckpoint, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed,
             follower.Incomplete, retries, failed, orphaned);
     }
 
