@@ -16,6 +16,7 @@ public sealed record ViewCheckpoint(string Topic, IReadOnlyDictionary<int, long>
     public void Save(string path)
     {
         var temporary = path + ".tmp";
+        if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder) Directory.CreateDirectory(folder);
         using (var file = File.Create(temporary))
         using (var output = new CodedOutputStream(file))
         {
