@@ -101,7 +101,7 @@ public sealed class CommandDispatcher : IDisposable
         string? abandonOnMiss, CancellationToken callAborted)
     {
         if (callAborted.IsCancellationRequested || Stopwatch.GetTimestamp() >= deadline)
-            return CommandOutcome.NotAnswered(CommandOutcome.Miss.CallerGone, "the call's deadline passed before the command was written (nothing was written)");
+            return CommandOutcome.NotAnswered(CommandOutcome.Miss.CallerGone, "the caller cancelled or its deadline passed before the command was written (nothing was written)");
         if (!replies.TryPickPartition(out var replyPartition))
             return CommandOutcome.NotAnswered(CommandOutcome.Miss.NoReplyPartition, "this gateway owns no reply partition yet (starting, or more gateways than reply partitions)");
 
