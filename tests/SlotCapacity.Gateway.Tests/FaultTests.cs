@@ -1,5 +1,6 @@
 using Confluent.Kafka;
 using Google.Protobuf;
+using Timestamp = Google.Protobuf.WellKnownTypes.Timestamp;
 using Grpc.Core;
 using SlotCapacity.Contracts;
 
@@ -19,12 +20,18 @@ public partial class EndToEndTests
         var slot = EngineAndGateways.Slot("LON2", Start);
         await system.ConfigureAsync(gateway, slot, Config(vans: 2));
 
+        // A warm connection, and deadlines long enough for the calls to reach the gateway on a busy
+        // machine: a call that arrives with its deadline already passed is refused unwritten.
+        await checkout.QueryAvailabilityAsync(new AvailabilityRequest
+        {
+            Hub = "LON2", From = Timestamp.FromDateTimeOffset(Start), To = Timestamp.FromDateTimeOffset(Start.AddHours(2)),
+        });
         await system.StopProcessorsAsync();
         // The gateway stops waiting just before the caller's deadline, so the caller sees either its
         // own DEADLINE_EXCEEDED or the gateway's ABANDONED answer; never an accept.
         try
         {
-            var answer = await checkout.ReserveAsync(Reserve("deadline-fired", slot), deadline: DateTime.UtcNow.AddMilliseconds(300));
+            var answer = await checkout.ReserveAsync(Reserve("deadline-fired", slot), deadline: DateTime.UtcNow.AddSeconds(1));
             Assert.False(answer.Accepted);
             Assert.Equal(ReservationStatus.Abandoned, answer.Status);
         }
@@ -32,13 +39,18 @@ public partial class EndToEndTests
         {
             Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
         }
-        using (var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(300)))
+        using (var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(1)))
         {
             var cancelled = await Assert.ThrowsAsync<RpcException>(async () => await checkout.ReserveAsync(Reserve("cancelled", slot), cancellationToken: cancel.Token));
             Assert.Equal(StatusCode.Cancelled, cancelled.StatusCode);
         }
         // A call's Abandon is written before the call leaves the in-flight count.
         await WaitAsync(() => gateway.Status().InFlight == 0, TimeSpan.FromSeconds(5), () => $"calls still in flight: {gateway.Status()}");
+        using (var http = new HttpClient { BaseAddress = gateway.AdminAddress })
+        {
+            var metrics = await http.GetStringAsync("/metrics");
+            Assert.Contains("cause=\"caller_gone\"", metrics, StringComparison.Ordinal);
+        }
 
         await system.StartProcessorAsync("processor-back");
         // Both units are free: the engine applies the two Reserves late and the Abandons behind them.
