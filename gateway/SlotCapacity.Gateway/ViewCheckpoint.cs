@@ -55,9 +55,9 @@ public sealed record ViewCheckpoint(string Topic, IReadOnlyDictionary<int, long>
             }
             var topic = input.ReadString();
             var positions = new Dictionary<int, long>();
-            for (var count = input.ReadInt32(); positions.Count < count;) positions[input.ReadInt32()] = input.ReadInt64();
+            for (int i = 0, count = input.ReadInt32(); i < count; i++) positions[input.ReadInt32()] = input.ReadInt64();
             var snapshots = new List<AvailabilitySnapshot>();
-            for (var count = input.ReadInt32(); snapshots.Count < count;) snapshots.Add(AvailabilitySnapshot.Parser.ParseFrom(input.ReadBytes()));
+            for (int i = 0, count = input.ReadInt32(); i < count; i++) snapshots.Add(AvailabilitySnapshot.Parser.ParseFrom(input.ReadBytes()));
             return new ViewCheckpoint(topic, positions, snapshots);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidProtocolBufferException)
