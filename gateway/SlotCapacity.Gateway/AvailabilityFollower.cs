@@ -35,6 +35,7 @@ public sealed class AvailabilityFollower : IDisposable
     private long malformed;
     private long startedUnixMs;
     private volatile string? incomplete;
+    private readonly List<string> droppedRanges = [];
     private bool changedSinceCheckpoint;
     private Thread? thread;
 
@@ -54,6 +55,9 @@ public sealed class AvailabilityFollower : IDisposable
             ClientId = $"{settings.Instance}-availability",
             EnableAutoCommit = false,
             EnableAutoOffsetStore = false,
+            // A position the broker no longer has (records dropped while this view lagged) restarts
+            // at the oldest record left, not at the end: fewer slots are missed, and it is reported.
+            AutoOffsetReset = AutoOffsetReset.Earliest,
             FetchWaitMaxMs = settings.FetchWaitMaxMs,
             IsolationLevel = IsolationLevel.ReadCommitted,
             SocketNagleDisable = true,
@@ -88,16 +92,8 @@ public sealed class AvailabilityFollower : IDisposable
         var watermarks = partitions.ToDictionary(p => p.Partition.Value, p => consumer.QueryWatermarkOffsets(p, metadataTimeout));
         startEnds = watermarks.ToDictionary(w => w.Key, w => w.Value.High.Value);
         var from = LoadCheckpoint(watermarks);
-        var dropped = partitions
-            .Where(p => watermarks[p.Partition.Value].Low.Value > from[p.Partition.Value])
-            .Select(p => $"{p.Partition.Value} (offsets {from[p.Partition.Value]}..{watermarks[p.Partition.Value].Low.Value - 1})")
-            .ToList();
-        if (dropped.Count > 0)
-        {
-            incomplete = $"records were dropped from {settings.Topics.Availability} before this gateway read them, partitions {string.Join(", ", dropped)}: " +
-                         "a slot whose latest snapshot was among them is missing from the view or shown stale until it changes again";
-            logger.LogWarning("Availability view incomplete: {Incomplete}", incomplete);
-        }
+        foreach (var p in partitions.Where(p => watermarks[p.Partition.Value].Low.Value > from[p.Partition.Value]))
+            RecordDropped(p.Partition.Value, from[p.Partition.Value], watermarks[p.Partition.Value].Low.Value);
         next = partitions.ToDictionary(p => p.Partition.Value, p => Math.Max(from[p.Partition.Value], watermarks[p.Partition.Value].Low.Value));
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(p, next[p.Partition.Value])));
         var toRead = partitions.Sum(p => startEnds[p.Partition.Value] - next[p.Partition.Value]);
@@ -108,6 +104,16 @@ public sealed class AvailabilityFollower : IDisposable
             settings.Topics.Availability, partitions.Count, view.SlotCount, toRead);
         thread = new Thread(Run) { IsBackground = true, Name = $"{settings.Instance}-availability" };
         thread.Start();
+    }
+
+    /// <summary>Records [<paramref name="from"/>, <paramref name="to"/>) of a partition were dropped from the
+    /// topic before this view read them.</summary>
+    private void RecordDropped(int partition, long from, long to)
+    {
+        droppedRanges.Add($"{partition} (offsets {from}..{to - 1})");
+        incomplete = $"records were dropped from {settings.Topics.Availability} before this gateway read them, partitions {string.Join(", ", droppedRanges)}: " +
+                     "a slot whose latest snapshot was among them is missing from the view or shown stale until it changes again";
+        logger.LogWarning("Availability view incomplete: {Incomplete}", incomplete);
     }
 
     /// <summary>Applies the checkpoint when it belongs to this topic; returns where each partition's
@@ -203,6 +209,11 @@ public sealed class AvailabilityFollower : IDisposable
     private void Apply(ConsumeResult<string, byte[]> record, Message<string, byte[]> message)
     {
         lock (lagLock) lastApplied[record.Partition.Value] = message.Timestamp.UnixTimestampMs;
+        // Offsets skipped are normal on a compacted topic; skipped below the partition's start offset
+        // means the view lagged behind records the broker has dropped since (reset to the oldest left).
+        var expected = next[record.Partition.Value];
+        if (record.Offset.Value > expected && consumer.GetWatermarkOffsets(record.TopicPartition).Low is var low && low != Offset.Unset && low.Value > expected)
+            RecordDropped(record.Partition.Value, expected, low.Value);
         next[record.Partition.Value] = record.Offset.Value + 1;
         if (message.Value is null)
         {

@@ -207,4 +207,42 @@ public partial class EndToEndTests
         using var http = new HttpClient { BaseAddress = gateway.AdminAddress };
         Assert.Contains("\"viewIncomplete\": \"records were dropped", await http.GetStringAsync("/health"), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_view_that_falls_behind_records_the_broker_drops_says_it_is_incomplete()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output, processors: 0);
+        if (system.Broker.Cluster is not { } cluster)
+        {
+            output.WriteLine($"needs the local cluster's 5 MiB partition cap; not run on {system.Broker.Kind}");
+            return;
+        }
+        var gateway = await system.StartGatewayAsync("gw-a");
+        Assert.Null(gateway.Status().ViewIncomplete);
+        void Rtt(int ms)
+        {
+            for (var broker = 1; broker <= cluster.Brokers; broker++) cluster.SetBrokerRtt(broker, ms);
+        }
+        try
+        {
+            // Slow brokers: the producer keeps 5 batches of 1 MB in flight per round trip, the view
+            // fetches one batch per round trip, so it falls behind while 12 MB push the oldest out.
+            Rtt(300);
+            using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig
+            {
+                BootstrapServers = system.Broker.BootstrapServers, LingerMs = 50, BatchSize = 1_000_000,
+            }).Build();
+            for (var i = 0; i < 120; i++)
+                producer.Produce(new TopicPartition(system.Topics.Availability, 0), new Message<string, byte[]> { Key = "LON1@2030-06-03T10:00Z", Value = new byte[100_000] });
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(60)));
+        }
+        finally
+        {
+            Rtt(0);
+        }
+        await WaitAsync(() => gateway.Status().ViewIncomplete is not null, TimeSpan.FromSeconds(20), () => $"drop not noticed: {gateway.Status()}");
+        Assert.StartsWith($"records were dropped from {system.Topics.Availability} before this gateway read them, partitions 0 (offsets ",
+            gateway.Status().ViewIncomplete, StringComparison.Ordinal);
+        await WaitAsync(() => gateway.Status().ViewLagRecords == 0, TimeSpan.FromSeconds(20), () => $"view not caught up again: {gateway.Status()}");
+    }
 }
