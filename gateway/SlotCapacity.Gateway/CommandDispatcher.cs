@@ -215,7 +215,7 @@ public sealed class CommandDispatcher : IDisposable
         if (!id.Reserve || !reply.Accepted || reply.Replayed) return;
         Interlocked.Increment(ref orphanedAccepts);
         metrics.OrphanedAccept();
-        logger.LogWarning("Reservation {ReservationId} on slot {Slot} was accepted ({Status}) for a call of an earlier incarnation {Incarnation} of this gateway; its caller did not see the answer and must retry with the same reservation id, or the hold expires",
+        logger.LogWarning("Reservation {ReservationId} on slot {Slot} was accepted ({Status}) for a call of gateway incarnation {Incarnation}, which no longer reads this reply partition (it crashed or restarted, or, in group mode, lost the partition and abandons the call at its deadline); a caller that saw no answer must retry with the same reservation id, or the hold expires",
             reply.ReservationId, reply.Slot, reply.Status, id.Incarnation);
     }
 
