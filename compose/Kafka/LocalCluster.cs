@@ -72,6 +72,14 @@ public sealed class LocalCluster : IDisposable
     /// <summary>Fault injection: adds round-trip time to every request the broker answers.</summary>
     public void SetBrokerRtt(int brokerId, int rttMs) => Mock(() => Native.rd_kafka_mock_broker_set_rtt(_cluster, brokerId, rttMs), $"set broker {brokerId} rtt");
 
+    /// <summary>Fault injection: the next <paramref name="count"/> requests of Kafka API <paramref name="apiKey"/>
+    /// (0 = Produce), to whichever broker, are answered with error code <paramref name="error"/>.</summary>
+    public void PushRequestErrors(short apiKey, int error, int count) => Mock(() =>
+    {
+        Native.rd_kafka_mock_push_request_errors_array(_cluster, apiKey, (UIntPtr)count, Enumerable.Repeat(error, count).ToArray());
+        return 0;
+    }, $"push {count} errors {error} for API {apiKey}");
+
     /// <summary>Moves a partition's leadership, as a controlled broker restart does.</summary>
     public void SetPartitionLeader(string topic, int partition, int brokerId) =>
         Mock(() => Native.rd_kafka_mock_partition_set_leader(_cluster, topic, partition, brokerId), $"move {topic}[{partition}] to broker {brokerId}");
@@ -148,6 +156,7 @@ public sealed class LocalCluster : IDisposable
         [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_down(IntPtr cluster, int brokerId);
         [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_up(IntPtr cluster, int brokerId);
         [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_rtt(IntPtr cluster, int brokerId, int rttMs);
+        [DllImport(Library)] public static extern void rd_kafka_mock_push_request_errors_array(IntPtr cluster, short apiKey, UIntPtr count, int[] errors);
         [DllImport(Library)] public static extern int rd_kafka_mock_partition_set_leader(IntPtr cluster, string topic, int partition, int brokerId);
     }
 }

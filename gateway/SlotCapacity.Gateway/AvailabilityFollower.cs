@@ -6,9 +6,12 @@ namespace SlotCapacity.Gateway;
 
 /// <summary>
 /// Builds and follows the <see cref="AvailabilityView"/> from the WHOLE compacted availability topic:
-/// every partition assigned by hand from the beginning, no consumer group (each gateway needs every
-/// slot, and nothing is committed). Lag is the high watermark minus the consumer position, which
-/// also steps over transaction markers left by exactly-once processors.
+/// every partition assigned by hand from the beginning, or from the positions of a
+/// <see cref="ViewCheckpoint"/> after loading it; no consumer group (each gateway needs every slot,
+/// and nothing is committed). Lag is the high watermark minus the consumer position, which also steps
+/// over transaction markers left by exactly-once processors. When records the view needed are gone
+/// from the topic (its start offset is past where reading begins: retention, or the local cluster's
+/// 5 MiB cap per partition) the view says it is incomplete rather than claim every slot.
 /// </summary>
 public sealed class AvailabilityFollower : IDisposable
 {
@@ -20,6 +23,9 @@ public sealed class AvailabilityFollower : IDisposable
     private List<TopicPartition> partitions = [];
     // End offsets when following began: the view is "caught up" once every partition reached them.
     private Dictionary<int, long> startEnds = [];
+    // Next offset to read per partition, kept by the follower thread: the consumer's own position is
+    // unknown until a record of the partition was consumed since the assignment.
+    private Dictionary<int, long> next = [];
     private readonly Dictionary<int, long> lastApplied = [];
     private readonly object lagLock = new();
     private volatile bool caughtUp;
@@ -28,7 +34,13 @@ public sealed class AvailabilityFollower : IDisposable
     private volatile Tuple<long, long> lag = Tuple.Create(0L, 0L);
     private long malformed;
     private long startedUnixMs;
+    private volatile string? incomplete;
+    private readonly List<string> droppedRanges = [];
+    private bool changedSinceCheckpoint;
     private Thread? thread;
+
+    /// <summary>How often a changed view is saved to <see cref="GatewaySettings.ViewCheckpoint"/>.</summary>
+    private static readonly TimeSpan CheckpointInterval = TimeSpan.FromSeconds(2);
 
     public AvailabilityFollower(GatewaySettings settings, AvailabilityView view, ILogger<AvailabilityFollower> logger)
     {
@@ -43,6 +55,9 @@ public sealed class AvailabilityFollower : IDisposable
             ClientId = $"{settings.Instance}-availability",
             EnableAutoCommit = false,
             EnableAutoOffsetStore = false,
+            // A position the broker no longer has (records dropped while this view lagged) restarts
+            // at the oldest record left, not at the end: fewer slots are missed, and it is reported.
+            AutoOffsetReset = AutoOffsetReset.Earliest,
             FetchWaitMaxMs = settings.FetchWaitMaxMs,
             IsolationLevel = IsolationLevel.ReadCommitted,
             SocketNagleDisable = true,
@@ -56,7 +71,15 @@ public sealed class AvailabilityFollower : IDisposable
     public bool CaughtUp => caughtUp;
     public long Malformed => Interlocked.Read(ref malformed);
 
-    /// <summary>Assigns every partition from the beginning and starts following.</summary>
+    /// <summary>Why the view may lack or hold stale slots (records it needed were dropped from the
+    /// topic); null when it was read from where every slot's latest snapshot still is.</summary>
+    public string? Incomplete => incomplete;
+
+    /// <summary>Slots the view started with from its checkpoint (0: read from the start of the topic).</summary>
+    public int SlotsFromCheckpoint { get; private set; }
+
+    /// <summary>Loads the checkpoint if there is a usable one, assigns every partition from where the
+    /// view's records begin, and starts following.</summary>
     public void Start(TimeSpan metadataTimeout)
     {
         using (var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = settings.BootstrapServers }).Build())
@@ -66,15 +89,76 @@ public sealed class AvailabilityFollower : IDisposable
                 throw new Kafka.StartupException($"cannot read topic {settings.Topics.Availability}: {topic.Error.Reason}; create the topics first");
             partitions = topic.Partitions.Select(p => new TopicPartition(topic.Topic, p.PartitionId)).OrderBy(p => p.Partition.Value).ToList();
         }
-        startEnds = partitions.ToDictionary(p => p.Partition.Value, p => consumer.QueryWatermarkOffsets(p, metadataTimeout).High.Value);
-        consumer.Assign(partitions.Select(p => new TopicPartitionOffset(p, Offset.Beginning)));
-        caughtUp = startEnds.Values.All(end => end == 0);
-        lag = Tuple.Create(startEnds.Values.Sum(), 0L);
+        var watermarks = partitions.ToDictionary(p => p.Partition.Value, p => consumer.QueryWatermarkOffsets(p, metadataTimeout));
+        startEnds = watermarks.ToDictionary(w => w.Key, w => w.Value.High.Value);
+        var from = LoadCheckpoint(watermarks);
+        foreach (var p in partitions.Where(p => watermarks[p.Partition.Value].Low.Value > from[p.Partition.Value]))
+            RecordDropped(p.Partition.Value, from[p.Partition.Value], watermarks[p.Partition.Value].Low.Value);
+        next = partitions.ToDictionary(p => p.Partition.Value, p => Math.Max(from[p.Partition.Value], watermarks[p.Partition.Value].Low.Value));
+        consumer.Assign(partitions.Select(p => new TopicPartitionOffset(p, next[p.Partition.Value])));
+        var toRead = partitions.Sum(p => startEnds[p.Partition.Value] - next[p.Partition.Value]);
+        caughtUp = toRead == 0;
+        lag = Tuple.Create(toRead, 0L);
         startedUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        logger.LogInformation("Following {Topic}: {Partitions} partitions, {Records} records to read before ready",
-            settings.Topics.Availability, partitions.Count, startEnds.Values.Sum());
+        logger.LogInformation("Following {Topic}: {Partitions} partitions, {Slots} slots from the checkpoint, {Records} records to read before ready",
+            settings.Topics.Availability, partitions.Count, view.SlotCount, toRead);
         thread = new Thread(Run) { IsBackground = true, Name = $"{settings.Instance}-availability" };
         thread.Start();
+    }
+
+    /// <summary>Records [<paramref name="from"/>, <paramref name="to"/>) of a partition were dropped from the
+    /// topic before this view read them.</summary>
+    private void RecordDropped(int partition, long from, long to)
+    {
+        droppedRanges.Add($"{partition} (offsets {from}..{to - 1})");
+        incomplete = $"records were dropped from {settings.Topics.Availability} before this gateway read them, partitions {string.Join(", ", droppedRanges)}: " +
+                     "a slot whose latest snapshot was among them is missing from the view or shown stale until it changes again";
+        logger.LogWarning("Availability view incomplete: {Incomplete}", incomplete);
+    }
+
+    /// <summary>Applies the checkpoint when it belongs to this topic; returns where each partition's
+    /// reading begins (0 without a usable checkpoint).</summary>
+    private Dictionary<int, long> LoadCheckpoint(Dictionary<int, WatermarkOffsets> watermarks)
+    {
+        var fromStart = partitions.ToDictionary(p => p.Partition.Value, _ => 0L);
+        if (settings.ViewCheckpoint is not { } path) return fromStart;
+        var checkpoint = ViewCheckpoint.Load(path, out var problem);
+        if (checkpoint is not null)
+        {
+            // A checkpoint of another topic, or of a topic since recreated (positions past its end), would
+            // put slots in the view that do not exist.
+            if (checkpoint.Topic != settings.Topics.Availability)
+                problem = $"it is of topic {checkpoint.Topic}";
+            else if (!watermarks.Keys.Order().SequenceEqual(checkpoint.Positions.Keys.Order()))
+                problem = $"it has {checkpoint.Positions.Count} partitions, the topic {watermarks.Count}";
+            else if (checkpoint.Positions.FirstOrDefault(p => p.Value > watermarks[p.Key].High.Value) is { Key: var partition, Value: > 0 } ahead)
+                problem = $"partition {partition} is at {ahead.Value} in it but ends at {watermarks[partition].High.Value} (topic recreated?)";
+        }
+        if (checkpoint is null || problem is not null)
+        {
+            logger.LogInformation("View checkpoint {Path} not used: {Problem}; reading {Topic} from the start", path, problem, settings.Topics.Availability);
+            return fromStart;
+        }
+        foreach (var snapshot in checkpoint.Snapshots) view.Apply(snapshot);
+        SlotsFromCheckpoint = checkpoint.Snapshots.Count;
+        logger.LogInformation("View checkpoint {Path} loaded: {Slots} slots", path, checkpoint.Snapshots.Count);
+        return checkpoint.Positions.ToDictionary(p => p.Key, p => p.Value);
+    }
+
+    /// <summary>Saves the view with the positions it reflects (on the follower thread, so the two agree).</summary>
+    private void SaveCheckpoint()
+    {
+        if (settings.ViewCheckpoint is not { } path || !changedSinceCheckpoint) return;
+        try
+        {
+            var positions = partitions.ToDictionary(p => p.Partition.Value, Next);
+            new ViewCheckpoint(settings.Topics.Availability, positions, view.All()).Save(path);
+            changedSinceCheckpoint = false;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or KafkaException)
+        {
+            logger.LogWarning("View checkpoint {Path} not saved: {Reason}", path, e.Message);
+        }
     }
 
     private void Run()
@@ -82,6 +166,7 @@ public sealed class AvailabilityFollower : IDisposable
         var loaded = Stopwatch.StartNew();
         var lastCheck = 0L;
         var lastLag = 0L;
+        var lastCheckpoint = 0L;
         while (!stop.IsCancellationRequested)
         {
             ConsumeResult<string, byte[]>? record = null;
@@ -93,7 +178,16 @@ public sealed class AvailabilityFollower : IDisposable
             {
                 logger.LogWarning("Availability consume failed on {TopicPartition}: {Reason}", e.ConsumerRecord?.TopicPartition, e.Error.Reason);
             }
-            if (record?.Message is { } message) Apply(record, message);
+            if (record?.Message is { } message)
+            {
+                Apply(record, message);
+                changedSinceCheckpoint = true;
+            }
+            if (caughtUp && loaded.Elapsed.TotalMilliseconds - lastCheckpoint >= CheckpointInterval.TotalMilliseconds)
+            {
+                lastCheckpoint = loaded.ElapsedMilliseconds;
+                SaveCheckpoint();
+            }
             if (loaded.ElapsedMilliseconds - lastLag >= LagRefreshMs)
             {
                 lastLag = loaded.ElapsedMilliseconds;
@@ -115,6 +209,12 @@ public sealed class AvailabilityFollower : IDisposable
     private void Apply(ConsumeResult<string, byte[]> record, Message<string, byte[]> message)
     {
         lock (lagLock) lastApplied[record.Partition.Value] = message.Timestamp.UnixTimestampMs;
+        // Offsets skipped are normal on a compacted topic; skipped below the partition's start offset
+        // means the view lagged behind records the broker has dropped since (reset to the oldest left).
+        var expected = next[record.Partition.Value];
+        if (record.Offset.Value > expected && consumer.GetWatermarkOffsets(record.TopicPartition).Low is var low && low != Offset.Unset && low.Value > expected)
+            RecordDropped(record.Partition.Value, expected, low.Value);
+        next[record.Partition.Value] = record.Offset.Value + 1;
         if (message.Value is null)
         {
             view.Remove(message.Key);
@@ -141,11 +241,16 @@ public sealed class AvailabilityFollower : IDisposable
     private bool ReachedStartEnds()
     {
         foreach (var p in partitions)
-        {
-            var position = consumer.Position(p);
-            if (startEnds[p.Partition.Value] > 0 && (position == Offset.Unset || position.Value < startEnds[p.Partition.Value])) return false;
-        }
+            if (Next(p) < startEnds[p.Partition.Value]) return false;
         return true;
+    }
+
+    /// <summary>The next offset to read (the consumer's position when known: it also steps over
+    /// transaction markers).</summary>
+    private long Next(TopicPartition p)
+    {
+        var position = consumer.Position(p);
+        return position == Offset.Unset ? next[p.Partition.Value] : Math.Max(position.Value, next[p.Partition.Value]);
     }
 
     private const int LagRefreshMs = 50;
@@ -165,9 +270,8 @@ public sealed class AvailabilityFollower : IDisposable
         foreach (var p in partitions)
         {
             var ends = consumer.GetWatermarkOffsets(p);
-            var position = consumer.Position(p);
             long high = ends.High == Offset.Unset ? startEnds.GetValueOrDefault(p.Partition.Value) : ends.High.Value;
-            long pos = position == Offset.Unset ? 0 : position.Value;
+            var pos = Next(p);
             if (high <= pos) continue;
             records += high - pos;
             lock (lagLock)
@@ -182,6 +286,7 @@ public sealed class AvailabilityFollower : IDisposable
         if (stop.IsCancellationRequested) return;
         stop.Cancel();
         thread?.Join();
+        SaveCheckpoint();
         consumer.Close();
     }
 

@@ -46,6 +46,9 @@ public sealed class AvailabilityView
     public AvailabilitySnapshot? Get(string slot) =>
         SlotKey.TryParse(slot, out var key) && byHub.TryGetValue(key.Value.Hub, out var slots) && slots.TryGetValue(slot, out var s) ? s : null;
 
+    /// <summary>Every slot's snapshot (for a checkpoint).</summary>
+    public List<AvailabilitySnapshot> All() => byHub.Values.SelectMany(slots => slots.Values).ToList();
+
     /// <summary>Slots of <paramref name="hub"/> (every hub when empty) starting in [from, to), by start then hub.</summary>
     public List<AvailabilitySnapshot> Slots(string hub, DateTimeOffset from, DateTimeOffset to)
     {

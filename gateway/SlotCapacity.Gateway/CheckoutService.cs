@@ -94,13 +94,14 @@ public sealed class CheckoutService(
         gate.Admit(method, metrics, started);
         try
         {
-            var (deadline, deadlineAt) = CallDeadline(settings.Deadline, started, context.Deadline);
+            var (deadline, deadlineAt) = CallDeadline(settings.Deadline, settings.ClientDeadlineMargin, started, context.Deadline);
             var outcome = await dispatcher.SendAsync(command, deadline, deadlineAt, abandonOnMiss ? reservationId : null, context.CancellationToken);
             var reply = outcome.Reply is { } r ? FromEngine(r) : Unavailable(reservationId, outcome.Why, outcome.Abandoned);
+            if (abandonOnMiss && reply.Accepted) AbandonIfNotDelivered(context, command.Slot, reservationId, command.CommandId);
             var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             if (outcome.Missed == CommandOutcome.Miss.DeadlineMissed) metrics.DeadlineMissed(method);
             if (!reply.Accepted) metrics.Rejected(reply.Reason);
-            metrics.Answered(method, reply.Accepted ? "accepted" : "rejected", elapsed);
+            metrics.Answered(method, outcome.Missed == CommandOutcome.Miss.CallerGone ? "caller_gone" : reply.Accepted ? "accepted" : "rejected", elapsed);
             // Guarded: the arguments would be boxed on every call even with Debug off.
             if (logger.IsEnabled(LogLevel.Debug))
                 logger.LogDebug("{Method} {ReservationId} on {Slot}: accepted {Accepted} reason {Reason} in {ElapsedMs:0.0} ms",
@@ -113,13 +114,32 @@ public sealed class CheckoutService(
         }
     }
 
-    /// <summary>The configured deadline from call start, or the client's own deadline if sooner.</summary>
-    internal static (long Deadline, DateTimeOffset DeadlineAt) CallDeadline(TimeSpan budget, long started, DateTime clientDeadline)
+    /// <summary>
+    /// An accept counts only if it reaches the caller. When the response ends otherwise (the caller
+    /// reset the call, or gRPC answered DEADLINE_EXCEEDED because the caller's deadline fired while the
+    /// accept was on its way) the reservation is abandoned like a miss. What this cannot see: a response
+    /// fully sent that the client then discards because its own timer fired first (see the margin).
+    /// </summary>
+    private void AbandonIfNotDelivered(ServerCallContext context, string slot, string reservationId, string commandId)
+    {
+        var http = context.GetHttpContext();
+        http.Response.OnCompleted(() =>
+        {
+            if (http.RequestAborted.IsCancellationRequested || context.Status.StatusCode != StatusCode.OK)
+                dispatcher.Abandon(slot, reservationId, AbandonCause.NotDelivered, commandId);
+            return Task.CompletedTask;
+        });
+    }
+
+    /// <summary>The configured deadline from call start, or the client's own deadline less
+    /// <paramref name="clientMargin"/> if sooner: a reply later than that would likely reach a caller
+    /// that already gave up.</summary>
+    internal static (long Deadline, DateTimeOffset DeadlineAt) CallDeadline(TimeSpan budget, TimeSpan clientMargin, long started, DateTime clientDeadline)
     {
         var left = budget - Stopwatch.GetElapsedTime(started);
         if (clientDeadline != DateTime.MaxValue)
         {
-            var clientLeft = clientDeadline.ToUniversalTime() - DateTime.UtcNow;
+            var clientLeft = clientDeadline.ToUniversalTime() - DateTime.UtcNow - clientMargin;
             if (clientLeft < left) left = clientLeft;
         }
         if (left < TimeSpan.Zero) left = TimeSpan.Zero;

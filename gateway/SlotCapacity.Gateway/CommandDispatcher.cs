@@ -8,7 +8,7 @@ namespace SlotCapacity.Gateway;
 /// <summary>What became of a command sent for a call: its reply, or why there is none.</summary>
 public sealed record CommandOutcome(SlotReply? Reply, CommandOutcome.Miss Missed, string Why)
 {
-    public enum Miss { None, NoReplyPartition, NotWritten, DeadlineMissed }
+    public enum Miss { None, NoReplyPartition, NotWritten, DeadlineMissed, CallerGone }
 
     public static CommandOutcome Answered(SlotReply reply) => new(reply, Miss.None, "");
     public static CommandOutcome NotAnswered(Miss missed, string why, bool abandoned = false) => new(null, missed, why) { Abandoned = abandoned };
@@ -17,12 +17,25 @@ public sealed record CommandOutcome(SlotReply? Reply, CommandOutcome.Miss Missed
     public bool Abandoned { get; private init; }
 }
 
+/// <summary>Why a reservation is abandoned (the cause label of gateway.abandons).</summary>
+public enum AbandonCause
+{
+    /// <summary>No reply by the gateway's deadline.</summary>
+    Deadline,
+    /// <summary>The caller cancelled, or its own deadline passed, before the reply.</summary>
+    CallerGone,
+    /// <summary>The accept was answered but the response did not reach the caller (reset, or the
+    /// caller's deadline fired while it was being sent).</summary>
+    NotDelivered,
+}
+
 /// <summary>
 /// The write path: names one of this instance's reply partitions in the command, writes it keyed by
-/// slot, and waits for the reply until the call's deadline. On a miss of a Reserve it writes an
-/// Abandon for the reservation on the same key: the idempotent producer keeps the two in order in the
-/// slot's partition, so the processor sees the Reserve (if it was written at all) before the Abandon
-/// and a late accept is undone.
+/// slot, and waits for the reply until the call's deadline. When a Reserve's caller will not see an
+/// accept (no reply in time, the caller gone, the answer not delivered) it writes an Abandon for the
+/// reservation on the same key: the idempotent producer keeps the two in order in the slot's partition,
+/// so the processor sees the Reserve (if it was written at all) before the Abandon and a late accept is
+/// undone. A failed Abandon write is retried with backoff, still behind its Reserve.
 /// </summary>
 public sealed class CommandDispatcher : IDisposable
 {
@@ -32,15 +45,23 @@ public sealed class CommandDispatcher : IDisposable
     private readonly ILogger<CommandDispatcher> logger;
     private readonly IProducer<string, byte[]> producer;
     private volatile string? fatal;
+    private long abandonsInProgress, abandonRetries, abandonsFailed, orphanedAccepts;
+
+    private readonly GatewayMetrics metrics;
 
     /// <summary>Set when the producer failed for good; the gateway is then not ready.</summary>
     public string? FatalError => fatal;
 
-    public CommandDispatcher(GatewaySettings settings, ReplyRouter router, ReplyListener replies, ILogger<CommandDispatcher> logger)
+    /// <summary>Abandon writes retried, Abandons given up, and accepted Reserves of earlier incarnations seen.</summary>
+    public (long Retries, long Failed, long OrphanedAccepts) AbandonCounts =>
+        (Interlocked.Read(ref abandonRetries), Interlocked.Read(ref abandonsFailed), Interlocked.Read(ref orphanedAccepts));
+
+    public CommandDispatcher(GatewaySettings settings, ReplyRouter router, ReplyListener replies, GatewayMetrics metrics, ILogger<CommandDispatcher> logger)
     {
         this.settings = settings;
         this.router = router;
         this.replies = replies;
+        this.metrics = metrics;
         this.logger = logger;
         var config = new ProducerConfig
         {
@@ -72,16 +93,19 @@ public sealed class CommandDispatcher : IDisposable
 
     /// <summary>
     /// Sends <paramref name="command"/> (body and slot set by the caller) and waits for its reply until
-    /// <paramref name="deadline"/> (a Stopwatch timestamp). <paramref name="abandonOnMiss"/> names the
-    /// reservation to abandon when no reply comes in time.
+    /// <paramref name="deadline"/> (a Stopwatch timestamp) or until the caller is gone
+    /// (<paramref name="callAborted"/>). <paramref name="abandonOnMiss"/> names the reservation to abandon
+    /// when the caller will not see the reply.
     /// </summary>
     public async Task<CommandOutcome> SendAsync(SlotCommand command, long deadline, DateTimeOffset deadlineAt,
         string? abandonOnMiss, CancellationToken callAborted)
     {
+        if (callAborted.IsCancellationRequested || Stopwatch.GetTimestamp() >= deadline)
+            return CommandOutcome.NotAnswered(CommandOutcome.Miss.CallerGone, "the caller cancelled or its deadline passed before the command was written (nothing was written)");
         if (!replies.TryPickPartition(out var replyPartition))
             return CommandOutcome.NotAnswered(CommandOutcome.Miss.NoReplyPartition, "this gateway owns no reply partition yet (starting, or more gateways than reply partitions)");
 
-        var id = Guid.NewGuid().ToString("N");
+        var id = CorrelationId.New(router.Incarnation, reserve: abandonOnMiss is not null).ToString();
         command.CommandId = id;
         command.CorrelationId = id;
         command.ReplyPartition = replyPartition;
@@ -102,14 +126,24 @@ public sealed class CommandDispatcher : IDisposable
         }
 
         var reply = await router.WaitAsync(pending, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline), callAborted).ConfigureAwait(false);
-        if (reply is not null) return CommandOutcome.Answered(reply);
+        // A reply that raced the caller's cancellation would be answered to nobody: an accept in it
+        // would hold capacity for a caller told nothing, so it is undone like a miss.
+        var callerGone = callAborted.IsCancellationRequested;
+        if (reply is not null && !(callerGone && reply.Accepted && abandonOnMiss is not null)) return CommandOutcome.Answered(reply);
 
-        if (abandonOnMiss is not null) Abandon(command.Slot, abandonOnMiss, id);
-        return CommandOutcome.NotAnswered(CommandOutcome.Miss.DeadlineMissed, "no reply within the deadline", abandoned: abandonOnMiss is not null);
+        var cause = callerGone ? AbandonCause.CallerGone : AbandonCause.Deadline;
+        if (abandonOnMiss is not null) Abandon(command.Slot, abandonOnMiss, cause, id);
+        return callerGone
+            ? CommandOutcome.NotAnswered(CommandOutcome.Miss.CallerGone, "the caller cancelled or its deadline passed before the reply", abandoned: abandonOnMiss is not null)
+            : CommandOutcome.NotAnswered(CommandOutcome.Miss.DeadlineMissed, "no reply within the deadline", abandoned: abandonOnMiss is not null);
     }
 
-    /// <summary>Writes an Abandon (no reply wanted) behind the missed command on the same slot key.</summary>
-    private void Abandon(string slot, string reservationId, string missedCommandId)
+    /// <summary>
+    /// Writes an Abandon (no reply wanted) for <paramref name="reservationId"/> on the slot's key, behind
+    /// any Reserve of it this instance wrote. A failed write is retried (backoff doubling from
+    /// <see cref="GatewaySettings.AbandonRetryBackoff"/>, <see cref="GatewaySettings.AbandonAttempts"/> in all).
+    /// </summary>
+    public void Abandon(string slot, string reservationId, AbandonCause cause, string missedCommandId)
     {
         var abandon = new SlotCommand
         {
@@ -117,18 +151,72 @@ public sealed class CommandDispatcher : IDisposable
             Slot = slot,
             Abandon = new Abandon { ReservationId = reservationId },
         };
-        logger.LogWarning("Deadline missed for command {CommandId}: abandoning reservation {ReservationId} on slot {Slot} with command {AbandonCommandId}",
-            missedCommandId, reservationId, slot, abandon.CommandId);
+        metrics.Abandoned(cause);
+        logger.LogWarning("{Cause} for command {CommandId}: abandoning reservation {ReservationId} on slot {Slot} with command {AbandonCommandId}",
+            CauseText(cause), missedCommandId, reservationId, slot, abandon.CommandId);
+        Interlocked.Increment(ref abandonsInProgress);
+        WriteAbandon(abandon, attempt: 1);
+    }
+
+    private static string CauseText(AbandonCause cause) => cause switch
+    {
+        AbandonCause.Deadline => "Deadline missed",
+        AbandonCause.CallerGone => "Caller gone before the reply",
+        _ => "Accept not delivered to the caller",
+    };
+
+    private void WriteAbandon(SlotCommand abandon, int attempt)
+    {
         try
         {
-            producer.Produce(settings.Topics.Commands, new Message<string, byte[]> { Key = slot, Value = abandon.ToByteArray() },
-                report => CommandDelivered(report, abandon));
+            producer.Produce(settings.Topics.Commands, new Message<string, byte[]> { Key = abandon.Slot, Value = abandon.ToByteArray() },
+                report =>
+                {
+                    if (report.Error.IsError) AbandonNotWritten(abandon, attempt, report.Error.Reason);
+                    else Interlocked.Decrement(ref abandonsInProgress);
+                });
         }
         catch (Exception e) when (e is KafkaException or InvalidOperationException)
         {
-            logger.LogError("Could not write Abandon for reservation {ReservationId} on slot {Slot}: {Reason}; a late accept of it would hold capacity",
-                reservationId, slot, e.Message);
+            AbandonNotWritten(abandon, attempt, e.Message);
         }
+    }
+
+    private void AbandonNotWritten(SlotCommand abandon, int attempt, string reason)
+    {
+        var reservationId = abandon.Abandon.ReservationId;
+        if (attempt >= settings.AbandonAttempts)
+        {
+            Interlocked.Increment(ref abandonsFailed);
+            Interlocked.Decrement(ref abandonsInProgress);
+            metrics.AbandonFailed();
+            logger.LogError("Abandon {AbandonCommandId} of reservation {ReservationId} on slot {Slot} not written after {Attempts} attempts ({Reason}); a late accept of it holds capacity until the hold expires or it is released",
+                abandon.CommandId, reservationId, abandon.Slot, attempt, reason);
+            return;
+        }
+        var wait = settings.AbandonRetryBackoff * (1 << (attempt - 1));
+        Interlocked.Increment(ref abandonRetries);
+        metrics.AbandonRetried();
+        logger.LogWarning("Abandon {AbandonCommandId} of reservation {ReservationId} on slot {Slot} not written (attempt {Attempt} of {Attempts}: {Reason}); retrying in {RetryMs} ms",
+            abandon.CommandId, reservationId, abandon.Slot, attempt, settings.AbandonAttempts, reason, wait.TotalMilliseconds);
+        // Off the librdkafka callback thread, which must not block on a full queue.
+        _ = Task.Delay(wait).ContinueWith(_ => WriteAbandon(abandon, attempt + 1), TaskScheduler.Default);
+    }
+
+    /// <summary>
+    /// A reply on this instance's partition to a call of an earlier incarnation (see <see cref="CorrelationId"/>).
+    /// An accepted Reserve there holds capacity for a caller that got a transport error at best. It is
+    /// reported, not abandoned: the client contract is to retry such a call with the same reservation id,
+    /// and that retry (answered accepted from the engine's state) could come before an Abandon in the
+    /// slot's partition; the Abandon would then free what the retry was just told it holds.
+    /// </summary>
+    public void Orphaned(SlotReply reply, CorrelationId id)
+    {
+        if (!id.Reserve || !reply.Accepted || reply.Replayed) return;
+        Interlocked.Increment(ref orphanedAccepts);
+        metrics.OrphanedAccept();
+        logger.LogWarning("Reservation {ReservationId} on slot {Slot} was accepted ({Status}) for a call of gateway incarnation {Incarnation}, which no longer reads this reply partition (it crashed or restarted, or, in group mode, lost the partition and abandons the call at its deadline); a caller that saw no answer must retry with the same reservation id, or the hold expires",
+            reply.ReservationId, reply.Slot, reply.Status, id.Incarnation);
     }
 
     private void CommandDelivered(DeliveryReport<string, byte[]> report, SlotCommand command)
@@ -138,9 +226,14 @@ public sealed class CommandDispatcher : IDisposable
                 command.CommandId, command.BodyCase, command.Slot, report.Error.Reason);
     }
 
-    /// <summary>Waits until every command written so far (Abandons included) is acknowledged.</summary>
+    /// <summary>Waits until every command written so far is acknowledged and every Abandon written or
+    /// given up (retries included), within <paramref name="timeout"/>.</summary>
     public void Flush(TimeSpan timeout)
     {
+        var clock = Stopwatch.StartNew();
+        while (Interlocked.Read(ref abandonsInProgress) > 0 && clock.Elapsed < timeout) Thread.Sleep(10);
+        if (Interlocked.Read(ref abandonsInProgress) is > 0 and var unfinished)
+            logger.LogError("{Count} Abandons still unwritten after {Timeout}", unfinished, timeout);
         var left = producer.Flush(timeout);
         if (left > 0) logger.LogError("{Count} commands still unacknowledged after {Timeout}", left, timeout);
     }

@@ -16,6 +16,7 @@ public sealed record GatewayStatus(
     bool Stopping,
     bool ViewCaughtUp,
     int ViewSlots,
+    int ViewSlotsFromCheckpoint,
     long ViewLagRecords,
     long ViewLagMs,
     IReadOnlyList<int> ReplyPartitions,
@@ -23,11 +24,16 @@ public sealed record GatewayStatus(
     long LateReplies,
     long DuplicateReplies,
     long UnknownReplies,
-    long MalformedSnapshots)
+    long MalformedSnapshots,
+    string? ViewIncomplete,
+    long AbandonRetries,
+    long AbandonsFailed,
+    long OrphanedAccepts)
 {
     public override string ToString() =>
-        $"{Instance}: ready {Ready}, stopping {Stopping}, view caught up {ViewCaughtUp} ({ViewSlots} slots, lag {ViewLagRecords} records / {ViewLagMs} ms), " +
-        $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}, malformed snapshots {MalformedSnapshots}";
+        $"{Instance}: ready {Ready}, stopping {Stopping}, view caught up {ViewCaughtUp} ({ViewSlots} slots, {ViewSlotsFromCheckpoint} from the checkpoint, lag {ViewLagRecords} records / {ViewLagMs} ms{(ViewIncomplete is null ? "" : ", INCOMPLETE: " + ViewIncomplete)}), " +
+        $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}, malformed snapshots {MalformedSnapshots}, " +
+        $"abandon retries {AbandonRetries} failed {AbandonsFailed}, orphaned accepts {OrphanedAccepts}";
 }
 
 /// <summary>In-process entry point (the executable, tests and the load harness all start gateways here).</summary>
@@ -187,17 +193,21 @@ public sealed class GatewayCore(
         var owned = replies.OwnedPartitions;
         var (late, duplicate, unknown) = router.Dropped;
         var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && dispatcher.FatalError is null;
+        var (retries, failed, orphaned) = dispatcher.AbandonCounts;
         return new GatewayStatus(settings.Instance, ready, gate.Stopping,
-            follower.CaughtUp, view.SlotCount, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed);
+            follower.CaughtUp, view.SlotCount, follower.SlotsFromCheckpoint, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed,
+            follower.Incomplete, retries, failed, orphaned);
     }
 
     public Task StartingAsync(CancellationToken cancellationToken)
     {
         follower.Start(TimeSpan.FromSeconds(10));
-        replies.Start();
+        replies.Orphaned += dispatcher.Orphaned;
+        replies.Start(TimeSpan.FromSeconds(10));
         metrics.ObserveGauges(() => gate.InFlight, () => follower.Lag().Records, () => follower.Lag().Ms, () => replies.OwnedPartitions.Count);
-        logger.LogInformation("Gateway {Instance} starting: commands {Commands}, replies {Replies} (group {Group}), availability {Availability}, deadline {DeadlineMs} ms, max in flight {MaxInFlight}",
-            settings.Instance, settings.Topics.Commands, settings.Topics.Replies, ReplyListener.GroupId(settings.Topics), settings.Topics.Availability,
+        logger.LogInformation("Gateway {Instance} (incarnation {Incarnation}) starting: commands {Commands}, replies {Replies} ({Ownership}), availability {Availability}, deadline {DeadlineMs} ms, max in flight {MaxInFlight}",
+            settings.Instance, router.Incarnation, settings.Topics.Commands, settings.Topics.Replies,
+            settings.ReplyShare is { } share ? $"share {share}" : $"group {ReplyListener.GroupId(settings.Topics)}", settings.Topics.Availability,
             settings.Deadline.TotalMilliseconds, settings.MaxInFlight);
         return Task.CompletedTask;
     }

@@ -13,6 +13,10 @@ public sealed class GatewayMetrics : IDisposable
     private readonly Counter<long> droppedReplies;
     private readonly Counter<long> shed;
     private readonly Histogram<double> latency;
+    private readonly Counter<long> abandons;
+    private readonly Counter<long> abandonRetries;
+    private readonly Counter<long> abandonFailures;
+    private readonly Counter<long> orphanedAccepts;
 
     public GatewayMetrics(IMeterFactory? factory = null)
     {
@@ -22,6 +26,10 @@ public sealed class GatewayMetrics : IDisposable
         deadlineMisses = meter.CreateCounter<long>("gateway.deadline_misses", "{call}", "Writes answered UNAVAILABLE because no reply came in time");
         droppedReplies = meter.CreateCounter<long>("gateway.replies.dropped", "{reply}", "Replies no call waits for, by kind (late, duplicate, unknown, malformed)");
         shed = meter.CreateCounter<long>("gateway.shed", "{call}", "Calls refused RESOURCE_EXHAUSTED because too many were in flight");
+        abandons = meter.CreateCounter<long>("gateway.abandons", "{command}", "Abandons written for reservations whose caller will not see an accept, by cause (deadline, caller_gone, not_delivered)");
+        abandonRetries = meter.CreateCounter<long>("gateway.abandon.retries", "{attempt}", "Abandon writes attempted again after a failed one");
+        abandonFailures = meter.CreateCounter<long>("gateway.abandon.failures", "{command}", "Abandons given up after every attempt failed (a late accept then holds capacity)");
+        orphanedAccepts = meter.CreateCounter<long>("gateway.orphaned_accepts", "{reply}", "Accepted Reserves answered to an earlier incarnation of this gateway (its caller saw no answer)");
         latency = meter.CreateHistogram<double>("gateway.call.duration", "ms", "Time from call start to answer", tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 5000] });
     }
@@ -58,6 +66,15 @@ public sealed class GatewayMetrics : IDisposable
     }
     public void DeadlineMissed(string method) => deadlineMisses.Add(1, new KeyValuePair<string, object?>("method", method));
     public void ReplyDropped(string kind) => droppedReplies.Add(1, new KeyValuePair<string, object?>("kind", kind));
+    public void Abandoned(AbandonCause cause) => abandons.Add(1, new KeyValuePair<string, object?>("cause", cause switch
+    {
+        AbandonCause.Deadline => "deadline",
+        AbandonCause.CallerGone => "caller_gone",
+        _ => "not_delivered",
+    }));
+    public void AbandonRetried() => abandonRetries.Add(1);
+    public void AbandonFailed() => abandonFailures.Add(1);
+    public void OrphanedAccept() => orphanedAccepts.Add(1);
     public void Shed(string method) => shed.Add(1, new KeyValuePair<string, object?>("method", method));
 
     /// <summary>This instance's meter (tests listen to exactly it).</summary>

@@ -17,6 +17,9 @@ public sealed record GatewaySettings
     public string? AdminUrl { get; init; }
     /// <summary>End-to-end deadline of a checkout write (reserve, confirm, release).</summary>
     public TimeSpan Deadline { get; init; } = TimeSpan.FromMilliseconds(150);
+    /// <summary>A call with its own gRPC deadline waits for the reply until that deadline less this: the
+    /// answer still has to travel back, and an accept arriving after the caller gave up is a phantom booking.</summary>
+    public TimeSpan ClientDeadlineMargin { get; init; } = TimeSpan.FromMilliseconds(10);
     /// <summary>Deadline of one planner change (ConfigureSlot, SetSlotOpen, each slot of ApplyPlan).</summary>
     public TimeSpan PlanningDeadline { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>Writes waiting for a reply above this are shed with RESOURCE_EXHAUSTED.</summary>
@@ -27,13 +30,26 @@ public sealed record GatewaySettings
     public int FetchWaitMaxMs { get; init; } = 5;
     /// <summary>How long a stopping gateway waits for in-flight calls (they end by reply or deadline well before).</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Static reply-partition ownership (GATEWAY_ORDINAL of GATEWAY_COUNT): this instance reads the
+    /// reply partitions p with p % count == ordinal, assigned by hand at start, so neither its start nor
+    /// another instance's restart waits for a consumer-group rebalance. Null = share the partitions
+    /// through the reply consumer group.</summary>
+    public ReplyShare? ReplyShare { get; init; }
+    /// <summary>File where the availability view is saved every few seconds and at stop
+    /// (GATEWAY_VIEW_CHECKPOINT); a restart loads it and reads only what was written since. Null = none.</summary>
+    public string? ViewCheckpoint { get; init; }
+    /// <summary>Attempts to write one Abandon before it is given up (logged as an error, counted).</summary>
+    public int AbandonAttempts { get; init; } = 5;
+    /// <summary>Wait before the second attempt to write an Abandon; doubled for each further one.</summary>
+    public TimeSpan AbandonRetryBackoff { get; init; } = TimeSpan.FromMilliseconds(50);
     /// <summary>Replaces the JSON console logs (tests route logs to their output).</summary>
     public Action<ILoggingBuilder>? ConfigureLogging { get; init; }
     /// <summary>Minimum level of the JSON console logs.</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
     /// <summary>Reads KAFKA_BOOTSTRAP_SERVERS, TOPIC_PREFIX, GATEWAY_INSTANCE, GATEWAY_DEADLINE_MS,
-    /// GATEWAY_PLANNING_DEADLINE_MS, GATEWAY_MAX_IN_FLIGHT, GATEWAY_ADMIN_URL, GATEWAY_LOG_LEVEL; throws
+    /// GATEWAY_PLANNING_DEADLINE_MS, GATEWAY_MAX_IN_FLIGHT, GATEWAY_ADMIN_URL, GATEWAY_LOG_LEVEL, GATEWAY_ORDINAL,
+    /// GATEWAY_COUNT, GATEWAY_VIEW_CHECKPOINT; throws
     /// <see cref="StartupException"/> naming the variable on a bad value.</summary>
     public static GatewaySettings FromEnvironment(string url) => new()
     {
@@ -45,11 +61,26 @@ public sealed record GatewaySettings
         Deadline = TimeSpan.FromMilliseconds(PositiveInt("GATEWAY_DEADLINE_MS", 150)),
         PlanningDeadline = TimeSpan.FromMilliseconds(PositiveInt("GATEWAY_PLANNING_DEADLINE_MS", 5_000)),
         MaxInFlight = PositiveInt("GATEWAY_MAX_IN_FLIGHT", 2_000),
+        ReplyShare = ReplyShareFromEnvironment(),
+        ViewCheckpoint = Env("GATEWAY_VIEW_CHECKPOINT"),
         LogLevel = Env("GATEWAY_LOG_LEVEL") is { } level
             ? Enum.TryParse<LogLevel>(level, ignoreCase: true, out var parsed) ? parsed
                 : throw new StartupException($"GATEWAY_LOG_LEVEL='{level}' is not a log level; use Debug, Information, Warning or Error")
             : LogLevel.Information,
     };
+
+    private static ReplyShare? ReplyShareFromEnvironment()
+    {
+        var (ordinalText, countText) = (Env("GATEWAY_ORDINAL"), Env("GATEWAY_COUNT"));
+        if (ordinalText is null && countText is null) return null;
+        if (ordinalText is null || countText is null)
+            throw new StartupException($"GATEWAY_ORDINAL='{ordinalText}' and GATEWAY_COUNT='{countText}': set both (e.g. 0 and 2 for the first of two gateways) or neither");
+        if (!int.TryParse(countText, out var count) || count < 1)
+            throw new StartupException($"GATEWAY_COUNT='{countText}' is not a positive integer; set it to the number of gateways, e.g. 2");
+        if (!int.TryParse(ordinalText, out var ordinal) || ordinal < 0 || ordinal >= count)
+            throw new StartupException($"GATEWAY_ORDINAL='{ordinalText}' must be a whole number from 0 to GATEWAY_COUNT - 1 ({count - 1})");
+        return new ReplyShare(ordinal, count);
+    }
 
     private static string? Env(string name) =>
         Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
@@ -62,4 +93,13 @@ public sealed record GatewaySettings
             ? value
             : throw new StartupException($"{name}='{text}' is not a positive integer; set it to e.g. {fallback} or unset it");
     }
+}
+
+/// <summary>This instance's share of the reply partitions: those p with p % <see cref="Count"/> == <see cref="Ordinal"/>.</summary>
+public sealed record ReplyShare(int Ordinal, int Count)
+{
+    public IReadOnlyList<int> Partitions(int replyPartitions) =>
+        Enumerable.Range(0, replyPartitions).Where(p => p % Count == Ordinal).ToArray();
+
+    public override string ToString() => $"{Ordinal} of {Count}";
 }

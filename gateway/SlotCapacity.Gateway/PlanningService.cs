@@ -126,7 +126,7 @@ public sealed class PlanningService(
     private async Task<SlotChangeResult> Change(SlotId slotId, SlotCommand command, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        var (deadline, deadlineAt) = CheckoutService.CallDeadline(settings.PlanningDeadline, started, DateTime.MaxValue);
+        var (deadline, deadlineAt) = CheckoutService.CallDeadline(settings.PlanningDeadline, TimeSpan.Zero, started, DateTime.MaxValue);
         var outcome = await dispatcher.SendAsync(command, deadline, deadlineAt, abandonOnMiss: null, ct);
         if (outcome.Reply is not { } reply)
         {

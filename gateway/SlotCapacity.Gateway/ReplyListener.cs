@@ -4,8 +4,11 @@ using SlotCapacity.Contracts;
 namespace SlotCapacity.Gateway;
 
 /// <summary>
-/// Reads this instance's reply partitions. Every gateway joins one consumer group on the replies
-/// topic, so the group coordinator gives each partition to exactly one live instance. A partition
+/// Reads this instance's reply partitions, owned in one of two ways. With a <see cref="ReplyShare"/>
+/// (GATEWAY_ORDINAL of GATEWAY_COUNT) the instance assigns its share by hand at start, positioned at
+/// the end: no group, so no instance ever waits for a rebalance. Without one, every gateway joins one
+/// consumer group on the replies topic, so the group coordinator gives each partition to exactly one
+/// live instance. A partition
 /// becomes usable (named in commands) only once it is assigned AND positioned: on assignment the
 /// high watermark is queried and the partition is assigned at that offset, so any reply to a
 /// command sent afterwards lies at or beyond the position and cannot be missed. No offsets are
@@ -25,6 +28,10 @@ public sealed class ReplyListener : IDisposable
     private int[] owned = [];
     private int nextPick;
     private Thread? thread;
+
+    /// <summary>Called for a reply no call of this process waits for and that another incarnation's
+    /// call asked for (see <see cref="CorrelationId"/>).</summary>
+    public event Action<SlotReply, CorrelationId>? Orphaned;
 
     public ReplyListener(GatewaySettings settings, ReplyRouter router, GatewayMetrics metrics, ILogger<ReplyListener> logger)
     {
@@ -77,9 +84,10 @@ public sealed class ReplyListener : IDisposable
         return true;
     }
 
-    public void Start()
+    public void Start(TimeSpan metadataTimeout)
     {
-        consumer.Subscribe(settings.Topics.Replies);
+        if (settings.ReplyShare is { } share) AssignShare(share, metadataTimeout);
+        else consumer.Subscribe(settings.Topics.Replies);
         thread = new Thread(Run) { IsBackground = true, Name = $"{settings.Instance}-replies" };
         thread.Start();
     }
@@ -114,8 +122,28 @@ public sealed class ReplyListener : IDisposable
                 logger.LogWarning("Dropped malformed reply at {TopicPartitionOffset}: {Reason}", record.TopicPartitionOffset, e.Message);
                 continue;
             }
-            router.Deliver(reply);
+            if (!router.Deliver(reply) && CorrelationId.TryParse(reply.CorrelationId, out var id) && !id.IsFrom(router.Incarnation))
+                Orphaned?.Invoke(reply, id);
         }
+    }
+
+    /// <summary>Assigns this instance's share at the partitions' current ends (see <see cref="Assigned"/>
+    /// for why explicitly). A share with no partition is a configuration error.</summary>
+    private void AssignShare(ReplyShare share, TimeSpan metadataTimeout)
+    {
+        int count;
+        using (var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = settings.BootstrapServers }).Build())
+        {
+            var topic = admin.GetMetadata(settings.Topics.Replies, metadataTimeout).Topics.Single();
+            if (topic.Error.IsError)
+                throw new Kafka.StartupException($"cannot read topic {settings.Topics.Replies}: {topic.Error.Reason}; create the topics first");
+            count = topic.Partitions.Count;
+        }
+        var mine = share.Partitions(count);
+        if (mine.Count == 0)
+            throw new Kafka.StartupException($"GATEWAY_ORDINAL {share.Ordinal} of GATEWAY_COUNT {share.Count} owns none of the {count} partitions of {settings.Topics.Replies}; run at most {count} gateways");
+        var positioned = Assigned(consumer, mine.Select(p => new TopicPartition(settings.Topics.Replies, p)).ToList());
+        consumer.Assign(positioned);
     }
 
     private List<TopicPartitionOffset> Assigned(IConsumer<string, byte[]> c, List<TopicPartition> partitions)
@@ -179,7 +207,7 @@ public sealed class ReplyListener : IDisposable
         logger.LogInformation("Reply partitions {How} {Partitions}; now own {Owned}", how, string.Join(",", gone.Order()), string.Join(",", owned));
     }
 
-    /// <summary>Stops reading and leaves the group (its partitions go to the other instances).</summary>
+    /// <summary>Stops reading and leaves the group if it joined one (its partitions go to the other instances).</summary>
     public void Stop()
     {
         if (stop.IsCancellationRequested) return;

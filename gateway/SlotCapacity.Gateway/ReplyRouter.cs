@@ -23,6 +23,9 @@ public sealed class ReplyRouter(ILogger<ReplyRouter> logger, GatewayMetrics metr
 
     public int Waiting => waiting.Count;
 
+    /// <summary>This process's part of every correlation id it hands out (see <see cref="CorrelationId"/>).</summary>
+    public string Incarnation { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4));
+
     /// <summary>Replies dropped since start: (late, duplicate, unknown).</summary>
     public (long Late, long Duplicate, long Unknown) Dropped =>
         (Interlocked.Read(ref droppedLate), Interlocked.Read(ref droppedDuplicate), Interlocked.Read(ref droppedUnknown));

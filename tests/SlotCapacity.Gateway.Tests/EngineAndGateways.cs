@@ -55,8 +55,10 @@ internal sealed class EngineAndGateways : IAsyncDisposable
         processors.Clear();
     }
 
-    public async Task<RunningGateway> StartGatewayAsync(string instance, TimeSpan? deadline = null, int maxInFlight = 2_000)
+    public async Task<RunningGateway> StartGatewayAsync(string instance, TimeSpan? deadline = null, int maxInFlight = 2_000,
+        ReplyShare? share = null, string? viewCheckpoint = null)
     {
+        var started = System.Diagnostics.Stopwatch.StartNew();
         var gateway = await GatewayHost.StartAsync(new GatewaySettings
         {
             BootstrapServers = Broker.BootstrapServers,
@@ -65,12 +67,21 @@ internal sealed class EngineAndGateways : IAsyncDisposable
             Url = "http://127.0.0.1:0",
             Deadline = deadline ?? TimeSpan.FromMilliseconds(150),
             MaxInFlight = maxInFlight,
+            ReplyShare = share,
+            ViewCheckpoint = viewCheckpoint,
             ConfigureLogging = b => b.AddProvider(new TestOutputLoggerProvider(output, instance)),
         });
         gateways.Add(gateway);
         await gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(30));
-        output.WriteLine($"{instance} ready at {gateway.Address}: {gateway.Status()}");
+        output.WriteLine($"{instance} ready at {gateway.Address} {started.ElapsedMilliseconds} ms after start: {gateway.Status()}");
         return gateway;
+    }
+
+    /// <summary>A file path in this test's own folder (removed at the end).</summary>
+    public string StatePath(string name)
+    {
+        Directory.CreateDirectory(stateRoot);
+        return Path.Combine(stateRoot, name);
     }
 
     public Checkout.CheckoutClient Checkout(RunningGateway gateway) => new(Channel(gateway));
