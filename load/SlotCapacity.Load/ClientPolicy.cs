@@ -4,9 +4,9 @@ using Grpc.Core;
 namespace SlotCapacity.Load;
 
 /// <summary>The end of a call after its retries: the answer, or the error of the last attempt.</summary>
-public readonly record struct Attempted<T>(T? Answer, Exception? Error, int Attempts)
+public readonly record struct Attempted<T>(T? Answer, Exception? Error, int Attempts, string? RetriedBecause)
 {
-    public bool Retried => Attempts > 1;
+    public bool Retried => RetriedBecause is not null;
 
     /// <summary>No definite answer: the last attempt failed in transport (the outcome is unknown).</summary>
     public bool Lost => Error is not null && ClientPolicy.IsTransient(Error);
@@ -42,17 +42,20 @@ public sealed record ClientPolicy(int MaxAttempts = 3, double BackoffMs = 20)
     /// <param name="retryAnswer">an answer that asks to be sent again (e.g. a Confirm answered UNAVAILABLE, retryable)</param>
     public async Task<Attempted<T>> CallAsync<T>(Func<int, Task<T>> call, Func<T, bool>? retryAnswer, CancellationToken ct)
     {
+        string? firstFailure = null;
         for (var attempt = 0; ; attempt++)
         {
             var last = attempt + 1 >= MaxAttempts;
             try
             {
                 var answer = await call(attempt).ConfigureAwait(false);
-                if (last || retryAnswer is null || !retryAnswer(answer)) return new Attempted<T>(answer, null, attempt + 1);
+                if (last || retryAnswer is null || !retryAnswer(answer)) return new Attempted<T>(answer, null, attempt + 1, firstFailure);
+                firstFailure ??= "answered UNAVAILABLE";
             }
             catch (Exception e) when (!ct.IsCancellationRequested)
             {
-                if (last || !IsTransient(e)) return new Attempted<T>(default, e, attempt + 1);
+                if (last || !IsTransient(e)) return new Attempted<T>(default, e, attempt + 1, firstFailure);
+                firstFailure ??= OpenLoopRunner.ErrorName(e);
             }
             await Task.Delay(TimeSpan.FromMilliseconds(BackoffMs * (attempt + 1)), ct).ConfigureAwait(false);
         }

@@ -22,9 +22,10 @@ const string Usage = """
       --cost D            reserves-only and reads-only phases after a fixed-rate scenario, for CPU per kind of call (default: 10s; 0 = skip)
       --hold D            hold length in the checkout scenarios           (default: 20s)
       --pids DIR          pid files of the system's processes             (default: .run/pids; else /proc command lines)
-      --channels N        gRPC channels per gateway                       (default: 1)
+      --channels N        gRPC channels per gateway                       (default: 4)
       --multiple-http2 B  a channel opens more HTTP/2 connections past 100 streams (default: true)
-    slot-load self-check [--rates LIST] [--step D] [--channels N] [--multiple-http2 B] [--out DIR]
+      --http-client B     channels over an HttpClient, without gRPC's client-side balancer (default: true)
+    slot-load self-check [--rates LIST] [--step D] [--channels N] [--multiple-http2 B] [--http-client B] [--out DIR]
                         the harness against a trivial gRPC server (a child process, loopback):
                         the highest rate it drives with p99 lateness < 5 ms, and its CPU per call
     slot-load echo-server --ports P1,P2   that trivial server (Checkout and Planning answered at once)
@@ -53,6 +54,8 @@ for (var i = 1; i < args.Length; i++)
     options[args[i][2..]] = args[++i];
 }
 string Opt(string name, string fallback) => options.GetValueOrDefault(name) is { Length: > 0 } v ? v : fallback;
+ChannelShape ChannelShapeOf() => new(int.Parse(Opt("channels", "4"), CultureInfo.InvariantCulture),
+    bool.Parse(Opt("multiple-http2", "true")), bool.Parse(Opt("http-client", "true")));
 
 try
 {
@@ -75,7 +78,7 @@ try
         {
             var rates = Opt("rates", string.Join(',', SelfCheck.DefaultMultipliers)).Split(',')
                 .Select(x => double.Parse(x, CultureInfo.InvariantCulture)).ToList();
-            var shape = new ChannelShape(int.Parse(Opt("channels", "1"), CultureInfo.InvariantCulture), bool.Parse(Opt("multiple-http2", "true")));
+            var shape = ChannelShapeOf();
             using var selfCts = new CancellationTokenSource(TimeSpan.FromSeconds(rates.Count * (Cli.Duration(Opt("step", "5s")).TotalSeconds + 20) + 60));
             var report = await new SelfCheck(rates, Cli.Duration(Opt("step", "5s")), shape, Console.Out).RunAsync(selfCts.Token);
             var dir = Path.Combine(Opt("out", "load/results"), "self-check");
@@ -108,7 +111,7 @@ try
     foreach (var g in gateways) SystemTarget.RequireLoopback(g);
     var kafka = Opt("kafka", Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable) ?? "");
     var topics = new TopicNames(Opt("topic-prefix", Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? ""));
-    var channelShape = new ChannelShape(int.Parse(Opt("channels", "1"), CultureInfo.InvariantCulture), bool.Parse(Opt("multiple-http2", "true")));
+    var channelShape = ChannelShapeOf();
     var pidDir = Opt("pids", ".run/pids");
     SystemProcesses.Found FindSystem() =>
         SystemProcesses.Find(ProcCpu.Machine, pidDir, Directory.GetCurrentDirectory(), gateways.Select(g => g.Port).ToList());

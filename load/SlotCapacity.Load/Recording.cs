@@ -16,8 +16,9 @@ public sealed class OperationTally
     public SortedDictionary<string, long> Rejects { get; } = new(StringComparer.Ordinal);
     public SortedDictionary<string, long> Errors { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Calls sent more than once (a transport failure, then the same request again).</summary>
-    public long Retried { get; private set; }
+    /// <summary>Calls sent more than once (a transport failure, then the same request again), by the first failure.</summary>
+    public SortedDictionary<string, long> Retries { get; } = new(StringComparer.Ordinal);
+    public long Retried => Retries.Values.Sum();
 
     /// <summary>Calls with no definite answer after their retries (the outcome is unknown to the caller).</summary>
     public long Lost { get; private set; }
@@ -26,12 +27,12 @@ public sealed class OperationTally
     public long Failures => Errors.Values.Sum();
     public long RejectCount => Rejects.Values.Sum();
 
-    public void Record(long latencyMicros, bool accepted, string? reject, string? error, bool retried = false, bool lost = false)
+    public void Record(long latencyMicros, bool accepted, string? reject, string? error, string? retriedBecause = null, bool lost = false)
     {
         Latency.RecordValue(Math.Clamp(latencyMicros, 0, HighestTrackableMicros));
         Count++;
         if (accepted) Accepted++;
-        if (retried) Retried++;
+        if (retriedBecause is not null) Retries[retriedBecause] = Retries.GetValueOrDefault(retriedBecause) + 1;
         if (lost) Lost++;
         if (reject is not null) Rejects[reject] = Rejects.GetValueOrDefault(reject) + 1;
         if (error is not null) Errors[error] = Errors.GetValueOrDefault(error) + 1;
@@ -50,7 +51,7 @@ public sealed class OperationTally
         Latency.Add(other.Latency);
         Count += other.Count;
         Accepted += other.Accepted;
-        Retried += other.Retried;
+        foreach (var (k, v) in other.Retries) Retries[k] = Retries.GetValueOrDefault(k) + v;
         Lost += other.Lost;
         foreach (var (k, v) in other.Rejects) Rejects[k] = Rejects.GetValueOrDefault(k) + v;
         foreach (var (k, v) in other.Errors) Errors[k] = Errors.GetValueOrDefault(k) + v;
@@ -89,12 +90,12 @@ public sealed class RunRecorder
     /// <summary>Off during warm-up: completions still show live but stay out of the totals.</summary>
     public bool Measuring { get => _measuring; set => _measuring = value; }
 
-    public void Record(OperationKind kind, long latencyMicros, bool accepted, string? reject, string? error, bool retried = false, bool lost = false)
+    public void Record(OperationKind kind, long latencyMicros, bool accepted, string? reject, string? error, string? retriedBecause = null, bool lost = false)
     {
         lock (_lock)
         {
-            _interval[(int)kind].Record(latencyMicros, accepted, reject, error, retried, lost);
-            if (_measuring) _total[(int)kind].Record(latencyMicros, accepted, reject, error, retried, lost);
+            _interval[(int)kind].Record(latencyMicros, accepted, reject, error, retriedBecause, lost);
+            if (_measuring) _total[(int)kind].Record(latencyMicros, accepted, reject, error, retriedBecause, lost);
         }
     }
 

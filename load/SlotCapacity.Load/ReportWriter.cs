@@ -37,9 +37,10 @@ public static class ReportWriter
         sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var t in r.Targets)
         {
-            if (t.Error is not null)
+            if (t.Error is not null || t.NotRun is not null)
             {
-                sb.AppendLine(CultureInfo.InvariantCulture, $"| {t.Target} | failed: {t.Error.Replace('|', '/')} ||||||||||||||||||| |");
+                var why = t.NotRun is not null ? $"not run: {t.NotRun}" : $"failed: {t.Error!.Replace('|', '/')}";
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {t.Target} | {why} ||||||||||||||||||| |");
                 continue;
             }
             foreach (var s in t.Steps)
@@ -54,6 +55,13 @@ public static class ReportWriter
         }
         sb.AppendLine();
         sb.AppendLine("'retried': calls sent again after a transport failure (same request, the next gateway, up to 3 attempts, as checkout's client would); 'lost': calls with no definite answer after their retries. Errors include UNAVAILABLE answers (a definite \"not held\").");
+        foreach (var t in r.Targets)
+        {
+            var causes = t.Steps.SelectMany(s => new[] { s.Reserve, s.Read, s.Confirm, s.Release })
+                .SelectMany(o => o?.RetriedBecause ?? new Dictionary<string, long>())
+                .GroupBy(c => c.Key).Select(g => $"{g.Key}: {g.Sum(c => c.Value)}").ToList();
+            if (causes.Count > 0) sb.AppendLine(CultureInfo.InvariantCulture, $"Retries on {t.Target}, by the first attempt's failure: {string.Join(", ", causes)}.");
+        }
         Checkout(sb, r);
         Cpu(sb, r);
         sb.AppendLine();
@@ -62,7 +70,7 @@ public static class ReportWriter
         sb.AppendLine("| target | highest step held | reserves/s | reads/s | reserve p99 | read p99 | within design latency (reserve p99 < " +
                       $"{r.Settings.DesignReserveP99Ms:0} ms, read p99 < {r.Settings.DesignReadP99Ms:0} ms) |");
         sb.AppendLine("|---|---|---:|---:|---:|---:|---|");
-        foreach (var t in r.Targets.Where(t => t.Error is null))
+        foreach (var t in r.Targets.Where(t => t.Error is null && t.NotRun is null))
         {
             var h = t.HighestHeld;
             sb.AppendLine(h is null
@@ -221,7 +229,7 @@ public static class ReportWriter
                 var rate = within.Count == 0 ? 0 : within.Max(s => s.Reserve.PerSecond);
                 hotSlot = string.Create(CultureInfo.InvariantCulture, $"{(rate >= 3000 ? "met" : "not met")}: {rate:0} reserves/s held at p99 < 50 ms");
             }
-            var audits = reports.SelectMany(r => r.Targets.Where(t => t.Target == name)).ToList();
+            var audits = reports.SelectMany(r => r.Targets.Where(t => t.Target == name && t.NotRun is null)).ToList();
             var clean = audits.All(t => t.Audit is { Passed: true });
             var integrity = clean
                 ? $"met in {audits.Count} scenario runs"
@@ -257,14 +265,17 @@ public static class ReportWriter
             foreach (var t in r.Targets)
             {
                 var h = t.HighestHeld;
-                var audit = t.Audit is null ? "not run" : t.Audit.Passed ? "passed" : $"**FAILED** ({t.Audit.OversoldUnits} oversold units, {t.Audit.MissingAccepted} lost)";
+                var audit = t.Audit is null ? "not run" : t.Audit.Passed ? "passed"
+                    : $"**FAILED** ({t.Audit.OversoldUnits} oversold units, {t.Audit.MissingAccepted} lost, {t.Audit.Phantoms?.Phantoms ?? 0} phantom)";
                 var machine = $"{r.Machine.Cores} cores, {r.Machine.MemoryMib / 1024.0:0} GiB";
                 var harnessStep = h ?? (t.Steps.Count > 0 ? t.Steps[^1] : null);
                 var cpu = string.Create(CultureInfo.InvariantCulture,
                     $"| {(t.Cost is { } c ? c.TargetUsPerReserve.ToString("0", CultureInfo.InvariantCulture) : "")} | {(t.Cost is { } d ? d.TargetUsPerRead.ToString("0", CultureInfo.InvariantCulture) : "")} " +
                     $"| {(t.Idle is { } i ? i.TargetCores.ToString("0.000", CultureInfo.InvariantCulture) : "")} | {(harnessStep?.Cpu is { } hc ? hc.Harness.Cores.ToString("0.00", CultureInfo.InvariantCulture) : "")} " +
                     $"| {(t.Audit?.Phantoms is { } p ? p.Phantoms.ToString(CultureInfo.InvariantCulture) : "")} ");
-                if (t.Error is not null)
+                if (t.NotRun is not null)
+                    sb.AppendLine(CultureInfo.InvariantCulture, $"| [{r.Scenario}]({r.Scenario}/summary.md) | {t.Target} | not run: {t.NotRun} | | | | | | | | {cpu}| | {r.StartedUtc:yyyy-MM-dd HH:mm} | {machine} |");
+                else if (t.Error is not null)
                     sb.AppendLine(CultureInfo.InvariantCulture, $"| [{r.Scenario}]({r.Scenario}/summary.md) | {t.Target} | failed: {t.Error.Replace('|', '/')} | | | | | | | | {cpu}| {audit} | {r.StartedUtc:yyyy-MM-dd HH:mm} | {machine} |");
                 else if (h is null)
                     sb.AppendLine(CultureInfo.InvariantCulture, $"| [{r.Scenario}]({r.Scenario}/summary.md) | {t.Target} | none (first step failed: {(t.Steps.Count > 0 ? t.Steps[0].FailedBecause : "not run")}) | | | | | | | | {cpu}| {audit} | {r.StartedUtc:yyyy-MM-dd HH:mm} | {machine} |");

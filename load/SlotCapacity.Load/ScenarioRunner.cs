@@ -92,7 +92,12 @@ public sealed class ScenarioRunner(Scenario scenario, ScenarioOptions options, T
         {
             target = make();
             if (scenario.Checkout && target is not IHoldingTarget)
-                throw new NotSupportedException($"{target.Name} does not model holds (confirm, release, expiry); the checkout scenarios run against the system only");
+            {
+                var why = "does not model holds (confirm, release, expiry): the checkout scenarios run against the system only";
+                console.WriteLine($"\n### {scenario.Name} on {target.Name}: not run, {why}");
+                return new TargetReport(target.Name, target.Endpoint, target.Notes, plan.Slots.Count, plan.Hubs.Count,
+                    plan.Slots.Sum(s => s.FleetCapacity), [], null, null, [], null, NotRun: why);
+            }
             console.WriteLine($"\n### {scenario.Name} on {target.Name}: preparing {plan.Slots.Count} slots (run id {runId})");
             await target.PrepareAsync(plan, ct);
             console.WriteLine($"### {target.Name} at {target.Endpoint}: {target.Notes}");

@@ -18,7 +18,9 @@ public sealed record SelfCheckStep(
     LatencySummary ReadMs,
     long Errors,
     CpuReport Cpu,
-    bool WithinLateness);
+    bool WithinLateness,
+    IReadOnlyDictionary<string, long> ErrorsByKind,
+    IReadOnlyDictionary<string, long> RetriedBecause);
 
 public sealed record SelfCheckReport(
     string Schema,
@@ -77,9 +79,9 @@ public sealed class SelfCheck(IReadOnlyList<double> multipliers, TimeSpan step, 
                 var within = phase.DispatchLag.P99 < LatenessLimitMs && errors == 0;
                 steps.Add(new SelfCheckStep(m, phase.ReservesPerSecondTarget + phase.ReadsPerSecondTarget,
                     Math.Round((calls - errors) / phase.Seconds, 1), phase.DispatchLag, phase.Reserve.Summary(), phase.Read.Summary(),
-                    errors, cpu, within));
+                    errors, cpu, within, Merge(phase.Reserve.Errors, phase.Read.Errors), Merge(phase.Reserve.Retries, phase.Read.Retries)));
                 console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  self-check {m}x: lateness p99 {phase.DispatchLag.P99:0.00} ms, harness {cpu.Harness.Cores:0.000} cores ({cpu.HarnessUsPerCall:0.0} µs per call), server {cpu.TargetCores:0.000} cores, {errors} errors"));
+                    $"  self-check {m}x: lateness p99 {phase.DispatchLag.P99:0.00} ms, harness {cpu.Harness.Cores:0.000} cores ({cpu.HarnessUsPerCall:0.0} µs per call), server {cpu.TargetCores:0.000} cores, {errors} errors {Names(steps[^1].ErrorsByKind)}, {phase.Reserve.Retried + phase.Read.Retried} retried {Names(steps[^1].RetriedBecause)}"));
                 // Every rate is run (a shared machine's one bad step should not hide the curve) until it is hopeless.
                 if (errors > 0 || phase.DispatchLag.P99 > 20 * LatenessLimitMs) break;
             }
@@ -95,6 +97,16 @@ public sealed class SelfCheck(IReadOnlyList<double> multipliers, TimeSpan step, 
                 await server.WaitForExitAsync(CancellationToken.None);
             }
         }
+    }
+
+    private static string Names(IReadOnlyDictionary<string, long> counts) =>
+        counts.Count == 0 ? "" : "(" + string.Join(", ", counts.Select(c => $"{c.Key}: {c.Value}")) + ")";
+
+    private static SortedDictionary<string, long> Merge(params IEnumerable<KeyValuePair<string, long>>[] tallies)
+    {
+        var merged = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (k, v) in tallies.SelectMany(t => t)) merged[k] = merged.GetValueOrDefault(k) + v;
+        return merged;
     }
 
     /// <summary>This same program's `echo-server` verb, as a child process.</summary>
@@ -130,7 +142,7 @@ public sealed class SelfCheck(IReadOnlyList<double> multipliers, TimeSpan step, 
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var s in report.Steps)
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {s.Multiplier}x | {s.OfferedCallsPerSecond:0} | {s.AnsweredCallsPerSecond:0} | {F(s.LatenessMs.P50)} | {F(s.LatenessMs.P99)} | {F(s.LatenessMs.Max)} | {s.Cpu.Harness.Cores:0.000} | {s.Cpu.HarnessUsPerCall:0.0} | {s.Cpu.TargetCores:0.000} | {F(s.ReserveMs.P99)} | {F(s.ReadMs.P99)} | {s.Errors} | {(s.WithinLateness ? "yes" : "no")} |");
+                $"| {s.Multiplier}x | {s.OfferedCallsPerSecond:0} | {s.AnsweredCallsPerSecond:0} | {F(s.LatenessMs.P50)} | {F(s.LatenessMs.P99)} | {F(s.LatenessMs.Max)} | {s.Cpu.Harness.Cores:0.000} | {s.Cpu.HarnessUsPerCall:0.0} | {s.Cpu.TargetCores:0.000} | {F(s.ReserveMs.P99)} | {F(s.ReadMs.P99)} | {s.Errors} {Names(s.ErrorsByKind)} | {(s.WithinLateness ? "yes" : "no")} |");
         sb.AppendLine();
         foreach (var p in plots) sb.AppendLine(CultureInfo.InvariantCulture, $"![{Path.GetFileNameWithoutExtension(p)}]({p})");
         File.WriteAllText(Path.Combine(dir, "summary.md"), sb.ToString());

@@ -9,13 +9,20 @@ using SlotCapacity.Kafka;
 
 namespace SlotCapacity.Load.Targets;
 
-/// <summary>How the harness connects to each gateway: channels per gateway, and whether one
-/// channel may open more HTTP/2 connections once 100 streams are in flight on one.</summary>
-public sealed record ChannelShape(int ChannelsPerGateway = 1, bool MultipleHttp2Connections = true)
+/// <summary>
+/// How the harness connects to each gateway: channels per gateway (each with its own connection
+/// pool: a channel's and a pool's locks are taken on every call, so one channel per gateway made
+/// the calls contend for them), and whether one channel may open more HTTP/2 connections once 100
+/// streams are in flight on one.
+/// </summary>
+/// <param name="DirectHttpClient">give the channel an HttpClient rather than the handler: Grpc.Net.Client
+/// then skips its client-side balancer (subchannel picks, locks per call), which one fixed address does not need</param>
+public sealed record ChannelShape(int ChannelsPerGateway = 4, bool MultipleHttp2Connections = true, bool DirectHttpClient = true)
 {
     public static readonly ChannelShape Default = new();
     public override string ToString() =>
-        $"{ChannelsPerGateway} channel(s) per gateway, {(MultipleHttp2Connections ? "more HTTP/2 connections past 100 streams" : "one HTTP/2 connection each")}";
+        $"{ChannelsPerGateway} channel(s) per gateway, {(MultipleHttp2Connections ? "more HTTP/2 connections past 100 streams" : "one HTTP/2 connection each")}" +
+        (DirectHttpClient ? ", HttpClient without the gRPC balancer" : "");
 }
 
 /// <summary>
@@ -59,17 +66,21 @@ public sealed class SystemTarget : IHoldingTarget
             var clients = new Checkout.CheckoutClient[_shape.ChannelsPerGateway];
             for (var c = 0; c < clients.Length; c++)
             {
-                var channel = GrpcChannel.ForAddress(g, new GrpcChannelOptions
+                var handler = new SocketsHttpHandler
                 {
-                    HttpHandler = new SocketsHttpHandler
-                    {
-                        EnableMultipleHttp2Connections = _shape.MultipleHttp2Connections,
-                        ConnectTimeout = TimeSpan.FromSeconds(5),
-                        PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
-                    },
+                    EnableMultipleHttp2Connections = _shape.MultipleHttp2Connections,
+                    ConnectTimeout = TimeSpan.FromSeconds(5),
+                    PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+                };
+                var options = new GrpcChannelOptions
+                {
                     // Retries are the harness's own (ClientPolicy): counted, and sent to the next gateway.
                     MaxRetryAttempts = 0,
-                });
+                    DisposeHttpClient = true,
+                };
+                if (_shape.DirectHttpClient) options.HttpClient = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+                else options.HttpHandler = handler;
+                var channel = GrpcChannel.ForAddress(g, options);
                 _channels.Add(channel);
                 clients[c] = new Checkout.CheckoutClient(channel);
                 if (c == 0) _planning.Add(new Planning.PlanningClient(channel));
