@@ -194,13 +194,17 @@ public sealed record CpuReport(
 /// The cost of each kind of call, from two extra phases run after the measured steps: reserves
 /// alone (with their confirm/release in checkout scenarios), then reads alone, at the step's rates.
 /// </summary>
+/// <param name="TargetUsPerReserveAboveIdle">the same less what the target burns idle over the
+/// phase: the cost the traffic adds (null when idle was not measured)</param>
 public sealed record CostSplit(
     double Seconds,
     double TargetUsPerReserve,
     double TargetUsPerRead,
     double HarnessUsPerReserve,
     double HarnessUsPerRead,
-    IReadOnlyList<ProcessCost> Processes);
+    IReadOnlyList<ProcessCost> Processes,
+    double? TargetUsPerReserveAboveIdle = null,
+    double? TargetUsPerReadAboveIdle = null);
 
 /// <summary>One process's CPU µs per reserve and per read (= CPU ms per 1,000 of each).</summary>
 public sealed record ProcessCost(string Name, double UsPerReserve, double UsPerRead);
@@ -232,14 +236,16 @@ public sealed class CpuMeter
         return new IdleCost(r.WallSeconds, r.TargetCores, r.Harness.Cores, r.Target);
     }
 
-    public static CostSplit Split(CpuReport reserves, long reserveCalls, CpuReport reads, long readCalls)
+    public static CostSplit Split(CpuReport reserves, long reserveCalls, CpuReport reads, long readCalls, double? idleCores = null)
     {
+        double? AboveIdle(CpuReport r, long calls) =>
+            idleCores is { } idle ? CpuReport.PerCall(Math.Max(0, r.TargetCpuSeconds - idle * r.WallSeconds), calls) : null;
         var perProcess = reserves.Target.Select(p => new ProcessCost(p.Name,
             CpuReport.PerCall(p.CpuSeconds, reserveCalls),
             CpuReport.PerCall(reads.Target.FirstOrDefault(r => r.Name == p.Name)?.CpuSeconds ?? 0, readCalls))).ToList();
         return new CostSplit(Math.Round(reserves.WallSeconds + reads.WallSeconds, 3),
             CpuReport.PerCall(reserves.TargetCpuSeconds, reserveCalls), CpuReport.PerCall(reads.TargetCpuSeconds, readCalls),
             CpuReport.PerCall(reserves.Harness.CpuSeconds, reserveCalls), CpuReport.PerCall(reads.Harness.CpuSeconds, readCalls),
-            perProcess);
+            perProcess, AboveIdle(reserves, reserveCalls), AboveIdle(reads, readCalls));
     }
 }

@@ -79,8 +79,8 @@ try
             var rates = Opt("rates", string.Join(',', SelfCheck.DefaultMultipliers)).Split(',')
                 .Select(x => double.Parse(x, CultureInfo.InvariantCulture)).ToList();
             var shape = ChannelShapeOf();
-            using var selfCts = new CancellationTokenSource(TimeSpan.FromSeconds(rates.Count * (Cli.Duration(Opt("step", "5s")).TotalSeconds + 20) + 60));
-            var report = await new SelfCheck(rates, Cli.Duration(Opt("step", "5s")), shape, Console.Out).RunAsync(selfCts.Token);
+            using var selfCts = new CancellationTokenSource(TimeSpan.FromSeconds(rates.Count * (Cli.Duration(Opt("step", "10s")).TotalSeconds + 20) + 60));
+            var report = await new SelfCheck(rates, Cli.Duration(Opt("step", "10s")), shape, Console.Out).RunAsync(selfCts.Token);
             var dir = Path.Combine(Opt("out", "load/results"), "self-check");
             SelfCheck.Write(report, dir);
             Console.WriteLine($"results: {Path.Combine(dir, "summary.md")}");

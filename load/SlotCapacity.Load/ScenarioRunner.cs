@@ -132,13 +132,13 @@ public sealed class ScenarioRunner(Scenario scenario, ScenarioOptions options, T
                 if (scenario.Ramped && !step.Held) break;
             }
             if (CostPhases)
-                cost = await SplitCostAsync(runner, meter, multipliers[^1], ct);
+                cost = await SplitCostAsync(runner, meter, multipliers[^1], idle?.TargetCores, ct);
             await SettleAsync(target, runner, ct);
             console.WriteLine($"### {target.Name}: audit (reading back what it recorded) ...");
             var audit = await AuditAsync(target, plan, accepted, runner, ct);
             console.WriteLine(audit.Passed
                 ? $"### {target.Name}: audit passed: {audit.AcceptedByHarness} accepts, all recorded, no counter above capacity" +
-                  (audit.Phantoms is { } p ? $", {p.LiveByTarget} live at the end = {p.LiveByCaller} the caller holds, no phantom booking" : "")
+                  (audit.Phantoms is { } p ? $"; {p.LiveByTarget} live at the end, {p.LiveByCaller} the caller holds, {p.UncertainByCaller} uncertain: no phantom booking" : "")
                 : $"### {target.Name}: AUDIT FAILED: {audit.Violations.Count} violations, first: {audit.Violations[0]}");
             return new TargetReport(target.Name, target.Endpoint, target.Notes, plan.Slots.Count, plan.Hubs.Count,
                 plan.Slots.Sum(s => s.FleetCapacity), steps, steps.LastOrDefault(s => s.Held), audit, runner.Timeline, null, idle, cost);
@@ -162,7 +162,7 @@ public sealed class ScenarioRunner(Scenario scenario, ScenarioOptions options, T
     /// its calls is the cost of one reserve (its confirm/release included in the checkout scenarios)
     /// and of one read. Idle CPU is included, as it is in production.
     /// </summary>
-    private async Task<CostSplit> SplitCostAsync(OpenLoopRunner runner, CpuMeter meter, double m, CancellationToken ct)
+    private async Task<CostSplit> SplitCostAsync(OpenLoopRunner runner, CpuMeter meter, double m, double? idleCores, CancellationToken ct)
     {
         var length = TimeSpan.FromSeconds(options.CostSeconds);
         var before = meter.Sample();
@@ -171,9 +171,9 @@ public sealed class ScenarioRunner(Scenario scenario, ScenarioOptions options, T
         var reads = await runner.RunPhaseAsync("cost: reads only", m, 0, Scenario.NominalReadsPerSecond * m, length, measured: true, ct);
         var reserveCalls = reserves.Reserve.Count;
         var split = CpuMeter.Split(CpuReport.Between(before, middle, reserveCalls), reserveCalls,
-            CpuReport.Between(middle, meter.Sample(), reads.Read.Count), reads.Read.Count);
-        console.WriteLine($"  CPU per call: {split.TargetUsPerReserve:0} µs per reserve, {split.TargetUsPerRead:0} µs per read in the target; " +
-                          $"harness {split.HarnessUsPerReserve:0} / {split.HarnessUsPerRead:0} µs");
+            CpuReport.Between(middle, meter.Sample(), reads.Read.Count), reads.Read.Count, idleCores);
+        console.WriteLine($"  CPU per call: {split.TargetUsPerReserve:0} µs per reserve, {split.TargetUsPerRead:0} µs per read in the target " +
+                          $"({split.TargetUsPerReserveAboveIdle:0} / {split.TargetUsPerReadAboveIdle:0} above idle); harness {split.HarnessUsPerReserve:0} / {split.HarnessUsPerRead:0} µs");
         return split;
     }
 
