@@ -108,7 +108,6 @@ public static class Audit
     {
         var slotOf = accepted.ToDictionary(a => a.ReservationId, a => a.Slot, StringComparer.Ordinal);
         var callerLive = StillLive(accepted, fates).Select(a => a.ReservationId).ToHashSet(StringComparer.Ordinal);
-        bool Uncertain(string id) => fates?.GetValueOrDefault(id) is CallerFate.Uncertain or CallerFate.NoAnswer or CallerFate.Held;
         var mismatched = new HashSet<string>(StringComparer.Ordinal);
         long phantoms = 0, afterNoAnswer = 0, missing = 0;
         foreach (var (id, slot) in live.Where(l => plan.ById.ContainsKey(l.Value)).OrderBy(l => l.Key, StringComparer.Ordinal))
@@ -137,7 +136,8 @@ public static class Audit
             violations.Add($"lost booking: reservation {id} in slot {slotOf[id]} was answered booked or confirmed but holds no capacity at the end");
         }
         var liveInPlan = live.Count(l => plan.ById.ContainsKey(l.Value));
-        var uncertain = slotOf.Keys.Count(Uncertain) + (fates?.Count(f => f.Value == CallerFate.NoAnswer) ?? 0);
+        // No definite answer to the reserve, or to the confirm/release that followed it.
+        var uncertain = fates?.Count(f => f.Value is CallerFate.Uncertain or CallerFate.NoAnswer or CallerFate.Held) ?? 0;
         return new PhantomAudit(liveInPlan, callerLive.Count, uncertain, phantoms, afterNoAnswer, missing, plan.Slots.Count, mismatched.Count);
     }
 

@@ -41,13 +41,14 @@ public sealed partial class ProcCpu(string procRoot = "/proc", long ticksPerSeco
     public string Root { get; } = procRoot;
     public long TicksPerSecond { get; } = ticksPerSecond > 0 ? ticksPerSecond : ClockTicks();
 
+    /// <summary>Null when the process is gone (or its line cannot be read).</summary>
     public ProcStat? Stat(int pid)
     {
         try
         {
-            return ProcStat.Parse(File.ReadAllText(Path.Combine(Root, pid.ToString(CultureInfo.InvariantCulture), "stat")));
+            return ProcStat.Parse(ReadText(pid, "stat"));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        catch (FormatException)
         {
             return null;
         }

@@ -81,7 +81,7 @@ public sealed class RunRecorder
     private readonly Lock _lock = new();
     private readonly OperationTally[] _total = Fresh();
     private OperationTally[] _interval = Fresh();
-    private readonly LongHistogram _lateness = new(OperationTally.HighestTrackableMicros, 3);
+    private readonly OperationTally _lateness = new();
     private readonly Lock _latenessLock = new();
     private volatile bool _measuring;
 
@@ -102,19 +102,12 @@ public sealed class RunRecorder
     /// <summary>How late a call started, on its pool thread, against its intended send time: the harness's own delay.</summary>
     public void RecordLateness(long micros)
     {
-        lock (_latenessLock) _lateness.RecordValue(Math.Clamp(micros, 0, OperationTally.HighestTrackableMicros));
+        lock (_latenessLock) _lateness.Record(micros, accepted: false, reject: null, error: null);
     }
 
     public LatencySummary Lateness()
     {
-        lock (_latenessLock)
-        {
-            var h = _lateness;
-            return h.TotalCount == 0 ? new LatencySummary(0, 0, 0, 0, 0, 0) : new LatencySummary(
-                h.GetValueAtPercentile(50) / 1000.0, h.GetValueAtPercentile(90) / 1000.0,
-                h.GetValueAtPercentile(99) / 1000.0, h.GetValueAtPercentile(99.9) / 1000.0,
-                h.GetMaxValue() / 1000.0, Math.Round(h.GetMean() / 1000.0, 3));
-        }
+        lock (_latenessLock) return _lateness.Summary();
     }
 
     /// <summary>Takes the interval tallies recorded since the previous call.</summary>
