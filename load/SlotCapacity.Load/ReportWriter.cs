@@ -40,7 +40,7 @@ public static class ReportWriter
             if (t.Error is not null || t.NotRun is not null)
             {
                 var why = t.NotRun is not null ? $"not run: {t.NotRun}" : $"failed: {t.Error!.Replace('|', '/')}";
-                sb.AppendLine(CultureInfo.InvariantCulture, $"| {t.Target} | {why} ||||||||||||||||||| |");
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {t.Target} | {why} |{string.Concat(Enumerable.Repeat(" |", 18))}");
                 continue;
             }
             foreach (var s in t.Steps)
