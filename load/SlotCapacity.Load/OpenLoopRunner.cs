@@ -125,7 +125,7 @@ public sealed partial class OpenLoopRunner
         while (!ct.IsCancellationRequested)
         {
             var elapsed = Stopwatch.GetElapsedTime(phaseStart);
-            if ((dispatchDone.Task.IsCompleted && InFlight == 0) || elapsed > drainDeadline) break;
+            if ((dispatchDone.Task.IsCompleted && recorder.InFlight == 0) || elapsed > drainDeadline) break;
             if (elapsed >= nextTick)
             {
                 Tick(recorder, label, multiplier, duration, phaseStart, force: true);
@@ -135,7 +135,8 @@ public sealed partial class OpenLoopRunner
             await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(50, (nextTick - elapsed).TotalMilliseconds + 1)), CancellationToken.None);
         }
         await dispatchDone.Task;
-        var leftover = InFlight;
+        // This phase's own calls: one still hanging from an earlier phase was counted there.
+        var leftover = recorder.InFlight;
         if (leftover > 0)
             _console.WriteLine($"  ! {leftover} calls still unanswered {_options.DrainSeconds:0} s after the phase ended; counted as errors");
         Tick(recorder, label, multiplier, duration, phaseStart, force: false);
@@ -169,6 +170,7 @@ public sealed partial class OpenLoopRunner
                 continue;
             }
             Interlocked.Increment(ref _inFlight);
+            recorder.Started();
             var call = isReserve
                 ? new Call(this, recorder, due, _workload.NextReserve(), null, ct)
                 : new Call(this, recorder, due, null, _workload.NextRead(), ct);
@@ -224,6 +226,7 @@ public sealed partial class OpenLoopRunner
             {
                 recorder.Record(kind, ToMicros(Stopwatch.GetTimestamp() - due), accepted, reject, error, retried, lost);
                 Interlocked.Decrement(ref runner._inFlight);
+                recorder.Finished();
             }
         }
     }
@@ -242,6 +245,7 @@ public sealed partial class OpenLoopRunner
             default:
                 Fates[op.ReservationId] = CallerFate.Held;
                 Interlocked.Increment(ref _inFlight);
+                recorder.Started();
                 _ = FollowUpAsync(recorder, op, op.Then, ct);
                 break;
         }
@@ -284,6 +288,7 @@ public sealed partial class OpenLoopRunner
         finally
         {
             Interlocked.Decrement(ref _inFlight);
+            recorder.Finished();
         }
     }
 

@@ -84,8 +84,16 @@ public sealed class RunRecorder
     private readonly OperationTally _lateness = new();
     private readonly Lock _latenessLock = new();
     private volatile bool _measuring;
+    private long _inFlight;
 
     private static OperationTally[] Fresh() => Enumerable.Range(0, Kinds).Select(_ => new OperationTally()).ToArray();
+
+    /// <summary>Calls of this phase (follow-ups included) started and not finished yet.</summary>
+    public long InFlight => Interlocked.Read(ref _inFlight);
+
+    public void Started() => Interlocked.Increment(ref _inFlight);
+
+    public void Finished() => Interlocked.Decrement(ref _inFlight);
 
     /// <summary>Off during warm-up: completions still show live but stay out of the totals.</summary>
     public bool Measuring { get => _measuring; set => _measuring = value; }
