@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SCENARIO ?= tenx
 DURATION ?= 60s
 
-.PHONY: build run test load bench bench-deps chaos clean
+.PHONY: build run test load self-check bench bench-deps chaos clean
 
 build:
 	dotnet build Streams.sln -c Release
@@ -19,6 +19,10 @@ test:
 ## One load scenario against what `make run` started (or starts it): make load SCENARIO=tenx DURATION=60s
 load:
 	SCENARIO=$(SCENARIO) DURATION=$(DURATION) bash load/load.sh
+
+## The load harness against a trivial gRPC server: the highest rate it drives itself, its own CPU per call.
+self-check:
+	dotnet build load/SlotCapacity.Load/SlotCapacity.Load.csproj -c Release -v quiet -nologo && dotnet load/SlotCapacity.Load/bin/Release/net10.0/slot-load.dll self-check
 
 ## Installs what the peers need (redis-server, postgresql), once.
 bench-deps:

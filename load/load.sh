@@ -2,10 +2,12 @@
 # `make load SCENARIO=tenx DURATION=60s`: runs one scenario (or `all`) of the load harness against
 # the system that `make run` started; when nothing answers on 127.0.0.1:5101 it starts the system
 # itself with compose/run-local.sh for the length of the run, and stops it afterwards.
-#   SCENARIO  nominal | tenx | breaking-point | hot-slot | hot-slot-breaking-point | all   (default tenx)
+#   SCENARIO  nominal | tenx | breaking-point | hot-slot | hot-slot-breaking-point | checkout | checkout-hot-slot | all   (default tenx)
 #   DURATION  measured time of a fixed-rate scenario (default 60s); STEP: ramp step (default 10s)
 #   WARMUP    excluded warm-up (default 5s); TARGETS: system,redis,postgres (default system)
 #   MAX_MULTIPLIER  highest ramp step in multiples of nominal (default 100)
+#   GATEWAY_PORTS   the system's gateway ports, as for run-local.sh (default "5101 5102"): another
+#                   checkout's system may hold the default ones on a shared machine
 # Results go to load/results/<scenario>/ and load/results/README.md. Exit code 1 = an audit failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,8 @@ dotnet build load/SlotCapacity.Load/SlotCapacity.Load.csproj -c Release -v quiet
   || { cat "$run/logs/load-build.log"; exit 1; }
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+export GATEWAY_PORTS=${GATEWAY_PORTS:-5101 5102}
+first_port=${GATEWAY_PORTS%% *}
 
 system_pid=""
 stop_system() {
@@ -38,10 +42,10 @@ stop_system() {
 trap stop_system EXIT INT TERM
 
 if [[ ",$TARGETS," == *",system,"* ]]; then
-  if answers 5101; then
-    echo "using the system already answering on 127.0.0.1:5101"
+  if answers "$first_port"; then
+    echo "using the system already answering on 127.0.0.1:$first_port"
   else
-    echo "nothing answers on 127.0.0.1:5101: starting the system with compose/run-local.sh (log .run/logs/load-run-local.log)"
+    echo "nothing answers on 127.0.0.1:$first_port: starting the system with compose/run-local.sh (log .run/logs/load-run-local.log)"
     rm -f "$run/endpoints"
     bash compose/run-local.sh >"$run/logs/load-run-local.log" 2>&1 &
     system_pid=$!
@@ -63,8 +67,12 @@ if [[ ",$TARGETS," == *",system,"* ]]; then
     export KAFKA_BOOTSTRAP_SERVERS=$(cat "$run/bootstrap")
   fi
   [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || echo "warning: KAFKA_BOOTSTRAP_SERVERS unknown: the audit cannot read the topics and will fail"
-  if [ -z "${LOAD_GATEWAYS:-}" ] && [ -s "$run/endpoints" ]; then
-    export LOAD_GATEWAYS=$(paste -sd, "$run/endpoints")
+  if [ -z "${LOAD_GATEWAYS:-}" ]; then
+    if [ -s "$run/endpoints" ]; then
+      export LOAD_GATEWAYS=$(paste -sd, "$run/endpoints")
+    else
+      export LOAD_GATEWAYS=$(for p in $GATEWAY_PORTS; do printf 'http://127.0.0.1:%s\n' "$p"; done | paste -sd,)
+    fi
   fi
 fi
 

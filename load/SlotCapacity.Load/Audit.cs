@@ -11,19 +11,39 @@ public sealed record AuditResult(
     int CountersChecked,
     int OversoldCounters,
     long OversoldUnits,
-    IReadOnlyList<string> Violations);
+    IReadOnlyList<string> Violations,
+    PhantomAudit? Phantoms = null);
+
+/// <summary>
+/// Live bookings at the end of a run, after holds expired and abandons were applied, against what
+/// the caller was told. A phantom holds capacity though the caller was told it does not (refused,
+/// UNAVAILABLE, released, left to expire), or never got an answer; a missing one was told live
+/// (booked, or held and confirmed) but holds nothing.
+/// </summary>
+public sealed record PhantomAudit(
+    long LiveByTarget,
+    long LiveByCaller,
+    long UncertainByCaller,
+    long Phantoms,
+    long PhantomsAfterNoAnswer,
+    long MissingLive,
+    int SlotsChecked,
+    int SlotsMismatched);
 
 /// <summary>
 /// Checks a run against the capacities the harness configured, from two sides that must agree:
 /// what the target told the harness (every accept it answered), and what the target recorded
-/// (its counters and its record of accepted reservations). Capacities come from the plan, never
-/// from the target, so a target that lost or rewrote its configuration cannot hide an oversell.
+/// (its counters and its record of accepted reservations), and at the end the reservations still
+/// holding capacity against what the caller was told (phantom bookings). Capacities come from the
+/// plan, never from the target, so a target that lost or rewrote its configuration cannot hide an oversell.
 /// </summary>
 public static class Audit
 {
     private const int MaxListedViolations = 50;
 
-    public static AuditResult Check(SlotPlan plan, IReadOnlyCollection<AcceptedReservation> accepted, Readback readback)
+    /// <param name="fates">what the caller was told about each reservation (null: every accept is a booking, still live)</param>
+    public static AuditResult Check(SlotPlan plan, IReadOnlyCollection<AcceptedReservation> accepted, Readback readback,
+        IReadOnlyDictionary<string, CallerFate>? fates = null)
     {
         var violations = new List<string>();
         var oversold = new Dictionary<(string Slot, CounterKind Kind, string Name), long>();
@@ -36,7 +56,7 @@ public static class Audit
             violations.Add($"oversell ({seenBy}): slot {slot} {kind.ToString().ToLowerInvariant()} counter '{name}' used {used} > capacity {capacity}");
         }
 
-        CheckAccepts(plan, accepted, Oversell, violations);
+        CheckAccepts(plan, StillLive(accepted, fates), Oversell, violations);
 
         // Side 2: what the target recorded.
         var countersChecked = 0;
@@ -58,6 +78,8 @@ public static class Audit
             violations.Add($"lost: reservation {a.ReservationId} in slot {a.Slot} was answered accepted but is not in {readback.Source}");
         }
 
+        var phantoms = readback.LiveReservationSlots is { } live ? CheckLive(plan, accepted, fates, live, violations) : null;
+
         violations.AddRange(readback.Problems.Select(p => $"readback incomplete: {p}"));
 
         var listed = violations.Count > MaxListedViolations
@@ -72,7 +94,51 @@ public static class Audit
             CountersChecked: countersChecked,
             OversoldCounters: oversold.Count,
             OversoldUnits: oversold.Values.Sum(),
-            Violations: listed);
+            Violations: listed,
+            Phantoms: phantoms);
+    }
+
+    /// <summary>The accepts the caller still holds at the end: all of them, unless fates say one was released, expired or refused.</summary>
+    public static IReadOnlyCollection<AcceptedReservation> StillLive(IReadOnlyCollection<AcceptedReservation> accepted,
+        IReadOnlyDictionary<string, CallerFate>? fates) =>
+        fates is null ? accepted : accepted.Where(a => fates.GetValueOrDefault(a.ReservationId, CallerFate.Live) == CallerFate.Live).ToList();
+
+    private static PhantomAudit CheckLive(SlotPlan plan, IReadOnlyCollection<AcceptedReservation> accepted,
+        IReadOnlyDictionary<string, CallerFate>? fates, IReadOnlyDictionary<string, string> live, List<string> violations)
+    {
+        var slotOf = accepted.ToDictionary(a => a.ReservationId, a => a.Slot, StringComparer.Ordinal);
+        var callerLive = StillLive(accepted, fates).Select(a => a.ReservationId).ToHashSet(StringComparer.Ordinal);
+        var mismatched = new HashSet<string>(StringComparer.Ordinal);
+        long phantoms = 0, afterNoAnswer = 0, missing = 0;
+        foreach (var (id, slot) in live.Where(l => plan.ById.ContainsKey(l.Value)).OrderBy(l => l.Key, StringComparer.Ordinal))
+        {
+            if (callerLive.Contains(id)) continue;
+            var fate = fates?.GetValueOrDefault(id);
+            if (fate is CallerFate.Uncertain or CallerFate.Held) continue;
+            phantoms++;
+            mismatched.Add(slot);
+            if (fate == CallerFate.NoAnswer) afterNoAnswer++;
+            var told = fate switch
+            {
+                CallerFate.NoAnswer => "got no answer after its retries",
+                CallerFate.Released => "released it",
+                CallerFate.LeftToExpire => "let its hold expire",
+                CallerFate.ConfirmRefused => "was refused the confirm",
+                _ => "was told it was not accepted",
+            };
+            violations.Add($"phantom booking: reservation {id} holds capacity in slot {slot}, but the caller {told}");
+        }
+        foreach (var id in callerLive.Order(StringComparer.Ordinal))
+        {
+            if (live.ContainsKey(id)) continue;
+            missing++;
+            mismatched.Add(slotOf[id]);
+            violations.Add($"lost booking: reservation {id} in slot {slotOf[id]} was answered booked or confirmed but holds no capacity at the end");
+        }
+        var liveInPlan = live.Count(l => plan.ById.ContainsKey(l.Value));
+        // No definite answer to the reserve, or to the confirm/release that followed it.
+        var uncertain = fates?.Count(f => f.Value is CallerFate.Uncertain or CallerFate.NoAnswer or CallerFate.Held) ?? 0;
+        return new PhantomAudit(liveInPlan, callerLive.Count, uncertain, phantoms, afterNoAnswer, missing, plan.Slots.Count, mismatched.Count);
     }
 
     /// <summary>Oversells visible from the accepts alone (no readback): used after every step of a ramp.</summary>

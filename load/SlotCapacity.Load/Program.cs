@@ -18,6 +18,17 @@ const string Usage = """
       --out DIR           results directory                               (default: load/results)
       --seed N            workload seed                                   (default: 1)
       --hubs N / --days N shape of the many-slot scenarios                (default: 24 / 3)
+      --idle D            idle CPU measured before each target's run      (default: 3s; 0 = skip)
+      --cost D            reserves-only and reads-only phases after a fixed-rate scenario, for CPU per kind of call (default: 10s; 0 = skip)
+      --hold D            hold length in the checkout scenarios           (default: 20s)
+      --pids DIR          pid files of the system's processes             (default: .run/pids; else /proc command lines)
+      --channels N        gRPC channels per gateway                       (default: 4)
+      --multiple-http2 B  a channel opens more HTTP/2 connections past 100 streams (default: true)
+      --http-client B     channels over an HttpClient, without gRPC's client-side balancer (default: true)
+    slot-load self-check [--rates LIST] [--step D] [--channels N] [--multiple-http2 B] [--http-client B] [--out DIR]
+                        the harness against a trivial gRPC server (a child process, loopback):
+                        the highest rate it drives with p99 lateness < 5 ms, and its CPU per call
+    slot-load echo-server --ports P1,P2   that trivial server (Checkout and Planning answered at once)
     slot-load list                    the scenarios
     slot-load summarize [--out DIR]   rebuild DIR/README.md from every scenario's report.json
 
@@ -43,6 +54,8 @@ for (var i = 1; i < args.Length; i++)
     options[args[i][2..]] = args[++i];
 }
 string Opt(string name, string fallback) => options.GetValueOrDefault(name) is { Length: > 0 } v ? v : fallback;
+ChannelShape ChannelShapeOf() => new(int.Parse(Opt("channels", "4"), CultureInfo.InvariantCulture),
+    bool.Parse(Opt("multiple-http2", "true")), bool.Parse(Opt("http-client", "true")));
 
 try
 {
@@ -56,6 +69,21 @@ try
             var dir = Opt("out", "load/results");
             File.WriteAllText(Path.Combine(dir, "README.md"), ReportWriter.Index(dir));
             Console.WriteLine($"wrote {Path.Combine(dir, "README.md")}");
+            return 0;
+        }
+        case "echo-server":
+            await EchoServer.RunAsync(Opt("ports", "5201").Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToList(), CancellationToken.None);
+            return 0;
+        case "self-check":
+        {
+            var rates = Opt("rates", string.Join(',', SelfCheck.DefaultMultipliers)).Split(',')
+                .Select(x => double.Parse(x, CultureInfo.InvariantCulture)).ToList();
+            var shape = ChannelShapeOf();
+            using var selfCts = new CancellationTokenSource(TimeSpan.FromSeconds(rates.Count * (Cli.Duration(Opt("step", "10s")).TotalSeconds + 20) + 60));
+            var report = await new SelfCheck(rates, Cli.Duration(Opt("step", "10s")), shape, Console.Out).RunAsync(selfCts.Token);
+            var dir = Path.Combine(Opt("out", "load/results"), "self-check");
+            SelfCheck.Write(report, dir);
+            Console.WriteLine($"results: {Path.Combine(dir, "summary.md")}");
             return 0;
         }
         case "run":
@@ -74,16 +102,23 @@ try
         Seed: int.Parse(Opt("seed", "1"), CultureInfo.InvariantCulture),
         Hubs: int.Parse(Opt("hubs", "24"), CultureInfo.InvariantCulture),
         Days: int.Parse(Opt("days", "3"), CultureInfo.InvariantCulture),
-        MaxMultiplier: double.Parse(Opt("max-multiplier", "100"), CultureInfo.InvariantCulture));
+        MaxMultiplier: double.Parse(Opt("max-multiplier", "100"), CultureInfo.InvariantCulture),
+        IdleSeconds: Cli.Duration(Opt("idle", "3s")).TotalSeconds,
+        CostSeconds: Cli.Duration(Opt("cost", "10s")).TotalSeconds,
+        Checkout: CheckoutShape.Default with { HoldSeconds = (int)Cli.Duration(Opt("hold", "20s")).TotalSeconds });
     var gateways = Opt("gateways", Environment.GetEnvironmentVariable("LOAD_GATEWAYS") ?? "http://127.0.0.1:5101,http://127.0.0.1:5102")
         .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(u => new Uri(u)).ToList();
     foreach (var g in gateways) SystemTarget.RequireLoopback(g);
     var kafka = Opt("kafka", Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable) ?? "");
     var topics = new TopicNames(Opt("topic-prefix", Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? ""));
+    var channelShape = ChannelShapeOf();
+    var pidDir = Opt("pids", ".run/pids");
+    SystemProcesses.Found FindSystem() =>
+        SystemProcesses.Find(ProcCpu.Machine, pidDir, Directory.GetCurrentDirectory(), gateways.Select(g => g.Port).ToList());
     var targetNames = Opt("targets", "system").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     var factories = targetNames.Select(name => name switch
     {
-        "system" => (Func<ITarget>)(() => new SystemTarget(gateways, kafka, topics)),
+        "system" => (Func<ITarget>)(() => new SystemTarget(gateways, kafka, topics, channelShape, FindSystem)),
         "redis" => () => new RedisTarget(),
         "postgres" => () => new PostgresTarget(),
         "postgres-async" => () => new PostgresTarget(synchronousCommit: false),
@@ -92,7 +127,8 @@ try
 
     // Every run is bounded in time whatever happens: its planned length plus a generous margin.
     var planned = scenarios.Sum(s =>
-        (scenarioOptions.Warmup + (s.Ramped ? scenarioOptions.Step * s.Multipliers.Count : scenarioOptions.Duration)).TotalSeconds);
+        (scenarioOptions.Warmup + (s.Ramped ? scenarioOptions.Step * s.Multipliers.Count : scenarioOptions.Duration)).TotalSeconds
+        + scenarioOptions.IdleSeconds + 2 * scenarioOptions.CostSeconds + (s.Checkout ? scenarioOptions.CheckoutShape.HoldSeconds : 0));
     using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(planned * factories.Count + 120 * scenarios.Count * factories.Count));
     Console.CancelKeyPress += (_, e) =>
     {

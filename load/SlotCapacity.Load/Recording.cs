@@ -16,15 +16,24 @@ public sealed class OperationTally
     public SortedDictionary<string, long> Rejects { get; } = new(StringComparer.Ordinal);
     public SortedDictionary<string, long> Errors { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Calls sent more than once (a transport failure, then the same request again), by the first failure.</summary>
+    public SortedDictionary<string, long> Retries { get; } = new(StringComparer.Ordinal);
+    public long Retried => Retries.Values.Sum();
+
+    /// <summary>Calls with no definite answer after their retries (the outcome is unknown to the caller).</summary>
+    public long Lost { get; private set; }
+
     /// <summary>Calls that did not get a decision: transport errors, timeouts, UNAVAILABLE.</summary>
     public long Failures => Errors.Values.Sum();
     public long RejectCount => Rejects.Values.Sum();
 
-    public void Record(long latencyMicros, bool accepted, string? reject, string? error)
+    public void Record(long latencyMicros, bool accepted, string? reject, string? error, string? retriedBecause = null, bool lost = false)
     {
         Latency.RecordValue(Math.Clamp(latencyMicros, 0, HighestTrackableMicros));
         Count++;
         if (accepted) Accepted++;
+        if (retriedBecause is not null) Retries[retriedBecause] = Retries.GetValueOrDefault(retriedBecause) + 1;
+        if (lost) Lost++;
         if (reject is not null) Rejects[reject] = Rejects.GetValueOrDefault(reject) + 1;
         if (error is not null) Errors[error] = Errors.GetValueOrDefault(error) + 1;
     }
@@ -33,6 +42,7 @@ public sealed class OperationTally
     public void RecordUnanswered()
     {
         Count++;
+        Lost++;
         Errors["no answer"] = Errors.GetValueOrDefault("no answer") + 1;
     }
 
@@ -41,6 +51,8 @@ public sealed class OperationTally
         Latency.Add(other.Latency);
         Count += other.Count;
         Accepted += other.Accepted;
+        foreach (var (k, v) in other.Retries) Retries[k] = Retries.GetValueOrDefault(k) + v;
+        Lost += other.Lost;
         foreach (var (k, v) in other.Rejects) Rejects[k] = Rejects.GetValueOrDefault(k) + v;
         foreach (var (k, v) in other.Errors) Errors[k] = Errors.GetValueOrDefault(k) + v;
     }
@@ -65,27 +77,51 @@ public sealed record LatencySummary(double P50, double P90, double P99, double P
 /// </summary>
 public sealed class RunRecorder
 {
+    private static readonly int Kinds = Enum.GetValues<OperationKind>().Length;
     private readonly Lock _lock = new();
-    private readonly OperationTally[] _total = [new(), new()];
-    private OperationTally[] _interval = [new(), new()];
+    private readonly OperationTally[] _total = Fresh();
+    private OperationTally[] _interval = Fresh();
+    private readonly OperationTally _lateness = new();
+    private readonly Lock _latenessLock = new();
     private volatile bool _measuring;
+    private long _inFlight;
+
+    private static OperationTally[] Fresh() => Enumerable.Range(0, Kinds).Select(_ => new OperationTally()).ToArray();
+
+    /// <summary>Calls of this phase (follow-ups included) started and not finished yet.</summary>
+    public long InFlight => Interlocked.Read(ref _inFlight);
+
+    public void Started() => Interlocked.Increment(ref _inFlight);
+
+    public void Finished() => Interlocked.Decrement(ref _inFlight);
 
     /// <summary>Off during warm-up: completions still show live but stay out of the totals.</summary>
     public bool Measuring { get => _measuring; set => _measuring = value; }
 
-    public void Record(OperationKind kind, long latencyMicros, bool accepted, string? reject, string? error)
+    public void Record(OperationKind kind, long latencyMicros, bool accepted, string? reject, string? error, string? retriedBecause = null, bool lost = false)
     {
         lock (_lock)
         {
-            _interval[(int)kind].Record(latencyMicros, accepted, reject, error);
-            if (_measuring) _total[(int)kind].Record(latencyMicros, accepted, reject, error);
+            _interval[(int)kind].Record(latencyMicros, accepted, reject, error, retriedBecause, lost);
+            if (_measuring) _total[(int)kind].Record(latencyMicros, accepted, reject, error, retriedBecause, lost);
         }
+    }
+
+    /// <summary>How late a call started, on its pool thread, against its intended send time: the harness's own delay.</summary>
+    public void RecordLateness(long micros)
+    {
+        lock (_latenessLock) _lateness.Record(micros, accepted: false, reject: null, error: null);
+    }
+
+    public LatencySummary Lateness()
+    {
+        lock (_latenessLock) return _lateness.Summary();
     }
 
     /// <summary>Takes the interval tallies recorded since the previous call.</summary>
     public OperationTally[] SwapInterval()
     {
-        var fresh = new OperationTally[] { new(), new() };
+        var fresh = Fresh();
         lock (_lock)
         {
             var taken = _interval;

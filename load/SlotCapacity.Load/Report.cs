@@ -59,7 +59,9 @@ public sealed record RunSettings(
     double P99LimitMs,
     double ErrorRateLimit,
     double DesignReserveP99Ms,
-    double DesignReadP99Ms);
+    double DesignReadP99Ms,
+    CheckoutShape? Checkout = null,
+    double CostSeconds = 0);
 
 public sealed record OperationReport(
     long Count,
@@ -68,11 +70,15 @@ public sealed record OperationReport(
     IReadOnlyDictionary<string, long> Errors,
     double ErrorRate,
     double PerSecond,
-    LatencySummary LatencyMs)
+    LatencySummary LatencyMs,
+    long Retried = 0,
+    long Lost = 0,
+    IReadOnlyDictionary<string, long>? RetriedBecause = null)
 {
     public static OperationReport From(OperationTally t, double seconds) => new(
         t.Count, t.Accepted, new SortedDictionary<string, long>(t.Rejects), new SortedDictionary<string, long>(t.Errors),
-        Math.Round(t.ErrorRate, 6), seconds > 0 ? Math.Round(t.Count / seconds, 1) : 0, Round(t.Summary()));
+        Math.Round(t.ErrorRate, 6), seconds > 0 ? Math.Round(t.Count / seconds, 1) : 0, Round(t.Summary()), t.Retried, t.Lost,
+        new SortedDictionary<string, long>(t.Retries));
 
     private static LatencySummary Round(LatencySummary s) => new(
         Math.Round(s.P50, 3), Math.Round(s.P90, 3), Math.Round(s.P99, 3), Math.Round(s.P999, 3), Math.Round(s.Max, 3), Math.Round(s.Mean, 3));
@@ -91,7 +97,10 @@ public sealed record StepReport(
     bool Held,
     string? FailedBecause,
     bool MeetsDesignLatency,
-    IReadOnlyDictionary<string, string> HistogramFiles);
+    IReadOnlyDictionary<string, string> HistogramFiles,
+    CpuReport? Cpu = null,
+    OperationReport? Confirm = null,
+    OperationReport? Release = null);
 
 public sealed record TargetReport(
     string Target,
@@ -104,9 +113,13 @@ public sealed record TargetReport(
     StepReport? HighestHeld,
     AuditResult? Audit,
     IReadOnlyList<TimelinePoint> Timeline,
-    string? Error)
+    string? Error,
+    IdleCost? Idle = null,
+    CostSplit? Cost = null,
+    string? NotRun = null)
 {
-    public bool Passed => Error is null && Audit is { Passed: true };
+    /// <summary>Passed its audit, or was not run because the scenario does not apply to it.</summary>
+    public bool Passed => NotRun is not null || (Error is null && Audit is { Passed: true });
 }
 
 /// <summary>This system divided by a peer, on the step both ran at their highest held rate (or the only step).</summary>

@@ -10,7 +10,8 @@ public sealed record Scenario(
     string Description,
     bool HotSlot,
     IReadOnlyList<double> Multipliers,
-    bool Ramped)
+    bool Ramped,
+    bool Checkout = false)
 {
     public const double NominalReservesPerSecond = 50;
     public const double NominalReadsPerSecond = 500;
@@ -25,6 +26,8 @@ public sealed record Scenario(
         new("breaking-point", "the same shape ramped until p99 > 100 ms, errors > 0.1% or oversell", false, RampMultipliers, true),
         new("hot-slot", "every customer targets one slot, at 1x nominal", true, [1], false),
         new("hot-slot-breaking-point", "one slot, ramped until p99 > 100 ms, errors > 0.1% or oversell", true, RampMultipliers, true),
+        new("checkout", "checkout's real shape at 1x: every reserve a hold, most confirmed a few seconds later, some released, some left to expire", false, [1], false, Checkout: true),
+        new("checkout-hot-slot", "the checkout shape at 1x with every customer on one slot", true, [1], false, Checkout: true),
     ];
 
     public static Scenario Find(string name) =>

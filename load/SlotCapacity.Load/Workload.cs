@@ -1,14 +1,37 @@
 namespace SlotCapacity.Load;
 
-public enum OperationKind { Reserve, Read }
+public enum OperationKind { Reserve, Read, Confirm, Release }
 
 /// <summary>What an order needs: picking items and totes, and capabilities the vehicle must have.</summary>
 public sealed record Needs(long Items, long Totes, IReadOnlyList<string> Requires);
 
-public sealed record ReserveOperation(string ReservationId, string OrderId, PlannedSlot Slot, string Zone, Needs Needs);
+/// <summary>
+/// A reservation attempt. Sequence numbers the calls of a run (the system target spreads them over
+/// its gateways with it). HoldSeconds 0 books at once; otherwise Then says what the customer does
+/// with the hold.
+/// </summary>
+public sealed record ReserveOperation(string ReservationId, string OrderId, PlannedSlot Slot, string Zone, Needs Needs,
+    long Sequence = 0, int HoldSeconds = 0, CheckoutStep? Then = null);
 
 /// <summary>An availability read: which slots of a hub, in a window, can take this order.</summary>
-public sealed record ReadOperation(string Hub, DateTimeOffset From, DateTimeOffset To, string Zone, Needs Needs);
+public sealed record ReadOperation(string Hub, DateTimeOffset From, DateTimeOffset To, string Zone, Needs Needs, long Sequence = 0);
+
+public enum FollowUp { Confirm, Release, LetExpire }
+
+/// <summary>What a customer does with a hold, and how long after the hold was granted.</summary>
+public sealed record CheckoutStep(FollowUp Action, TimeSpan After);
+
+/// <summary>
+/// The checkout shape: every reserve is a hold; most customers pay and confirm a few seconds
+/// later, some cancel (release), some walk away and let the hold expire. Production holds last a
+/// few minutes; a run's holds are shorter so that expiry happens, and is audited, within the run.
+/// </summary>
+public sealed record CheckoutShape(int HoldSeconds = 20, double ConfirmShare = 0.8, double ReleaseShare = 0.1,
+    double ConfirmAfterMinSeconds = 2, double ConfirmAfterMaxSeconds = 5,
+    double ReleaseAfterMinSeconds = 1, double ReleaseAfterMaxSeconds = 3)
+{
+    public static readonly CheckoutShape Default = new();
+}
 
 /// <summary>
 /// Generates the operations of a run, deterministically from a seed: slots drawn by popularity,
@@ -20,11 +43,15 @@ public sealed class Workload
     private readonly Random _random;
     private readonly double[] _cumulative;
     private readonly string _idPrefix;
+    private readonly CheckoutShape? _checkout;
     private long _sequence;
+    private long _reads;
 
-    public Workload(SlotPlan plan, int seed, string idPrefix)
+    /// <param name="checkout">null: every reserve books at once; else the hold/confirm/release mix.</param>
+    public Workload(SlotPlan plan, int seed, string idPrefix, CheckoutShape? checkout = null)
     {
         _plan = plan;
+        _checkout = checkout;
         _random = new Random(seed);
         _idPrefix = idPrefix;
         _cumulative = new double[plan.Slots.Count];
@@ -42,7 +69,20 @@ public sealed class Workload
     {
         var slot = PickSlot();
         var n = Interlocked.Increment(ref _sequence);
-        return new ReserveOperation($"{_idPrefix}-r{n}", $"{_idPrefix}-o{n}", slot, PickZone(), PickNeeds());
+        var zone = PickZone();
+        var needs = PickNeeds();
+        return _checkout is null
+            ? new ReserveOperation($"{_idPrefix}-r{n}", $"{_idPrefix}-o{n}", slot, zone, needs, n)
+            : new ReserveOperation($"{_idPrefix}-r{n}", $"{_idPrefix}-o{n}", slot, zone, needs, n, _checkout.HoldSeconds, PickStep(_checkout));
+    }
+
+    private CheckoutStep PickStep(CheckoutShape shape)
+    {
+        var x = _random.NextDouble();
+        TimeSpan Between(double min, double max) => TimeSpan.FromSeconds(min + _random.NextDouble() * (max - min));
+        if (x < shape.ConfirmShare) return new CheckoutStep(FollowUp.Confirm, Between(shape.ConfirmAfterMinSeconds, shape.ConfirmAfterMaxSeconds));
+        if (x < shape.ConfirmShare + shape.ReleaseShare) return new CheckoutStep(FollowUp.Release, Between(shape.ReleaseAfterMinSeconds, shape.ReleaseAfterMaxSeconds));
+        return new CheckoutStep(FollowUp.LetExpire, TimeSpan.FromSeconds(shape.HoldSeconds));
     }
 
     public ReadOperation NextRead()
@@ -50,7 +90,7 @@ public sealed class Workload
         var slot = PickSlot();
         // Checkout shows the customer a day of slots for their hub.
         var day = new DateTimeOffset(slot.Key.Start.UtcDateTime.Date, TimeSpan.Zero);
-        return new ReadOperation(slot.Key.Hub, day, day.AddDays(1), PickZone(), PickNeeds());
+        return new ReadOperation(slot.Key.Hub, day, day.AddDays(1), PickZone(), PickNeeds(), Interlocked.Increment(ref _reads));
     }
 
     private PlannedSlot PickSlot()

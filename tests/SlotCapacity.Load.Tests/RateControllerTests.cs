@@ -59,10 +59,11 @@ public class RateControllerTests
         public string Name => "stalling";
         public string Endpoint => "in-process";
         public string Notes => "test double";
+        public IReadOnlyList<WatchedProcess> Processes => [];
         public Task PrepareAsync(SlotPlan plan, CancellationToken ct) => Task.CompletedTask;
-        public Task<ReserveOutcome> ReserveAsync(ReserveOperation op, CancellationToken ct) => throw new NotSupportedException();
+        public Task<ReserveOutcome> ReserveAsync(ReserveOperation op, int attempt, CancellationToken ct) => throw new NotSupportedException();
 
-        public async Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct)
+        public async Task<ReadOutcome> ReadAsync(ReadOperation op, int attempt, CancellationToken ct)
         {
             await _released;
             return new ReadOutcome(1, 1);

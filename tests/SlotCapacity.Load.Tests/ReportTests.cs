@@ -53,6 +53,27 @@ public class ReportTests
         Assert.Equal(500, reserve.GetProperty("rejected").GetProperty("SLOT_FULL").GetInt64());
         Assert.True(doc.RootElement.TryGetProperty("reserves_per_second_target", out _));
         Assert.True(doc.RootElement.TryGetProperty("held", out _));
+        Assert.True(reserve.TryGetProperty("retried", out _));
+        Assert.True(reserve.TryGetProperty("lost", out _));
+    }
+
+    [Fact]
+    public void Cpu_and_phantom_fields_are_in_the_report_json()
+    {
+        var cpu = CpuReport.Between(new CpuSample(0, new Dictionary<string, double?> { ["gateway-1"] = 0, [CpuReport.HarnessName] = 0 }),
+            new CpuSample(System.Diagnostics.Stopwatch.Frequency, new Dictionary<string, double?> { ["gateway-1"] = 0.5, [CpuReport.HarnessName] = 0.1 }), 1_000);
+        var step = new StepReport("1x", 1, 50, 500, 10, 5500, OperationReport.From(OneToThousandMs(), 10), OperationReport.From(new OperationTally(), 10),
+            new LatencySummary(0, 0, 0, 0, 0, 0), true, null, false, new Dictionary<string, string>(), cpu);
+        var audit = new AuditResult(true, "test", 1, 1, 0, 1, 0, 0, [], new PhantomAudit(1, 1, 0, 0, 0, 0, 1, 0));
+        using var stepJson = JsonDocument.Parse(JsonSerializer.Serialize(step, ScenarioReport.Json));
+        using var auditJson = JsonDocument.Parse(JsonSerializer.Serialize(audit, ScenarioReport.Json));
+
+        var c = stepJson.RootElement.GetProperty("cpu");
+        Assert.Equal(500, c.GetProperty("target_us_per_call").GetDouble());
+        Assert.Equal("gateway-1", c.GetProperty("target")[0].GetProperty("name").GetString());
+        Assert.Equal(0.1, c.GetProperty("harness").GetProperty("cores").GetDouble());
+        Assert.Equal(0, auditJson.RootElement.GetProperty("phantoms").GetProperty("phantoms").GetInt64());
+        Assert.Equal(1, auditJson.RootElement.GetProperty("phantoms").GetProperty("live_by_target").GetInt64());
     }
 
     [Fact]

@@ -17,6 +17,9 @@ public sealed class EventLedger
     private readonly HashSet<string> _seenEvents = new(StringComparer.Ordinal);
 
     public HashSet<string> AcceptedIds { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Reservations holding capacity after the last event read (id -> slot): taken and not given back.</summary>
+    public Dictionary<string, string> Live { get; } = new(StringComparer.Ordinal);
     public Dictionary<(string Slot, CounterKind Kind, string Name), long> Totals { get; } = [];
     public Dictionary<(string Slot, CounterKind Kind, string Name), long> Peaks { get; } = [];
     public List<string> Problems { get; } = [];
@@ -30,7 +33,14 @@ public sealed class EventLedger
         if (!string.IsNullOrEmpty(e.EventId) && !_seenEvents.Add(e.EventId)) return;
         Events++;
         if (e.Kind is SlotEventKind.ReservationHeld or SlotEventKind.ReservationBooked)
+        {
             AcceptedIds.Add(e.ReservationId);
+            Live[e.ReservationId] = e.Slot;
+        }
+        else if (e.Kind is SlotEventKind.ReservationReleased or SlotEventKind.HoldExpired or SlotEventKind.ReservationAbandoned)
+        {
+            Live.Remove(e.ReservationId);
+        }
         if (e.FleetUnits != 0 && !string.IsNullOrEmpty(e.FleetCounter))
         {
             Move((e.Slot, CounterKind.Fleet, e.FleetCounter), e.FleetUnits);

@@ -18,12 +18,32 @@ public interface ITarget : IAsyncDisposable
     /// <summary>Starts it if the harness owns it, and configures the plan's slots with their capacities.</summary>
     Task PrepareAsync(SlotPlan plan, CancellationToken ct);
 
-    Task<ReserveOutcome> ReserveAsync(ReserveOperation op, CancellationToken ct);
+    /// <summary>The processes whose CPU the run accounts to this target (known after PrepareAsync).</summary>
+    IReadOnlyList<WatchedProcess> Processes { get; }
 
-    Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct);
+    /// <summary>
+    /// One attempt of a call. Attempt 0 is the first; a retry after a transport failure sends the
+    /// same operation again (same reservation id) with the next attempt number, and a target with
+    /// several endpoints moves it to another one, as checkout's client would fail over.
+    /// </summary>
+    Task<ReserveOutcome> ReserveAsync(ReserveOperation op, int attempt, CancellationToken ct);
+
+    Task<ReadOutcome> ReadAsync(ReadOperation op, int attempt, CancellationToken ct);
 
     /// <summary>Reads back what the target recorded, for the audit.</summary>
     Task<Readback> ReadBackAsync(SlotPlan plan, IReadOnlyCollection<AcceptedReservation> accepted, CancellationToken ct);
+}
+
+/// <summary>
+/// A target that models the checkout flow: a reserve with HoldSeconds &gt; 0 holds capacity until
+/// it is confirmed, released, or expires by itself. The answers are ReserveOutcomes: accepted, or
+/// the reason it was refused.
+/// </summary>
+public interface IHoldingTarget : ITarget
+{
+    Task<ReserveOutcome> ConfirmAsync(ReserveOperation op, int attempt, CancellationToken ct);
+
+    Task<ReserveOutcome> ReleaseAsync(ReserveOperation op, int attempt, CancellationToken ct);
 }
 
 /// <summary>A reservation answer. Reason is a domain reject reason (SLOT_FULL, ...) or null when accepted.</summary>
@@ -50,9 +70,13 @@ public enum CounterKind { Fleet, Shared, Zone }
 /// </summary>
 public sealed record CounterReading(string Slot, CounterKind Kind, string Name, long Used, long Peak);
 
-/// <summary>What a target recorded: counter usage and the reservations it holds as accepted.</summary>
+/// <summary>
+/// What a target recorded: counter usage, every reservation it ever accepted, and the ones that
+/// still hold capacity at the end (Live; null when the target cannot tell them apart).
+/// </summary>
 public sealed record Readback(
     string Source,
     IReadOnlyList<CounterReading> Counters,
     IReadOnlySet<string> RecordedReservationIds,
-    IReadOnlyList<string> Problems);
+    IReadOnlyList<string> Problems,
+    IReadOnlyDictionary<string, string>? LiveReservationSlots = null);

@@ -131,6 +131,9 @@ public sealed class PostgresTarget : ITarget
             $"-p {_port} -k {_dir} -c listen_addresses=127.0.0.1 -c max_connections={PoolSize + 10} -c synchronous_commit={(_synchronousCommit ? "on" : "off")}", "start"],
             TimeSpan.FromSeconds(40), ct);
         _started = true;
+        // postmaster.pid's first line is the postmaster's pid.
+        if (int.TryParse(File.ReadLines(Path.Combine(data, "postmaster.pid")).FirstOrDefault(), out var postmaster))
+            Processes = [new WatchedProcess("postgres", postmaster, WithChildren: true)];
         _data = NpgsqlDataSource.Create(
             $"Host=127.0.0.1;Port={_port};Username=postgres;Database=postgres;Maximum Pool Size={PoolSize};Minimum Pool Size={PoolSize};" +
             "Timeout=5;Command Timeout=5;Max Auto Prepare=10;No Reset On Close=true");
@@ -168,7 +171,10 @@ public sealed class PostgresTarget : ITarget
         return command;
     }
 
-    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, CancellationToken ct)
+    /// <summary>The postmaster with its children: backends, WAL writer, checkpointer.</summary>
+    public IReadOnlyList<WatchedProcess> Processes { get; private set; } = [];
+
+    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, int attempt, CancellationToken ct)
     {
         await using var command = _data!.CreateCommand("SELECT reserve($1, $2, $3, $4, $5, $6)");
         command.Parameters.Add(new NpgsqlParameter { Value = op.Slot.Id });
@@ -183,7 +189,7 @@ public sealed class PostgresTarget : ITarget
             : ReserveOutcome.Reject(answer);
     }
 
-    public async Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct)
+    public async Task<ReadOutcome> ReadAsync(ReadOperation op, int attempt, CancellationToken ct)
     {
         await using var command = _data!.CreateCommand(ReadSql);
         command.Parameters.Add(new NpgsqlParameter { Value = op.Hub });
@@ -207,6 +213,7 @@ public sealed class PostgresTarget : ITarget
     {
         var counters = new List<CounterReading>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
+        var live = new Dictionary<string, string>(StringComparer.Ordinal);
         await using var conn = await _data!.OpenConnectionAsync(ct);
         async Task Read(string sql, CounterKind kind)
         {
@@ -221,10 +228,17 @@ public sealed class PostgresTarget : ITarget
         await Read("SELECT slot, name, used FROM fleet_counter", CounterKind.Fleet);
         await Read("SELECT slot, name, used FROM shared_counter", CounterKind.Shared);
         await Read("SELECT slot, zone, used FROM zone_rule WHERE max_orders IS NOT NULL", CounterKind.Zone);
-        await using (var command = new NpgsqlCommand("SELECT reservation_id FROM reservation", conn))
+        await using (var command = new NpgsqlCommand("SELECT reservation_id, slot FROM reservation", conn))
         await using (var reader = await command.ExecuteReaderAsync(ct))
-            while (await reader.ReadAsync(ct)) ids.Add(reader.GetString(0));
-        return new Readback("postgres tables", counters, ids, []);
+        {
+            while (await reader.ReadAsync(ct))
+            {
+                ids.Add(reader.GetString(0));
+                live[reader.GetString(0)] = reader.GetString(1);
+            }
+        }
+        // Reservations are never given back here (the peers book at once), so every recorded one is live.
+        return new Readback("postgres tables", counters, ids, [], live);
     }
 
     public async ValueTask DisposeAsync()

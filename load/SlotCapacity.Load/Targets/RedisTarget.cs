@@ -178,7 +178,10 @@ public sealed class RedisTarget : ITarget
     private static RedisKey SlotKey(string slot) => $"slot:{slot}";
     private static RedisKey ReservationsKey(string slot) => $"res:{slot}";
 
-    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, CancellationToken ct)
+    public IReadOnlyList<WatchedProcess> Processes =>
+        _process is null ? [] : [new WatchedProcess("redis-server", _process.Id, WithChildren: true)];
+
+    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, int attempt, CancellationToken ct)
     {
         var result = (RedisResult[])(await NextDb().ScriptEvaluateAsync(_reserveSha,
             [SlotKey(op.Slot.Id), ReservationsKey(op.Slot.Id)],
@@ -186,7 +189,7 @@ public sealed class RedisTarget : ITarget
         return (int)result[0] == 1 ? ReserveOutcome.Accept((string)result[1]!) : ReserveOutcome.Reject((string)result[1]!);
     }
 
-    public async Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct)
+    public async Task<ReadOutcome> ReadAsync(ReadOperation op, int attempt, CancellationToken ct)
     {
         if (!_slotsByHubDay.TryGetValue((op.Hub, op.From), out var keys)) return new ReadOutcome(0, 0);
         var fits = (long[])(await NextDb().ScriptEvaluateAsync(_readSha, keys,
@@ -198,13 +201,18 @@ public sealed class RedisTarget : ITarget
     {
         var counters = new List<CounterReading>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
+        var live = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var slot in plan.Slots)
         {
             var hash = (await _db!.HashGetAllAsync(SlotKey(slot.Id))).ToDictionary(e => (string)e.Name!, e => e.Value);
             foreach (var f in slot.Config.Fleet) Add(CounterKind.Fleet, f.Name, $"f:{f.Name}:used");
             foreach (var s in slot.Config.Shared) Add(CounterKind.Shared, s.Name, $"s:{s.Name}:used");
             foreach (var z in slot.Config.ZoneRules.Where(z => z.HasMaxOrders)) Add(CounterKind.Zone, z.Zone, $"z:{z.Zone}:used");
-            foreach (var id in await _db.HashKeysAsync(ReservationsKey(slot.Id))) ids.Add(id!);
+            foreach (var id in await _db.HashKeysAsync(ReservationsKey(slot.Id)))
+            {
+                ids.Add(id!);
+                live[id!] = slot.Id;
+            }
 
             void Add(CounterKind kind, string name, string field)
             {
@@ -212,7 +220,8 @@ public sealed class RedisTarget : ITarget
                 counters.Add(new CounterReading(slot.Id, kind, name, used, used));
             }
         }
-        return new Readback("redis hashes", counters, ids, []);
+        // Reservations are never given back here (the peers book at once), so every recorded one is live.
+        return new Readback("redis hashes", counters, ids, [], live);
     }
 
     public async ValueTask DisposeAsync()

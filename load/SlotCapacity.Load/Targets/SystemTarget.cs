@@ -10,45 +10,86 @@ using SlotCapacity.Kafka;
 namespace SlotCapacity.Load.Targets;
 
 /// <summary>
-/// This project's system, driven as checkout drives it: gRPC calls to the gateways (round robin),
-/// slots configured through the Planning API. The audit reads back what the processors wrote:
+/// How the harness connects to each gateway: channels per gateway (each with its own connection
+/// pool: a channel's and a pool's locks are taken on every call, so one channel per gateway made
+/// the calls contend for them), and whether one channel may open more HTTP/2 connections once 100
+/// streams are in flight on one.
+/// </summary>
+/// <param name="DirectHttpClient">give the channel an HttpClient rather than the handler: Grpc.Net.Client
+/// then skips its client-side balancer (subchannel picks, locks per call), which one fixed address does not need</param>
+public sealed record ChannelShape(int ChannelsPerGateway = 4, bool MultipleHttp2Connections = true, bool DirectHttpClient = true)
+{
+    public static readonly ChannelShape Default = new();
+    public override string ToString() =>
+        $"{ChannelsPerGateway} channel(s) per gateway, {(MultipleHttp2Connections ? "more HTTP/2 connections past 100 streams" : "one HTTP/2 connection each")}" +
+        (DirectHttpClient ? ", HttpClient without the gRPC balancer" : "");
+}
+
+/// <summary>
+/// This project's system, driven as checkout drives it: gRPC calls to the gateways (round robin,
+/// a retry fails over to the next gateway with the same request), slots configured through the
+/// Planning API. The audit reads back what the processors wrote:
 /// the events topic (every HELD/BOOKED, and the running total of every counter in partition
 /// order) and the compacted availability snapshots, straight from Kafka, plus GetUtilisation.
 /// </summary>
-public sealed class SystemTarget : ITarget
+public sealed class SystemTarget : IHoldingTarget
 {
     private static readonly TimeSpan CallDeadline = TimeSpan.FromSeconds(5);
     private readonly IReadOnlyList<Uri> _gateways;
     private readonly string? _bootstrap;
     private readonly TopicNames _topics;
+    private readonly ChannelShape _shape;
+    private readonly Func<IReadOnlyList<WatchedProcess>> _findProcesses;
     private readonly List<GrpcChannel> _channels = [];
-    private readonly List<Checkout.CheckoutClient> _checkout = [];
+    // Per gateway, its channels' clients: call n goes to gateway (n + attempt) % gateways.
+    private readonly List<Checkout.CheckoutClient[]> _checkout = [];
     private readonly List<Planning.PlanningClient> _planning = [];
-    private long _next;
+    private string _processesFoundBy = "";
 
-    public SystemTarget(IReadOnlyList<Uri> gateways, string? kafkaBootstrap, TopicNames topics)
+    /// <param name="findProcesses">the processes of the system for CPU accounting; null: none</param>
+    public SystemTarget(IReadOnlyList<Uri> gateways, string? kafkaBootstrap, TopicNames topics, ChannelShape? shape = null,
+        Func<SystemProcesses.Found>? findProcesses = null)
     {
         foreach (var g in gateways) RequireLoopback(g);
         _gateways = gateways;
         _bootstrap = kafkaBootstrap;
         _topics = topics;
+        _shape = shape ?? ChannelShape.Default;
+        _findProcesses = () =>
+        {
+            var found = findProcesses?.Invoke();
+            _processesFoundBy = found?.How ?? "";
+            return found?.Processes ?? [];
+        };
         foreach (var g in gateways)
         {
-            var channel = GrpcChannel.ForAddress(g, new GrpcChannelOptions
+            var clients = new Checkout.CheckoutClient[_shape.ChannelsPerGateway];
+            for (var c = 0; c < clients.Length; c++)
             {
-                HttpHandler = new SocketsHttpHandler
+                var handler = new SocketsHttpHandler
                 {
-                    EnableMultipleHttp2Connections = true,
+                    EnableMultipleHttp2Connections = _shape.MultipleHttp2Connections,
                     ConnectTimeout = TimeSpan.FromSeconds(5),
                     PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
-                },
-                MaxRetryAttempts = 0,
-            });
-            _channels.Add(channel);
-            _checkout.Add(new Checkout.CheckoutClient(channel));
-            _planning.Add(new Planning.PlanningClient(channel));
+                };
+                var options = new GrpcChannelOptions
+                {
+                    // Retries are the harness's own (ClientPolicy): counted, and sent to the next gateway.
+                    MaxRetryAttempts = 0,
+                    DisposeHttpClient = true,
+                };
+                if (_shape.DirectHttpClient) options.HttpClient = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+                else options.HttpHandler = handler;
+                var channel = GrpcChannel.ForAddress(g, options);
+                _channels.Add(channel);
+                clients[c] = new Checkout.CheckoutClient(channel);
+                if (c == 0) _planning.Add(new Planning.PlanningClient(channel));
+            }
+            _checkout.Add(clients);
         }
     }
+
+    public IReadOnlyList<WatchedProcess> Processes { get; private set; } = [];
 
     /// <summary>The harness sends load only to this machine.</summary>
     public static void RequireLoopback(Uri uri)
@@ -59,9 +100,16 @@ public sealed class SystemTarget : ITarget
 
     public string Name => "system";
     public string Endpoint => string.Join(", ", _gateways);
-    public string Notes => $"{_gateways.Count} gateways (round robin), gRPC over h2c; audit from Kafka topics '{_topics.Events}' and '{_topics.Availability}'";
+    public string Notes =>
+        $"{_gateways.Count} gateways (round robin; a transport failure is retried on the next one, same reservation id), gRPC over h2c, {_shape}; " +
+        $"audit from Kafka topics '{_topics.Events}' and '{_topics.Availability}'" +
+        (Processes.Count > 0 ? $"; CPU of {string.Join(", ", Processes.Select(p => p.Name))} (found by {_processesFoundBy})" : "; no process of the system found for CPU accounting");
 
-    private int NextIndex() => (int)((ulong)Interlocked.Increment(ref _next) % (ulong)_checkout.Count);
+    private Checkout.CheckoutClient Client(long sequence, int attempt)
+    {
+        var clients = _checkout[(int)((ulong)(sequence + attempt) % (ulong)_checkout.Count)];
+        return clients[(int)((ulong)(sequence / _checkout.Count) % (ulong)clients.Length)];
+    }
 
     /// <summary>Throws with a clear message when no gateway answers.</summary>
     public async Task CheckReachableAsync(CancellationToken ct)
@@ -71,7 +119,7 @@ public sealed class SystemTarget : ITarget
             try
             {
                 var now = DateTimeOffset.UtcNow;
-                await _checkout[i].QueryAvailabilityAsync(new AvailabilityRequest
+                await _checkout[i][0].QueryAvailabilityAsync(new AvailabilityRequest
                 {
                     Hub = "load-probe",
                     From = Timestamp.FromDateTimeOffset(now),
@@ -88,6 +136,7 @@ public sealed class SystemTarget : ITarget
     public async Task PrepareAsync(SlotPlan plan, CancellationToken ct)
     {
         await CheckReachableAsync(ct);
+        Processes = _findProcesses();
         // A gateway that just started answers UNAVAILABLE until it owns reply partitions; a
         // ConfigureSlot replaces the whole configuration, so re-sending the failed ones is safe.
         var pending = plan.Slots.ToList();
@@ -126,22 +175,36 @@ public sealed class SystemTarget : ITarget
         return n;
     }
 
-    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, CancellationToken ct)
+    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, int attempt, CancellationToken ct)
     {
-        var reply = await _checkout[NextIndex()].ReserveAsync(new ReserveRequest
+        var reply = await Client(op.Sequence, attempt).ReserveAsync(new ReserveRequest
         {
             ReservationId = op.ReservationId,
             OrderId = op.OrderId,
             Slot = SlotIdOf(op.Slot.Key),
             Zone = op.Zone,
             Needs = NeedsOf(op.Needs),
+            HoldSeconds = op.HoldSeconds,
         }, deadline: DateTime.UtcNow.Add(CallDeadline), cancellationToken: ct);
-        return reply.Accepted ? ReserveOutcome.Accept(reply.FleetCounter) : ReserveOutcome.Reject(ReasonName(reply.Reason));
+        return Outcome(reply);
     }
 
-    public async Task<ReadOutcome> ReadAsync(ReadOperation op, CancellationToken ct)
+    private static ReserveOutcome Outcome(ReservationReply reply) =>
+        reply.Accepted ? ReserveOutcome.Accept(reply.FleetCounter) : ReserveOutcome.Reject(ReasonName(reply.Reason));
+
+    public async Task<ReserveOutcome> ConfirmAsync(ReserveOperation op, int attempt, CancellationToken ct) =>
+        Outcome(await Client(op.Sequence, attempt).ConfirmAsync(
+            new ConfirmRequest { ReservationId = op.ReservationId, Slot = SlotIdOf(op.Slot.Key) },
+            deadline: DateTime.UtcNow.Add(CallDeadline), cancellationToken: ct));
+
+    public async Task<ReserveOutcome> ReleaseAsync(ReserveOperation op, int attempt, CancellationToken ct) =>
+        Outcome(await Client(op.Sequence, attempt).ReleaseAsync(
+            new ReleaseRequest { ReservationId = op.ReservationId, Slot = SlotIdOf(op.Slot.Key), Reason = "customer cancelled (load harness)" },
+            deadline: DateTime.UtcNow.Add(CallDeadline), cancellationToken: ct));
+
+    public async Task<ReadOutcome> ReadAsync(ReadOperation op, int attempt, CancellationToken ct)
     {
-        var reply = await _checkout[NextIndex()].QueryAvailabilityAsync(new AvailabilityRequest
+        var reply = await Client(op.Sequence, attempt).QueryAvailabilityAsync(new AvailabilityRequest
         {
             Hub = op.Hub,
             From = Timestamp.FromDateTimeOffset(op.From),
@@ -170,6 +233,7 @@ public sealed class SystemTarget : ITarget
         var problems = new List<string>();
         var counters = new List<CounterReading>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
+        Dictionary<string, string>? live = null;
         if (string.IsNullOrWhiteSpace(_bootstrap))
         {
             problems.Add("KAFKA_BOOTSTRAP_SERVERS is not set, so the events and availability topics could not be read (pass --kafka or export it)");
@@ -180,6 +244,7 @@ public sealed class SystemTarget : ITarget
             var events = await Task.Run(() => EventLedger.Read(_bootstrap, _topics.Events, plan, wanted, TimeSpan.FromSeconds(30), ct), ct);
             var snapshots = await Task.Run(() => ReadSnapshots(_bootstrap, _topics.Availability, plan, TimeSpan.FromSeconds(20), ct), ct);
             ids.UnionWith(events.AcceptedIds);
+            live = events.Live;
             problems.AddRange(events.Problems);
             problems.AddRange(snapshots.Problems);
             var keys = events.Totals.Keys.Union(snapshots.Used.Keys);
@@ -192,7 +257,7 @@ public sealed class SystemTarget : ITarget
             }
         }
         problems.AddRange(await CheckUtilisationAsync(plan, ct));
-        return new Readback("events and availability topics", counters, ids, problems);
+        return new Readback("events and availability topics", counters, ids, problems, live);
     }
 
     private async Task<List<string>> CheckUtilisationAsync(SlotPlan plan, CancellationToken ct)
