@@ -12,7 +12,7 @@ namespace SlotCapacity.Kafka;
 public static class RetainedHistory
 {
     /// <summary>The first offset the cluster still holds for <paramref name="partition"/>.</summary>
-    public static long StartOffset(IConsumer<byte[], byte[]> consumer, TopicPartition partition, TimeSpan timeout)
+    public static long StartOffset<TKey, TValue>(IConsumer<TKey, TValue> consumer, TopicPartition partition, TimeSpan timeout)
     {
         ArgumentNullException.ThrowIfNull(consumer);
         return consumer.QueryWatermarkOffsets(partition, timeout).Low.Value;
