@@ -160,7 +160,7 @@ public sealed class SlotDecisionTests
         AssertRejected(slot.Send(Command(_ => { })), RejectReason.Invalid);
         var badKey = Reserve("r1");
         badKey.Slot = "not-a-slot";
-        var decision = SlotDecisions.Decide(slot.State!.Clone(), slot.Lookup, badKey, T0, 0, 99);
+        var decision = SlotDecisions.Decide(slot.State!.Clone(), slot, badKey, T0, 0, 99);
         AssertRejected(decision, RejectReason.Invalid);
         Assert.Null(decision.State);
     }
@@ -451,7 +451,7 @@ public sealed class SlotDecisionTests
         Assert.Equal(SlotEventKind.ReservationReleased, again.Events.Single().Kind);
         Assert.Equal(0, slot.Used("vans"));
         Assert.Empty(slot.State!.FleetHeld);
-        Assert.Empty(slot.State.Held);
+        Assert.Empty(slot.Holds);
     }
 
     [Fact]

@@ -89,8 +89,11 @@ public sealed class SlotPropertyTests
             }
             Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => r.HoldExpiresUnixMs).DefaultIfEmpty(0).Min(),
                 state.NextHoldExpiryUnixMs);
-            Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => r.ReservationId).Order(),
-                state.Held.Keys.Order());
+            // The hold index holds exactly the held reservations, each at its expiry.
+            Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => (r.HoldExpiresUnixMs, r.ReservationId))
+                .Order(), slot.Holds.Order());
+            Assert.Empty(state.LegacyHeld);
+            Assert.Empty(state.LegacyRecentlyExpired);
         }), iter: 400);
     }
 
