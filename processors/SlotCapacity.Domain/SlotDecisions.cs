@@ -96,7 +96,7 @@ public static class SlotDecisions
         MoveLegacyHolds(state, index, at);
         var reply = new Slot(state, book, index, at).Apply(command);
         state.LastApplied = at;
-        if (index.HoldsChanged) state.NextHoldExpiryUnixMs = index.EarliestHold();
+        if (index.HoldsChanged) state.NextHoldExpiryUnixMs = index.EarliestHold(state.NextHoldExpiryUnixMs);
         var events = EventsAt(state, book, at, index.ExpiredBy(at), ReservationIdOf(command));
         var snapshot = events.Count > 0 && state.Configured ? Snapshot(state, slotKey.Value, at) : null;
         return new Decision(state, book.Changed, index.Changes(), reply, events, snapshot);
@@ -423,8 +423,9 @@ public static class SlotDecisions
         private readonly HashSet<(long Expiry, string Id)> _holdsRemoved = [];
         private readonly List<ExpiredHold> _expiredAdded = [];
         private readonly List<ExpiredHold> _expiredRemoved = [];
+        private bool _dueRead;
 
-        public bool HoldsChanged => _holdsAdded.Count > 0 || _holdsRemoved.Count > 0;
+        public bool HoldsChanged => _holdsAdded.Count > 0 || _holdsRemoved.Count > 0 || _dueRead;
 
         public void AddHold(long expiry, string id) => _holdsAdded.Add((expiry, id));
 
@@ -438,6 +439,7 @@ public static class SlotDecisions
         /// order the store's bytes sort in).</summary>
         public List<(long Expiry, string Id)> HoldsDue(long unixMs)
         {
+            _dueRead = true;
             var due = stored.HoldsDueBy(unixMs).Select(e => (Expiry: e.ExpiresUnixMs, Id: e.ReservationId))
                 .Where(e => !_holdsRemoved.Contains(e))
                 .Concat(_holdsAdded.Where(e => e.Expiry <= unixMs))
@@ -446,11 +448,14 @@ public static class SlotDecisions
             return due;
         }
 
-        /// <summary>The earliest hold expiry left, 0 if none; reads the stored entries only up to
-        /// the first this command did not remove.</summary>
-        public long EarliestHold()
+        /// <summary>The earliest hold expiry left, 0 if none. <paramref name="before"/> (the slot's
+        /// earliest before this command) stands for the stored entries while this command only
+        /// added some; otherwise they are read up to the first this command did not remove.</summary>
+        public long EarliestHold(long before)
         {
-            var earliest = stored.HoldsDueBy(long.MaxValue).Select(e => (Expiry: e.ExpiresUnixMs, Id: e.ReservationId))
+            var earliest = _holdsRemoved.Count == 0 && !_dueRead
+                ? before == 0 ? long.MaxValue : before
+                : stored.HoldsDueBy(long.MaxValue).Select(e => (Expiry: e.ExpiresUnixMs, Id: e.ReservationId))
                 .Where(e => !_holdsRemoved.Contains(e)).Select(e => e.Expiry).DefaultIfEmpty(long.MaxValue).First();
             foreach (var (expiry, _) in _holdsAdded) earliest = Math.Min(earliest, expiry);
             return earliest == long.MaxValue ? 0 : earliest;
