@@ -73,6 +73,18 @@ internal sealed class SlotHarness : ISlotReader
     /// <summary>Replaces the stored state, as a processor of an earlier version left it.</summary>
     public void Restore(SlotState state) => State = state;
 
+    /// <summary>
+    /// Stores the slot as the version before the hold index did: the held reservations and the
+    /// expired-hold marks inside the slot state, no index keys.
+    /// </summary>
+    public void ToPreviousVersion()
+    {
+        foreach (var (expiry, id) in Holds) State!.LegacyHeld[id] = expiry;
+        State!.LegacyRecentlyExpired.AddRange(Expired.Values);
+        Holds.Clear();
+        Expired.Clear();
+    }
+
     public ReservationRecord? Reservation(string reservationId) => Records.TryGetValue(reservationId, out var r) ? r : null;
 
     public IEnumerable<HoldIndexEntry> HoldsDueBy(long unixMs) =>
