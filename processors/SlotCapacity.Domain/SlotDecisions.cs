@@ -419,7 +419,9 @@ public static class SlotDecisions
     /// </summary>
     private sealed class SlotIndex(ISlotReader stored)
     {
-        private readonly List<(long Expiry, string Id)> _holdsAdded = [];
+        // Sets: a state moved from the previous version adds every hold of the slot at once, and
+        // its due ones are removed again in the same command.
+        private readonly HashSet<(long Expiry, string Id)> _holdsAdded = [];
         private readonly HashSet<(long Expiry, string Id)> _holdsRemoved = [];
         private readonly List<ExpiredHold> _expiredAdded = [];
         private readonly List<ExpiredHold> _expiredRemoved = [];
