@@ -8,11 +8,16 @@ using SlotCapacity.Contracts;
 using SlotCapacity.Domain;
 using SlotCapacity.Kafka;
 using SlotCapacity.Processor;
+using Streamiz.Kafka.Net.Mock;
+using Streamiz.Kafka.Net.SerDes;
+using Streamiz.Kafka.Net.State;
 
 // Engine benchmark: (1) the pure decision per command, (2) one processor's throughput on a broker
-// (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster). Bounded in count and time.
-// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [latency] [--commands N] [--slots N] [--seconds N] [--out FILE]
-var modes = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal) && !int.TryParse(a, out _)).ToHashSet();
+// (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster), (3) the processor's cost per command
+// on a slot holding many holds. Bounded in count and time.
+// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [latency] [holds]
+//   [--commands N] [--slots N] [--seconds N] [--holds N,N] [--pairs N] [--out FILE]
+var modes = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal) && !int.TryParse(a, out _) && !a.Contains(',', StringComparison.Ordinal)).ToHashSet();
 if (modes.Count == 0) modes = ["decide", "throughput", "latency"];
 var commandCount = Option("--commands", 50_000);
 var slotCount = Option("--slots", 500);
@@ -32,6 +37,9 @@ Line("");
 if (modes.Contains("decide")) DecideBenchmark();
 if (modes.Contains("throughput")) await ThroughputBenchmark(commandCount, slotCount);
 if (modes.Contains("latency")) await LatencyBenchmark(slotCount, [1_000, 3_000, 5_000], TimeSpan.FromSeconds(Option("--seconds", 5)));
+if (modes.Contains("holds"))
+    HoldsBenchmark([.. (args.SkipWhile(a => a != "--holds").Skip(1).FirstOrDefault() ?? "100,50000").Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture))],
+        Option("--pairs", 300));
 if (outFile is not null)
 {
     Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outFile))!);
@@ -78,12 +86,12 @@ void DecideBenchmark()
     });
 
     // A slot carrying 200 reservations (a busy two-hour window); the records live beside the slot state.
-    var records = new Dictionary<string, ReservationRecord>(StringComparer.Ordinal);
-    ReservationRecord? Lookup(string id) => records.TryGetValue(id, out var r) ? r : null;
+    var keys = new MemorySlot();
+    var records = keys.Records;
     SlotState Apply(SlotState? current, SlotCommand command, long at, long position)
     {
-        var decision = SlotDecisions.Decide(current, Lookup, command, at, 0, position);
-        foreach (var record in decision.Reservations) records[record.ReservationId] = record;
+        var decision = SlotDecisions.Decide(current, keys, command, at, 0, position);
+        keys.Write(decision);
         return decision.State ?? current!;
     }
     var state = Apply(null, Command(0, c => c.Configure = new ConfigureSlot { Config = config }), t0, 0);
@@ -110,11 +118,11 @@ void DecideBenchmark()
     });
     Measure("reserve, same id again (idempotent)", 1, () => state = Apply(state, duplicate, t0 + 10_000, ++offset));
     Measure("confirm of a booking (idempotent)", 1, () => state = Apply(state, confirm, t0 + 10_000, ++offset));
-    Measure("re-delivered command (answered from state)", 1, () => SlotDecisions.Decide(state, Lookup, duplicate, t0 + 10_000, 0, 5));
+    Measure("re-delivered command (answered from state)", 1, () => SlotDecisions.Decide(state, keys, duplicate, t0 + 10_000, 0, 5));
     Measure("processor path, nothing cached: parse state and record + decide + serialize both", 1, () =>
     {
         var loaded = SlotState.Parser.ParseFrom(stored);
-        var decided = SlotDecisions.Decide(loaded, _ => ReservationRecord.Parser.ParseFrom(storedRecord), confirm, t0 + 10_000, 0, ++offset);
+        var decided = SlotDecisions.Decide(loaded, new ParsedRecord(keys, storedRecord), confirm, t0 + 10_000, 0, ++offset);
         _ = decided.State!.ToByteArray();
         foreach (var record in decided.Reservations) _ = record.ToByteArray();
     });
@@ -133,6 +141,135 @@ void DecideBenchmark()
         }
         samples.Sort();
         Line($"| {name} | {samples[samples.Count / 2]:F0} | {samples[samples.Count * 9 / 10]:F0} |");
+    }
+}
+
+// The processor's topology on Streamiz's TopologyTestDriver (RocksDB store and its changelog, no
+// broker), one slot already holding N holds: per Reserve (a new hold) and per Confirm (of that
+// hold), the time to process the command and the bytes it wrote to the state changelog (key +
+// value of every put and delete; the store gets the same writes). Every case has the same
+// number of holds in the store: the measured slot's N, and the rest on another slot.
+void HoldsBenchmark(int[] holdCounts, int pairs)
+{
+    var storeHolds = holdCounts.Max();
+    Line($"## Processor cost per command on a slot with many holds ({pairs} Reserve + Confirm pairs after {pairs / 5} for warm-up; "
+        + $"{storeHolds:N0} holds in the store in every case; TopologyTestDriver, RocksDB store)");
+    Line("");
+    Line("| holds in the slot | slot state bytes | Reserve median µs | Reserve p90 µs | Confirm median µs | Confirm p90 µs | changelog bytes per Reserve | per Confirm |");
+    Line("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    foreach (var holds in holdCounts) OneSlot(holds, storeHolds - holds);
+    Line("");
+
+    void OneSlot(int holds, int elsewhere)
+    {
+        var topics = new TopicNames("holds.");
+        var stateDirectory = Path.Combine(Path.GetTempPath(), "engine-bench", Guid.NewGuid().ToString("N"));
+        var settings = new ProcessorSettings("127.0.0.1:1", topics, stateDirectory, "bench-holds");
+        var clock = new DateTime(2030, 5, 6, 6, 0, 0, DateTimeKind.Utc);
+        var expiry = new DateTimeOffset(clock).AddHours(1).ToUnixTimeMilliseconds();
+        var start = new DateTimeOffset(2030, 5, 6, 10, 0, 0, TimeSpan.Zero);
+        var model = SlotKey.Create("bench-model", start).ToString();
+        var slot = SlotKey.Create("bench-holds", start).ToString();
+        var other = SlotKey.Create("bench-other", start).ToString();
+        var offset = 0L;
+        SlotCommand Command(string slotKey, string id, Action<SlotCommand> body)
+        {
+            var command = new SlotCommand { CommandId = id, Slot = slotKey, ReplyPartition = 0, CorrelationId = "corr-" + id };
+            body(command);
+            return command;
+        }
+        SlotCommand Reserve(string slotKey, string id) => Command(slotKey, "reserve-" + id, c => c.Reserve = new Reserve
+        {
+            ReservationId = id, OrderId = "order-" + id, Zone = "north", Needs = new OrderNeeds(), HoldExpiresUnixMs = expiry,
+        });
+        SlotCommand Confirm(string slotKey, string id) => Command(slotKey, "confirm-" + id, c => c.Confirm = new Confirm { ReservationId = id });
+        var streamConfig = SlotTopology.Config(settings, loggers);
+        // The output topics below are read from their end: the test driver reads a topic in a time
+        // that grows with what it has to skip (a cost of the harness), and the seeding is not measured.
+        streamConfig.AutoOffsetReset = AutoOffsetReset.Latest;
+        try
+        {
+            using var driver = new TopologyTestDriver(SlotTopology.Build(topics, 12, loggers), streamConfig);
+            var commands = driver.CreateInputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.Commands);
+            {
+                void Send(SlotCommand command) => commands.PipeInput(command.Slot, command.ToByteArray(), clock.AddMilliseconds(offset++));
+                // Written to the store directly (sending them all costs O(holds²) bytes with the hold
+                // list inside the slot state): each slot as a processor before the hold index stored
+                // it, which both versions read. A model slot made by the processor gives every field
+                // its real value.
+                var config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = 10_000_000 } } };
+                Send(Command(model, "configure-model", c => c.Configure = new ConfigureSlot { Config = config }));
+                Send(Reserve(model, "model-hold"));
+                var store = (IKeyValueStore<string, byte[]>)driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore);
+                var record = ReservationRecord.Parser.ParseFrom(store.Get(SlotCommandProcessor.RecordKey(model, "model-hold")));
+                foreach (var (key, count) in new[] { (slot, holds), (other, elsewhere) })
+                {
+                    var state = SlotState.Parser.ParseFrom(store.Get(model));
+                    state.Slot = key;
+                    state.FleetUsed["vans"] = state.FleetHeld["vans"] = state.ZoneUsed["north"] = count;
+                    for (var i = 0; i < count; i++)
+                    {
+                        var id = $"held-{i:D6}";
+                        record.ReservationId = id;
+                        record.OrderId = "order-" + id;
+                        store.Put(SlotCommandProcessor.RecordKey(key, id), record.ToByteArray());
+                        state.LegacyHeld[id] = expiry + i;
+                    }
+                    state.NextHoldExpiryUnixMs = count == 0 ? 0 : expiry;
+                    store.Put(key, state.ToByteArray());
+                    // One command reads the slot the way the running version does (moving its holds to the index).
+                    Send(Command(key, "tick-" + key, c => c.ExpireHolds = new ExpireHolds()));
+                }
+            }
+
+            var changelog = driver.CreateOutputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.StateChangelog);
+            var replies = driver.CreateOutputTopic<string, SlotReply, StringSerDes, ProtobufSerDes<SlotReply>>(topics.Replies);
+            var events = driver.CreateOutputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.Events);
+            var availability = driver.CreateOutputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.Availability);
+            TimeSpan Timed(SlotCommand command)
+            {
+                var bytes = command.ToByteArray();
+                var watch = Stopwatch.StartNew();
+                commands.PipeInput(command.Slot, bytes, clock.AddMilliseconds(offset++));
+                return watch.Elapsed;
+            }
+            long Written()
+            {
+                if (!replies.ReadKeyValueList().All(r => r.Message.Value.Accepted))
+                    throw new InvalidOperationException("a benchmark command was rejected: the seeded slot did not survive the restart");
+                events.ReadKeyValueList();
+                availability.ReadKeyValueList();
+                return changelog.ReadKeyValueList().Sum(r => (long)Encoding.UTF8.GetByteCount(r.Message.Key) + (r.Message.Value?.Length ?? 0));
+            }
+
+            var reserveTimes = new List<double>();
+            var confirmTimes = new List<double>();
+            long reserveBytes = 0, confirmBytes = 0;
+            var warmUp = pairs / 5;
+            for (var i = 0; i < warmUp + pairs; i++)
+            {
+                var id = $"new-{i:D6}";
+                var reserve = Timed(Reserve(slot, id));
+                var reserveWritten = Written();
+                var confirm = Timed(Confirm(slot, id));
+                var confirmWritten = Written();
+                if (i < warmUp) continue;
+                reserveTimes.Add(reserve.TotalMicroseconds);
+                confirmTimes.Add(confirm.TotalMicroseconds);
+                reserveBytes += reserveWritten;
+                confirmBytes += confirmWritten;
+            }
+            var stateBytes = driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore).Get(slot).Length;
+            reserveTimes.Sort();
+            confirmTimes.Sort();
+            static double At(List<double> sorted, double q) => sorted[Math.Min(sorted.Count - 1, (int)(q * sorted.Count))];
+            Line($"| {holds:N0} | {stateBytes:N0} | {At(reserveTimes, 0.5):F0} | {At(reserveTimes, 0.9):F0} | {At(confirmTimes, 0.5):F0} | {At(confirmTimes, 0.9):F0} "
+                + $"| {reserveBytes / pairs:N0} | {confirmBytes / pairs:N0} |");
+        }
+        finally
+        {
+            if (Directory.Exists(stateDirectory)) Directory.Delete(stateDirectory, recursive: true);
+        }
     }
 }
 
@@ -316,4 +453,40 @@ async Task LatencyBenchmark(int slotCount, int[] rates, TimeSpan perRate)
     Line("");
     await stopReading.CancelAsync();
     await reader;
+}
+
+/// <summary>A slot's stored keys in memory (records, hold index, expired-hold marks), written as the processor writes them.</summary>
+internal sealed class MemorySlot : ISlotReader
+{
+    private readonly SortedSet<(long Expiry, string Id)> _holds = new(Comparer<(long Expiry, string Id)>.Create(
+        (a, b) => a.Expiry != b.Expiry ? a.Expiry.CompareTo(b.Expiry) : string.CompareOrdinal(a.Id, b.Id)));
+    private readonly SortedDictionary<(long Offset, string Id), ExpiredHold> _expired = new(Comparer<(long Offset, string Id)>.Create(
+        (a, b) => a.Offset != b.Offset ? a.Offset.CompareTo(b.Offset) : string.CompareOrdinal(a.Id, b.Id)));
+
+    public Dictionary<string, ReservationRecord> Records { get; } = new(StringComparer.Ordinal);
+
+    public void Write(Decision decision)
+    {
+        if (decision.State is null) return;
+        foreach (var record in decision.Reservations) Records[record.ReservationId] = record;
+        foreach (var hold in decision.Index.HoldsAdded) _holds.Add((hold.ExpiresUnixMs, hold.ReservationId));
+        foreach (var mark in decision.Index.ExpiredAdded) _expired[(mark.Offset, mark.ReservationId)] = mark;
+        foreach (var hold in decision.Index.HoldsRemoved) _holds.Remove((hold.ExpiresUnixMs, hold.ReservationId));
+        foreach (var mark in decision.Index.ExpiredRemoved) _expired.Remove((mark.Offset, mark.ReservationId));
+    }
+
+    public ReservationRecord? Reservation(string reservationId) => Records.TryGetValue(reservationId, out var r) ? r : null;
+
+    public IEnumerable<HoldIndexEntry> HoldsDueBy(long unixMs) =>
+        _holds.TakeWhile(h => h.Expiry <= unixMs).Select(h => new HoldIndexEntry { ExpiresUnixMs = h.Expiry, ReservationId = h.Id });
+
+    public IEnumerable<ExpiredHold> ExpiredFrom(long offset) => _expired.Where(e => e.Key.Offset >= offset).Select(e => e.Value);
+}
+
+/// <summary>Every reservation record parsed from the same bytes (as when nothing is cached); the index from memory.</summary>
+internal sealed class ParsedRecord(ISlotReader index, byte[] record) : ISlotReader
+{
+    public ReservationRecord? Reservation(string reservationId) => ReservationRecord.Parser.ParseFrom(record);
+    public IEnumerable<HoldIndexEntry> HoldsDueBy(long unixMs) => index.HoldsDueBy(unixMs);
+    public IEnumerable<ExpiredHold> ExpiredFrom(long offset) => index.ExpiredFrom(offset);
 }

@@ -2,18 +2,52 @@ using SlotCapacity.Contracts;
 
 namespace SlotCapacity.Domain;
 
+/// <summary>
+/// What a decision reads of a slot besides its state: the slot's other stored keys, read-only
+/// (the processor's store; memory in tests). Each lookup costs what it returns, never the size
+/// of the slot.
+/// </summary>
+public interface ISlotReader
+{
+    /// <summary>The stored record of a reservation id, null if none.</summary>
+    ReservationRecord? Reservation(string reservationId);
+
+    /// <summary>The slot's hold index entries whose expiry is at or before <paramref name="unixMs"/>,
+    /// earliest first; read lazily, so taking the first entry reads one.</summary>
+    IEnumerable<HoldIndexEntry> HoldsDueBy(long unixMs);
+
+    /// <summary>The slot's expired-hold marks of the command at <paramref name="offset"/> and every
+    /// later one, by offset; read lazily.</summary>
+    IEnumerable<ExpiredHold> ExpiredFrom(long offset);
+}
+
 /// <summary>What one command did to one slot.</summary>
 /// <param name="State">The slot state to store (with the command's position as last applied), or
 /// null when nothing must be written: a re-delivered command, or one whose slot key is unusable.</param>
 /// <param name="Reservations">Reservation records created or changed, to store BEFORE the slot state:
 /// a crash between the two leaves records stamped after the state's last applied offset, which
 /// the next decision on the slot undoes (see <see cref="SlotDecisions.Settle"/>).</param>
+/// <param name="Index">Hold index entries and expired-hold marks to add (BEFORE the slot state) and
+/// to remove (AFTER it).</param>
 /// <param name="Reply">The answer for the sender (sent only when the command names a reply partition).</param>
 /// <param name="Events">Accepted changes, in order; ids are "{partition}:{offset}:{index}".</param>
 /// <param name="Snapshot">The slot's new availability when capacity or configuration changed, else null.</param>
 public sealed record Decision(
-    SlotState? State, IReadOnlyList<ReservationRecord> Reservations, SlotReply Reply, IReadOnlyList<SlotEvent> Events,
-    AvailabilitySnapshot? Snapshot);
+    SlotState? State, IReadOnlyList<ReservationRecord> Reservations, IndexChanges Index, SlotReply Reply,
+    IReadOnlyList<SlotEvent> Events, AvailabilitySnapshot? Snapshot);
+
+/// <summary>
+/// Changes to a slot's index keys. Added entries are stored with the records, before the slot
+/// state; removed ones after it. A crash before the state write thus leaves every entry the stored
+/// state still needs (added ones are written again when the command comes again); a crash after it
+/// leaves entries of holds that are no longer held, which the next due scan skips and removes.
+/// </summary>
+public sealed record IndexChanges(
+    IReadOnlyList<HoldIndexEntry> HoldsAdded, IReadOnlyList<HoldIndexEntry> HoldsRemoved,
+    IReadOnlyList<ExpiredHold> ExpiredAdded, IReadOnlyList<ExpiredHold> ExpiredRemoved)
+{
+    public static readonly IndexChanges None = new([], [], [], []);
+}
 
 /// <summary>
 /// How a reservation is decided. Pure: the outcome depends only on the slot's state and the
@@ -22,7 +56,8 @@ public sealed record Decision(
 /// <list type="bullet">
 /// <item>A command at or below the slot's last applied offset (same partition) is a re-delivery:
 /// it is answered from state and re-emits the events it caused, and is never applied twice.</item>
-/// <item>Every other command first frees the holds whose expiry is at or before its timestamp.</item>
+/// <item>Every other command first frees the holds whose expiry is at or before its timestamp,
+/// by expiry then reservation id (ordinal), found in the slot's hold index.</item>
 /// <item>A Reserve is checked in this order: reservation id already known (same content = same
 /// answer, different content = INVALID, abandoned = UNAVAILABLE), slot configured, open, before
 /// cut-off, zone open, zone under its limit, some fleet counter serves the zone and carries every
@@ -39,31 +74,50 @@ public static class SlotDecisions
     /// <summary>
     /// Decides one command for one slot. <paramref name="state"/> is the slot's stored state (null if
     /// the slot was never seen); it is updated in place and returned as <see cref="Decision.State"/>,
-    /// so pass a copy to keep the old one. <paramref name="reservation"/> looks up a stored
-    /// reservation record by id (null if none); records are copied before any change.
+    /// so pass a copy to keep the old one. <paramref name="stored"/> reads the slot's other keys;
+    /// records are copied before any change.
     /// </summary>
-    public static Decision Decide(SlotState? state, Func<string, ReservationRecord?> reservation, SlotCommand command,
+    public static Decision Decide(SlotState? state, ISlotReader stored, SlotCommand command,
         long commandTimestampMs, int partition, long offset)
     {
-        ArgumentNullException.ThrowIfNull(reservation);
+        ArgumentNullException.ThrowIfNull(stored);
         var at = new AppliedAt { Partition = partition, Offset = offset, UnixMs = commandTimestampMs, CommandId = command.CommandId };
 
         if (!SlotKey.TryParse(command.Slot, out var slotKey))
-            return new Decision(null, [], Reject(command, at, RejectReason.Invalid,
+            return new Decision(null, [], IndexChanges.None, Reject(command, at, RejectReason.Invalid,
                 $"slot '{command.Slot}' is not a slot key 'hub@yyyy-MM-ddTHH:mmZ'"), [], null);
 
         if (state is not null && IsRedelivery(state, at))
-            return AnswerRedelivery(state, reservation, command, at);
+            return AnswerRedelivery(state, stored, command, at);
 
         state ??= new SlotState { Slot = command.Slot };
-        var book = new Book(reservation, state.LastApplied);
-        var reply = new Slot(state, book, at).Apply(command);
+        var book = new Book(stored, state.LastApplied);
+        var index = new SlotIndex(stored);
+        MoveLegacyHolds(state, index, at);
+        var reply = new Slot(state, book, index, at).Apply(command);
         state.LastApplied = at;
-        state.NextHoldExpiryUnixMs = state.Held.Count == 0 ? 0 : state.Held.Values.Min();
-        var events = EventsAt(state, book, at, ReservationIdOf(command));
+        if (index.HoldsChanged) state.NextHoldExpiryUnixMs = index.EarliestHold(state.NextHoldExpiryUnixMs);
+        var events = EventsAt(state, book, at, index.ExpiredBy(at), ReservationIdOf(command));
         var snapshot = events.Count > 0 && state.Configured ? Snapshot(state, slotKey.Value, at) : null;
-        return new Decision(state, book.Changed, reply, events, snapshot);
+        return new Decision(state, book.Changed, index.Changes(), reply, events, snapshot);
     }
+
+    /// <summary>
+    /// A state written before the hold index keeps its holds and expiry marks inside: they move to
+    /// index keys with this command (the state written with it no longer has them; a crash before
+    /// that write leaves them in place to move again).
+    /// </summary>
+    private static void MoveLegacyHolds(SlotState state, SlotIndex index, AppliedAt at)
+    {
+        foreach (var (id, expiry) in state.LegacyHeld) index.AddHold(expiry, id);
+        var keepAfter = KeepExpiredAfter(at);
+        foreach (var mark in state.LegacyRecentlyExpired)
+            if (mark.UnixMs >= keepAfter) index.MarkExpired(mark);
+        state.LegacyHeld.Clear();
+        state.LegacyRecentlyExpired.Clear();
+    }
+
+    private static long KeepExpiredAfter(AppliedAt at) => at.UnixMs - (long)RecentlyExpiredKept.TotalMilliseconds;
 
     /// <summary>
     /// A stored record as it was after the slot's last applied command: changes stamped later come
@@ -158,21 +212,25 @@ public static class SlotDecisions
     /// and if that copy would now take an effect, the original must have been a reject whose
     /// cause has since gone (say, capacity freed), so it is answered as a retryable reject.
     /// </summary>
-    private static Decision AnswerRedelivery(SlotState state, Func<string, ReservationRecord?> reservation, SlotCommand command, AppliedAt at)
+    private static Decision AnswerRedelivery(SlotState state, ISlotReader stored, SlotCommand command, AppliedAt at)
     {
-        var book = new Book(reservation, state.LastApplied);
+        var book = new Book(stored, state.LastApplied);
         var reply = StampedReply(state, book, command, at);
         if (reply is null)
         {
             var copy = state.Clone();
-            var trial = new Book(reservation, state.LastApplied);
-            reply = new Slot(copy, trial, at).ApplyWithoutExpiry(command);
+            var trial = new Book(stored, state.LastApplied);
+            reply = new Slot(copy, trial, new SlotIndex(stored), at).ApplyWithoutExpiry(command);
             if (!copy.Equals(state) || trial.Changed.Count > 0)
                 reply = Reject(command, at, RejectReason.Unavailable,
                     "re-delivered command that was rejected before; its original reason no longer applies, try again");
         }
         reply.Replayed = true;
-        return new Decision(null, [], reply, EventsAt(state, book, at, ReservationIdOf(command)), null);
+        // The marks of the holds it expired: in index keys, or still in a state written before them.
+        var expired = stored.ExpiredFrom(at.Offset).TakeWhile(m => m.Offset == at.Offset)
+            .Concat(state.LegacyRecentlyExpired.Where(m => m.Offset == at.Offset))
+            .Select(m => m.ReservationId);
+        return new Decision(null, [], IndexChanges.None, reply, EventsAt(state, book, at, expired, ReservationIdOf(command)), null);
     }
 
     private static bool Here(AppliedAt? a, AppliedAt at) => a is not null && a.Partition == at.Partition && a.Offset == at.Offset;
@@ -200,15 +258,18 @@ public static class SlotDecisions
 
     /// <summary>
     /// The events caused by the command at <paramref name="at"/>, rebuilt from the stamps in the
-    /// state: first the holds it expired (by expiry, then id), then its own change. Building the
-    /// events of a fresh command the same way makes a re-delivery emit identical events.
+    /// state and records: first the holds it expired (<paramref name="expiredIds"/>, any order;
+    /// emitted by expiry, then id), then its own change. Building the events of a fresh command the
+    /// same way makes a re-delivery emit identical events.
     /// </summary>
-    private static List<SlotEvent> EventsAt(SlotState state, Book book, AppliedAt at, string ownReservationId)
+    private static List<SlotEvent> EventsAt(SlotState state, Book book, AppliedAt at, IEnumerable<string> expiredIds, string ownReservationId)
     {
         var events = new List<SlotEvent>();
-        foreach (var expired in state.RecentlyExpired)
-            if (expired.Offset == at.Offset && book.Get(expired.ReservationId) is { } record && Here(record.EndedAt, at))
-                events.Add(ReservationEvent(state, at, events.Count, record, SlotEventKind.HoldExpired, -1));
+        var expired = expiredIds.Distinct(StringComparer.Ordinal).Select(book.Get)
+            .Where(r => r is not null && Here(r.EndedAt, at)).Select(r => r!)
+            .OrderBy(r => r.HoldExpiresUnixMs).ThenBy(r => r.ReservationId, StringComparer.Ordinal);
+        foreach (var record in expired)
+            events.Add(ReservationEvent(state, at, events.Count, record, SlotEventKind.HoldExpired, -1));
         if (ownReservationId.Length > 0 && book.Get(ownReservationId) is { } own)
         {
             SlotEventKind? kind = null;
@@ -332,7 +393,7 @@ public static class SlotDecisions
     };
 
     /// <summary>The reservations one command reads and changes, loaded on demand.</summary>
-    private sealed class Book(Func<string, ReservationRecord?> lookup, AppliedAt? lastApplied)
+    private sealed class Book(ISlotReader stored, AppliedAt? lastApplied)
     {
         private readonly Dictionary<string, ReservationRecord?> _loaded = new(StringComparer.Ordinal);
         private readonly HashSet<string> _changedIds = new(StringComparer.Ordinal);
@@ -341,7 +402,7 @@ public static class SlotDecisions
         public ReservationRecord? Get(string id)
         {
             if (!_loaded.TryGetValue(id, out var record))
-                _loaded[id] = record = Settle(lookup(id)?.Clone(), lastApplied);
+                _loaded[id] = record = Settle(stored.Reservation(id)?.Clone(), lastApplied);
             return record;
         }
 
@@ -352,8 +413,81 @@ public static class SlotDecisions
         }
     }
 
+    /// <summary>
+    /// The slot's index keys as one command sees them: the stored entries with the command's own
+    /// additions and removals laid over them.
+    /// </summary>
+    private sealed class SlotIndex(ISlotReader stored)
+    {
+        // Sets: a state moved from the previous version adds every hold of the slot at once, and
+        // its due ones are removed again in the same command.
+        private readonly HashSet<(long Expiry, string Id)> _holdsAdded = [];
+        private readonly HashSet<(long Expiry, string Id)> _holdsRemoved = [];
+        private readonly List<ExpiredHold> _expiredAdded = [];
+        private readonly List<ExpiredHold> _expiredRemoved = [];
+        private bool _dueRead;
+
+        public bool HoldsChanged => _holdsAdded.Count > 0 || _holdsRemoved.Count > 0 || _dueRead;
+
+        public void AddHold(long expiry, string id) => _holdsAdded.Add((expiry, id));
+
+        public void RemoveHold(long expiry, string id)
+        {
+            _holdsAdded.Remove((expiry, id));
+            _holdsRemoved.Add((expiry, id));
+        }
+
+        /// <summary>The holds due at <paramref name="unixMs"/>, by expiry then id (ordinal, whatever
+        /// order the store's bytes sort in).</summary>
+        public List<(long Expiry, string Id)> HoldsDue(long unixMs)
+        {
+            _dueRead = true;
+            var due = stored.HoldsDueBy(unixMs).Select(e => (Expiry: e.ExpiresUnixMs, Id: e.ReservationId))
+                .Where(e => !_holdsRemoved.Contains(e))
+                .Concat(_holdsAdded.Where(e => e.Expiry <= unixMs))
+                .Distinct().ToList();
+            due.Sort((a, b) => a.Expiry != b.Expiry ? a.Expiry.CompareTo(b.Expiry) : string.CompareOrdinal(a.Id, b.Id));
+            return due;
+        }
+
+        /// <summary>The earliest hold expiry left, 0 if none. <paramref name="before"/> (the slot's
+        /// earliest before this command) stands for the stored entries while this command only
+        /// added some; otherwise they are read up to the first this command did not remove.</summary>
+        public long EarliestHold(long before)
+        {
+            var earliest = _holdsRemoved.Count == 0 && !_dueRead
+                ? before == 0 ? long.MaxValue : before
+                : stored.HoldsDueBy(long.MaxValue).Select(e => (Expiry: e.ExpiresUnixMs, Id: e.ReservationId))
+                .Where(e => !_holdsRemoved.Contains(e)).Select(e => e.Expiry).DefaultIfEmpty(long.MaxValue).First();
+            foreach (var (expiry, _) in _holdsAdded) earliest = Math.Min(earliest, expiry);
+            return earliest == long.MaxValue ? 0 : earliest;
+        }
+
+        public void MarkExpired(ExpiredHold mark) => _expiredAdded.Add(mark);
+
+        /// <summary>Ids of the holds expired by the command at <paramref name="at"/>.</summary>
+        public IEnumerable<string> ExpiredBy(AppliedAt at) =>
+            _expiredAdded.Where(m => m.Offset == at.Offset).Select(m => m.ReservationId);
+
+        /// <summary>Removes the marks older than <paramref name="keepAfter"/>, reading from the
+        /// oldest offset and stopping at the first younger one: O(marks removed).</summary>
+        public void PruneExpired(long keepAfter)
+        {
+            foreach (var mark in stored.ExpiredFrom(0))
+            {
+                if (mark.UnixMs >= keepAfter) break;
+                _expiredRemoved.Add(mark);
+            }
+        }
+
+        public IndexChanges Changes() => new(
+            [.. _holdsAdded.Select(Entry)], [.. _holdsRemoved.Select(Entry)], _expiredAdded, _expiredRemoved);
+
+        private static HoldIndexEntry Entry((long Expiry, string Id) e) => new() { ExpiresUnixMs = e.Expiry, ReservationId = e.Id };
+    }
+
     /// <summary>One slot while one command is applied to it.</summary>
-    private readonly struct Slot(SlotState state, Book book, AppliedAt at)
+    private readonly struct Slot(SlotState state, Book book, SlotIndex index, AppliedAt at)
     {
         private SlotConfig Config => state.Config ?? new SlotConfig();
 
@@ -388,20 +522,16 @@ public static class SlotDecisions
         private void ExpireHolds()
         {
             if (state.NextHoldExpiryUnixMs == 0 || state.NextHoldExpiryUnixMs > at.UnixMs) return;
-            var now = at.UnixMs;
-            var due = state.Held.Where(h => h.Value <= now)
-                .OrderBy(h => h.Value).ThenBy(h => h.Key, StringComparer.Ordinal).Select(h => h.Key).ToList();
-            foreach (var id in due)
+            foreach (var (expiry, id) in index.HoldsDue(at.UnixMs))
             {
-                state.Held.Remove(id);
-                if (book.Get(id) is not { Status: ReservationStatus.Held } record) continue;
+                index.RemoveHold(expiry, id);
+                // An entry whose hold ended otherwise: left by a crash after the slot state was written.
+                if (book.Get(id) is not { Status: ReservationStatus.Held } record || record.HoldExpiresUnixMs != expiry) continue;
                 Free(record, ReservationStatus.Expired, "hold expired");
-                state.RecentlyExpired.Add(new ExpiredHold { ReservationId = id, Offset = at.Offset, UnixMs = at.UnixMs });
+                index.MarkExpired(new ExpiredHold { ReservationId = id, Offset = at.Offset, UnixMs = at.UnixMs });
             }
-            // Long enough for any re-delivery to find them; a slot's list stays short.
-            var keepAfter = at.UnixMs - (long)RecentlyExpiredKept.TotalMilliseconds;
-            for (var i = state.RecentlyExpired.Count - 1; i >= 0; i--)
-                if (state.RecentlyExpired[i].UnixMs < keepAfter) state.RecentlyExpired.RemoveAt(i);
+            // Long enough for any re-delivery to find them.
+            index.PruneExpired(KeepExpiredAfter(at));
         }
 
         private SlotReply Reserve(SlotCommand command, Reserve reserve)
@@ -500,7 +630,7 @@ public static class SlotDecisions
                 if (held) Add(state.SharedHeld, counter, units);
             }
             Add(state.ZoneUsed, reserve.Zone, 1);
-            if (held) state.Held[record.ReservationId] = record.HoldExpiresUnixMs;
+            if (held) index.AddHold(record.HoldExpiresUnixMs, record.ReservationId);
             book.Write(record);
             return Accept(command, at, record, record.Status);
         }
@@ -528,7 +658,7 @@ public static class SlotDecisions
                 case ReservationStatus.Held:
                     record.Status = ReservationStatus.Booked;
                     record.ConfirmedAt = at;
-                    state.Held.Remove(reservationId);
+                    index.RemoveHold(record.HoldExpiresUnixMs, reservationId);
                     book.Write(record);
                     Add(state.FleetHeld, record.FleetCounter, -1);
                     foreach (var (counter, units) in record.SharedUnits) Add(state.SharedHeld, counter, -units);
@@ -579,7 +709,7 @@ public static class SlotDecisions
                 if (held) Add(state.SharedHeld, counter, -units);
             }
             Add(state.ZoneUsed, record.Zone, -1);
-            if (held) state.Held.Remove(record.ReservationId);
+            if (held) index.RemoveHold(record.HoldExpiresUnixMs, record.ReservationId);
             record.Status = status;
             record.EndedAt = at;
             record.EndReason = reason;

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
@@ -11,9 +12,9 @@ namespace SlotCapacity.Processor;
 
 /// <summary>
 /// The Kafka adapter around <see cref="SlotDecisions"/>, one instance per stream task (partition):
-/// decode the command, load the slot's state, decide, store the new state (with the command's
-/// offset) in one put, and forward the reply, events and snapshot. Bad input is answered and
-/// logged, never thrown, so the stream never stops on it.
+/// decode the command, load the slot's state, decide, store the changed records and index keys and
+/// the new state (with the command's offset), and forward the reply, events and snapshot. Bad
+/// input is answered and logged, never thrown, so the stream never stops on it.
 /// <para>
 /// Hold expiry without traffic: a wall-clock punctuator writes an ExpireHolds command for every
 /// slot with a due hold back into the commands topic, on the slot's own partition. The expiry is
@@ -113,7 +114,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         try
         {
             var slot = command.Slot;
-            decision = SlotDecisions.Decide(LoadState(slot), id => LoadRecord(RecordKey(slot, id)), command, timestamp, partition, offset);
+            decision = SlotDecisions.Decide(LoadState(slot), new StoredSlot(this, slot), command, timestamp, partition, offset);
         }
         catch (Exception e)
         {
@@ -128,16 +129,23 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
         if (decision.State is not null)
         {
-            // Records first, the slot state (with the command's offset) last: see Decision.Reservations.
+            // Records and added index keys first, the slot state (with the command's offset) next,
+            // removed index keys last: see Decision.Reservations and IndexChanges.
+            var slot = command.Slot;
             foreach (var changed in decision.Reservations)
             {
-                var recordKey = RecordKey(command.Slot, changed.ReservationId);
+                var recordKey = RecordKey(slot, changed.ReservationId);
                 _store.Put(recordKey, changed.ToByteArray());
                 _records[recordKey] = changed;
             }
-            _store.Put(command.Slot, decision.State.ToByteArray());
-            _states[command.Slot] = decision.State;
-            TrackExpiry(command.Slot, decision.State.NextHoldExpiryUnixMs);
+            var index = decision.Index;
+            foreach (var hold in index.HoldsAdded) _store.Put(HoldKey(slot, hold.ExpiresUnixMs, hold.ReservationId), hold.ToByteArray());
+            foreach (var mark in index.ExpiredAdded) _store.Put(ExpiredKey(slot, mark.Offset, mark.ReservationId), mark.ToByteArray());
+            _store.Put(slot, decision.State.ToByteArray());
+            _states[slot] = decision.State;
+            foreach (var hold in index.HoldsRemoved) _store.Delete(HoldKey(slot, hold.ExpiresUnixMs, hold.ReservationId));
+            foreach (var mark in index.ExpiredRemoved) _store.Delete(ExpiredKey(slot, mark.Offset, mark.ReservationId));
+            TrackExpiry(slot, decision.State.NextHoldExpiryUnixMs);
         }
         if (decision.Reply.Replayed)
             _log.LogInformation("Re-delivered command {CommandId} at {Topic}[{Partition}]@{Offset} answered from state",
@@ -163,6 +171,44 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
     /// <summary>Store key of a reservation record; never a valid slot key, so it never meets a slot's own key.</summary>
     public static string RecordKey(string slot, string reservationId) => slot + "|" + reservationId;
+
+    // A slot key is "{hub}@{17-character start}" and a hub has no '@', so "{slot}#..." is never a slot
+    // key nor "{some slot}|{id}", whatever the reservation id; and every key that begins with
+    // "{slot}#hold|" is one of this slot's hold entries.
+    private static string HoldPrefix(string slot) => slot + "#hold|";
+    private static string ExpiredPrefix(string slot) => slot + "#expired|";
+
+    /// <summary>Store key of a hold index entry: the slot's held reservations sort by expiry, then id.</summary>
+    public static string HoldKey(string slot, long expiresUnixMs, string reservationId) =>
+        HoldPrefix(slot) + Digits(expiresUnixMs) + "|" + reservationId;
+
+    /// <summary>Store key of an expired-hold mark: by the offset of the command that expired it, then id.</summary>
+    public static string ExpiredKey(string slot, long offset, string reservationId) =>
+        ExpiredPrefix(slot) + Digits(offset) + "|" + reservationId;
+
+    // Fixed width, so the keys' byte order is the numbers' order for every non-negative long.
+    private static string Digits(long value) => value.ToString("D19", CultureInfo.InvariantCulture);
+
+    /// <summary>The slot's keys other than its state, as the decision reads them. '}' sorts after
+    /// '|' and every digit, so it closes a range over a prefix.</summary>
+    private sealed class StoredSlot(SlotCommandProcessor processor, string slot) : ISlotReader
+    {
+        public ReservationRecord? Reservation(string reservationId) => processor.LoadRecord(RecordKey(slot, reservationId));
+
+        public IEnumerable<HoldIndexEntry> HoldsDueBy(long unixMs) =>
+            processor.Scan(HoldPrefix(slot), HoldPrefix(slot) + Digits(unixMs) + "}", HoldIndexEntry.Parser);
+
+        public IEnumerable<ExpiredHold> ExpiredFrom(long offset) =>
+            processor.Scan(ExpiredPrefix(slot) + Digits(offset), ExpiredPrefix(slot) + "}", ExpiredHold.Parser);
+    }
+
+    /// <summary>Values of the keys from <paramref name="from"/> to <paramref name="to"/> (inclusive), in byte order, read lazily.</summary>
+    private IEnumerable<T> Scan<T>(string from, string to, MessageParser<T> parser) where T : IMessage<T>
+    {
+        using var range = _store.Range(from, to);
+        while (range.MoveNext())
+            if (range.Current is { Value: { } bytes }) yield return parser.ParseFrom(bytes);
+    }
 
     private SlotState? LoadState(string slot)
     {
@@ -251,7 +297,9 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
             _nextExpiry = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var (key, bytes) in _store.All())
             {
-                if (!SlotKey.TryParse(key, out _)) continue;
+                // Most keys are records and index entries: only a key with '@' 18 characters from its
+                // end can be a slot key, which saves parsing a date for the others.
+                if (key.Length < 19 || key[^18] != '@' || !SlotKey.TryParse(key, out _)) continue;
                 var state = SlotState.Parser.ParseFrom(bytes);
                 if (state.NextHoldExpiryUnixMs > 0) _nextExpiry[key] = state.NextHoldExpiryUnixMs;
             }

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using SlotCapacity.Contracts;
 using Xunit;
 using static SlotCapacity.Domain.Tests.SlotHarness;
@@ -160,7 +161,7 @@ public sealed class SlotDecisionTests
         AssertRejected(slot.Send(Command(_ => { })), RejectReason.Invalid);
         var badKey = Reserve("r1");
         badKey.Slot = "not-a-slot";
-        var decision = SlotDecisions.Decide(slot.State!.Clone(), slot.Lookup, badKey, T0, 0, 99);
+        var decision = SlotDecisions.Decide(slot.State!.Clone(), slot, badKey, T0, 0, 99);
         AssertRejected(decision, RejectReason.Invalid);
         Assert.Null(decision.State);
     }
@@ -451,7 +452,177 @@ public sealed class SlotDecisionTests
         Assert.Equal(SlotEventKind.ReservationReleased, again.Events.Single().Kind);
         Assert.Equal(0, slot.Used("vans"));
         Assert.Empty(slot.State!.FleetHeld);
-        Assert.Empty(slot.State.Held);
+        Assert.Empty(slot.Holds);
+    }
+
+    [Fact]
+    public void Holds_are_found_in_the_index_and_expire_by_expiry_then_id()
+    {
+        var slot = Configured(Config(Fleet("vans", 10)));
+        slot.Send(Reserve("b", hold: T0 + 300));
+        slot.Send(Reserve("late", hold: T0 + 900));
+        slot.Send(Reserve("c", hold: T0 + 100));
+        slot.Send(Reserve("a", hold: T0 + 300));
+        slot.Send(Reserve("B", hold: T0 + 300));
+        Assert.Equal([(T0 + 100, "c"), (T0 + 300, "B"), (T0 + 300, "a"), (T0 + 300, "b"), (T0 + 900, "late")], slot.Holds);
+        Assert.Equal(T0 + 100, slot.State!.NextHoldExpiryUnixMs);
+
+        var tick = slot.Send(ExpireHolds(), at: T0 + 500);
+        Assert.Equal(["c", "B", "a", "b"], tick.Events.Select(e => e.ReservationId));
+        Assert.All(tick.Events, e => Assert.Equal(SlotEventKind.HoldExpired, e.Kind));
+        Assert.Equal(["B", "a", "b", "c"], tick.Index.HoldsRemoved.Select(h => h.ReservationId).Order(StringComparer.Ordinal));
+        Assert.Equal([(T0 + 900, "late")], slot.Holds);
+        Assert.Equal(T0 + 900, slot.State.NextHoldExpiryUnixMs);
+        Assert.Equal(1, slot.Used("vans"));
+        Assert.Equal(4, slot.Expired.Count);
+    }
+
+    [Fact]
+    public void The_slot_state_and_a_commands_writes_do_not_grow_with_the_holds_of_the_slot()
+    {
+        var slot = Configured(Config(Fleet("vans", 100_000)));
+        slot.Send(Reserve("first", hold: T0 + 600_000));
+        var stateWithOneHold = slot.State!.CalculateSize();
+        for (var i = 0; i < 2_000; i++) slot.Send(Reserve($"h{i}", hold: T0 + 600_000 + i));
+
+        var reserve = slot.Send(Reserve("one-more", hold: T0 + 700_000));
+        var confirm = slot.Send(Confirm("one-more"));
+        // Counters gain digits, nothing else.
+        Assert.InRange(slot.State.CalculateSize(), stateWithOneHold, stateWithOneHold + 8);
+        Assert.Equal(2_001, slot.Holds.Count);
+        Assert.Equal((1, 1, 0), (reserve.Reservations.Count, reserve.Index.HoldsAdded.Count, reserve.Index.HoldsRemoved.Count));
+        Assert.Equal((1, 0, 1), (confirm.Reservations.Count, confirm.Index.HoldsAdded.Count, confirm.Index.HoldsRemoved.Count));
+    }
+
+    [Fact]
+    public void A_redelivered_ExpireHolds_re_emits_the_events_it_caused_and_changes_nothing()
+    {
+        var slot = Configured(Config(Fleet("vans", 5)));
+        slot.Send(Reserve("h2", hold: T0 + 200));
+        slot.Send(Reserve("h1", hold: T0 + 200));
+        slot.Send(Reserve("h3", hold: T0 + 100));
+        var tick = ExpireHolds();
+        var first = slot.Send(tick, at: T0 + 250);
+        var tickOffset = slot.NextOffset - 1;
+        slot.Send(Reserve("later"), at: T0 + 300);
+        var before = slot.State!.Clone();
+        var holds = slot.Holds.ToList();
+        var marks = slot.Expired.Keys.ToList();
+
+        var replay = slot.Redeliver(tick, T0 + 250, tickOffset);
+        Assert.True(replay.Reply.Replayed);
+        Assert.Equal(["h3", "h1", "h2"], replay.Events.Select(e => e.ReservationId));
+        Assert.Equal(first.Events, replay.Events);
+        Assert.Null(replay.State);
+        Assert.Same(IndexChanges.None, replay.Index);
+        Assert.Equal(before, slot.State);
+        Assert.Equal(holds, slot.Holds);
+        Assert.Equal(marks, slot.Expired.Keys);
+    }
+
+    [Fact]
+    public void Expired_hold_marks_are_kept_ten_minutes_then_removed_by_a_later_expiry()
+    {
+        var slot = Configured(Config(Fleet("vans", 5)));
+        slot.Send(Reserve("h1", hold: T0 + 100));
+        slot.Send(Reserve("h2", hold: T0 + 900_000));
+        var tick = ExpireHolds();
+        slot.Send(tick, at: T0 + 200);
+        var tickOffset = slot.NextOffset - 1;
+        Assert.Equal([(tickOffset, "h1")], slot.Expired.Keys);
+
+        var later = slot.Send(ExpireHolds(), at: T0 + 900_000);
+        Assert.Equal("h2", later.Events.Single().ReservationId);
+        Assert.Equal(["h1"], later.Index.ExpiredRemoved.Select(m => m.ReservationId));
+        Assert.Equal("h2", slot.Expired.Values.Single().ReservationId);
+        // Past the ten minutes a re-delivery no longer re-emits, as before the index.
+        Assert.Empty(slot.Redeliver(tick, T0 + 200, tickOffset).Events);
+    }
+
+    [Fact]
+    public void A_crash_after_index_entries_and_records_were_written_but_not_the_slot_state_is_repaired()
+    {
+        var slot = Configured(Config(Fleet("vans", 2)));
+        var reserve = Reserve("h1", hold: T0 + 100);
+        // The index entry reached the store, the record and the slot state did not.
+        slot.CrashAfterPartialWrite(reserve, keep: 0);
+        Assert.Equal([(T0 + 100, "h1")], slot.Holds);
+        Assert.Empty(slot.Records);
+        Assert.Equal(ReservationStatus.Held, slot.Send(reserve).Reply.Status);
+        Assert.Equal([(T0 + 100, "h1")], slot.Holds);
+
+        slot.Send(Reserve("h2", hold: T0 + 100));
+        var tick = ExpireHolds();
+        slot.Now = T0 + 150;
+        // The expiry's marks and one expired record reached the store; the slot state and the
+        // removal of the index entries did not.
+        slot.CrashAfterPartialWrite(tick, keep: 1);
+        Assert.Equal(2, slot.Holds.Count);
+        Assert.Equal(2, slot.Expired.Count);
+
+        var again = slot.Send(tick);
+        Assert.False(again.Reply.Replayed);
+        Assert.Equal(["h1", "h2"], again.Events.Select(e => e.ReservationId));
+        Assert.Empty(slot.Holds);
+        Assert.Equal(0, slot.Used("vans"));
+        Assert.Equal(0, slot.State!.NextHoldExpiryUnixMs);
+    }
+
+    [Fact]
+    public void An_index_entry_left_by_a_crash_after_the_slot_state_was_written_is_skipped_and_removed()
+    {
+        var slot = Configured(Config(Fleet("vans", 3)));
+        slot.Send(Reserve("h1", hold: T0 + 100));
+        slot.Send(Reserve("h2", hold: T0 + 200));
+        // Confirmed and stored, but its index entry was not removed.
+        slot.SendAndCrashBeforeIndexRemovals(Confirm("h1"));
+        Assert.Equal(2, slot.Holds.Count);
+        Assert.Equal(T0 + 200, slot.State!.NextHoldExpiryUnixMs);
+
+        var tick = slot.Send(ExpireHolds(), at: T0 + 300);
+        Assert.Equal("h2", tick.Events.Single().ReservationId);
+        Assert.Empty(slot.Holds);
+        Assert.Equal(ReservationStatus.Booked, slot.Records["h1"].Status);
+        Assert.Equal(1, slot.Used("vans"));
+    }
+
+    [Fact]
+    public void A_state_written_before_the_hold_index_is_honoured_and_its_holds_move_to_the_index()
+    {
+        // Fields 13 and 14 are what the previous version wrote as `held` and `recently_expired`.
+        Assert.Equal((13, 14), (SlotState.LegacyHeldFieldNumber, SlotState.LegacyRecentlyExpiredFieldNumber));
+        var slot = Configured(Config(Fleet("vans", 5)));
+        slot.Send(Reserve("gone", hold: T0 + 50));
+        slot.Send(Reserve("h1", hold: T0 + 300));
+        slot.Send(Reserve("h2", hold: T0 + 200));
+        slot.Send(Reserve("h3", hold: T0 + 200));
+        var tick = ExpireHolds();
+        var expired = slot.Send(tick, at: T0 + 100);
+        var tickOffset = slot.NextOffset - 1;
+
+        // What the previous version stored: the same records, the holds and expiry marks inside the state.
+        var old = slot.State!.Clone();
+        foreach (var (expiry, id) in slot.Holds) old.LegacyHeld[id] = expiry;
+        old.LegacyRecentlyExpired.AddRange(slot.Expired.Values.Select(m => m.Clone()));
+        slot.Holds.Clear();
+        slot.Expired.Clear();
+        slot.Restore(SlotState.Parser.ParseFrom(old.ToByteArray()));
+
+        Assert.Equal(expired.Events, slot.Redeliver(tick, T0 + 100, tickOffset).Events);
+
+        var confirm = slot.Send(Confirm("h3"), at: T0 + 150);
+        Assert.True(confirm.Reply.Accepted);
+        Assert.Empty(slot.State!.LegacyHeld);
+        Assert.Empty(slot.State.LegacyRecentlyExpired);
+        Assert.Equal([(T0 + 200, "h2"), (T0 + 300, "h1")], slot.Holds);
+        Assert.Equal("gone", slot.Expired.Values.Single().ReservationId);
+        Assert.Equal(T0 + 200, slot.State.NextHoldExpiryUnixMs);
+        Assert.Equal(expired.Events, slot.Redeliver(tick, T0 + 100, tickOffset).Events);
+
+        var later = slot.Send(ExpireHolds(), at: T0 + 400);
+        Assert.Equal(["h2", "h1"], later.Events.Select(e => e.ReservationId));
+        Assert.Equal(1, slot.Used("vans"));
+        Assert.Empty(slot.Holds);
     }
 
     [Fact]

@@ -36,7 +36,7 @@ public sealed class SlotPropertyTests
     }
 
     private static SlotHarness Run(List<Step> steps, Action<SlotHarness, SlotCommand, Decision, Model>? check = null,
-        int crashAt = -1, int keep = 0)
+        int crashAt = -1, int keep = 0, int previousVersionAt = -1)
     {
         var slot = new SlotHarness();
         var model = new Model();
@@ -58,6 +58,7 @@ public sealed class SlotPropertyTests
                 _ => slot.Log[step.Earlier % slot.Log.Count].Command,
             };
             if (index == crashAt) slot.CrashAfterPartialWrite(command, keep);
+            if (index == previousVersionAt) slot.ToPreviousVersion();
             var expected = model.Decide(command, slot.Now);
             var decision = slot.Send(command);
             var reply = decision.Reply;
@@ -89,8 +90,11 @@ public sealed class SlotPropertyTests
             }
             Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => r.HoldExpiresUnixMs).DefaultIfEmpty(0).Min(),
                 state.NextHoldExpiryUnixMs);
-            Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => r.ReservationId).Order(),
-                state.Held.Keys.Order());
+            // The hold index holds exactly the held reservations, each at its expiry.
+            Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => (r.HoldExpiresUnixMs, r.ReservationId))
+                .Order(), slot.Holds.Order());
+            Assert.Empty(state.LegacyHeld);
+            Assert.Empty(state.LegacyRecentlyExpired);
         }), iter: 400);
     }
 
@@ -103,7 +107,30 @@ public sealed class SlotPropertyTests
                 foreach (var counter in new[] { "a", "b", "c" })
                     Assert.Equal(model.Used(counter), slot.Used(counter));
                 Assert.Equal(model.Items(), slot.SharedUsed("picking"));
+                // No hold is lost from the index (entries left by the crash may remain until due).
+                foreach (var held in slot.Records.Values.Where(r => r.Status == ReservationStatus.Held))
+                    Assert.Contains((held.HoldExpiresUnixMs, held.ReservationId), slot.Holds);
             }, crashAt, keep), iter: 300);
+    }
+
+    [Fact]
+    public void A_slot_stored_by_the_previous_version_at_any_point_decides_the_same_and_moves_its_holds_to_the_index()
+    {
+        Gen.Select(GenStep.List[1, 60], Gen.Int[0, 59]).Sample((steps, at) =>
+        {
+            var slot = Run(steps, (slot, _, _, model) =>
+            {
+                foreach (var counter in new[] { "a", "b", "c" })
+                    Assert.Equal(model.Used(counter), slot.Used(counter));
+                Assert.Empty(slot.State!.LegacyHeld);
+            }, previousVersionAt: at);
+            Assert.Equal(slot.Records.Values.Where(r => r.Status == ReservationStatus.Held).Select(r => (r.HoldExpiresUnixMs, r.ReservationId))
+                .Order(), slot.Holds.Order());
+            // Every command re-delivered, before or after the move, repeats its events.
+            foreach (var (command, timestamp, offset, original) in slot.Log)
+                Assert.Equal(original.Events.Where(e => e.Kind != SlotEventKind.SlotConfigured),
+                    slot.Redeliver(command, timestamp, offset).Events.Where(e => e.Kind != SlotEventKind.SlotConfigured));
+        }, iter: 300);
     }
 
     [Fact]
@@ -118,6 +145,7 @@ public sealed class SlotPropertyTests
                 var replay = slot.Redeliver(command, timestamp, offset);
                 Assert.Null(replay.State);
                 Assert.Empty(replay.Reservations);
+                Assert.Same(IndexChanges.None, replay.Index);
                 Assert.True(replay.Reply.Replayed);
                 Assert.Equal(final, slot.State);
                 Assert.Equal(original.Events.Where(e => e.Kind != SlotEventKind.SlotConfigured),

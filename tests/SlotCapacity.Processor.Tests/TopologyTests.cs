@@ -5,6 +5,7 @@ using SlotCapacity.Kafka;
 using Streamiz.Kafka.Net;
 using Streamiz.Kafka.Net.Mock;
 using Streamiz.Kafka.Net.SerDes;
+using Streamiz.Kafka.Net.State;
 using Xunit;
 using static SlotCapacity.Processor.Tests.Commands;
 
@@ -86,6 +87,93 @@ public sealed class TopologyTests : IDisposable
         Assert.Equal(1, state.FleetUsed["vans"]);
         var record = ReservationRecord.Parser.ParseFrom(store.Get(SlotCommandProcessor.RecordKey(slot, "r1")));
         Assert.Equal((ReservationStatus.Booked, "vans", 1L), (record.Status, record.FleetCounter, record.ReservedAt.Offset));
+    }
+
+    [Fact]
+    public void Holds_are_index_keys_beside_a_slot_state_that_does_not_list_them_and_expire_by_expiry_then_id()
+    {
+        var slot = Slot();
+        Send(Configure(slot, Config()));
+        var expiry = new DateTimeOffset(Now).AddMinutes(5).ToUnixTimeMilliseconds();
+        // UTF-8 bytes sort "\uE000" before "\U0001F600"; ordinal (UTF-16) order is the other way round.
+        string[] ids = ["\uE000", "\U0001F600", "b", "a"];
+        foreach (var id in ids) Send(Reserve(slot, id, holdExpiresUnixMs: id == "b" ? expiry - 1 : expiry));
+        var store = _driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore);
+        var state = SlotState.Parser.ParseFrom(store.Get(slot));
+        Assert.Empty(state.LegacyHeld);
+        Assert.Equal(expiry - 1, state.NextHoldExpiryUnixMs);
+        foreach (var id in ids)
+        {
+            var entry = HoldIndexEntry.Parser.ParseFrom(store.Get(SlotCommandProcessor.HoldKey(slot, id == "b" ? expiry - 1 : expiry, id)));
+            Assert.Equal(id, entry.ReservationId);
+        }
+
+        _events.ReadKeyValueList();
+        Send(Envelope(slot, "tick", 0, c => c.ExpireHolds = new ExpireHolds()), Now.AddMinutes(6));
+        var expired = _events.ReadKeyValueList().Select(e => e.Message.Value).ToList();
+        Assert.All(expired, e => Assert.Equal(SlotEventKind.HoldExpired, e.Kind));
+        Assert.Equal(["b", "a", "\U0001F600", "\uE000"], expired.Select(e => e.ReservationId));
+        Assert.All(ids, id => Assert.Null(store.Get(SlotCommandProcessor.HoldKey(slot, id == "b" ? expiry - 1 : expiry, id))));
+        var tickOffset = SlotState.Parser.ParseFrom(store.Get(slot)).LastApplied.Offset;
+        Assert.All(ids, id => Assert.NotNull(store.Get(SlotCommandProcessor.ExpiredKey(slot, tickOffset, id))));
+        Assert.Equal(0, SlotState.Parser.ParseFrom(store.Get(slot)).NextHoldExpiryUnixMs);
+    }
+
+    [Theory]
+    [InlineData("r1")]
+    [InlineData("#hold|0000000000000000001|r1")]
+    [InlineData("x@2030-05-06T10:00Z")]
+    [InlineData("a@2030-05-06T10:00Z|b")]
+    [InlineData("|")]
+    [InlineData("}")]
+    public void Index_keys_never_equal_a_slot_key_or_a_reservation_key_and_stay_inside_their_slots_range(string id)
+    {
+        var slot = Slot();
+        string[] keys = [SlotCommandProcessor.HoldKey(slot, 42, id), SlotCommandProcessor.ExpiredKey(slot, 7, id)];
+        foreach (var key in keys)
+        {
+            Assert.False(SlotKey.TryParse(key, out _));
+            // A reservation key is "{slot}|{id}": no prefix of an index key that ends before a '|' is a slot key.
+            for (var bar = key.IndexOf('|', StringComparison.Ordinal); bar >= 0; bar = key.IndexOf('|', bar + 1))
+                Assert.False(SlotKey.TryParse(key[..bar], out _), key[..bar]);
+            Assert.StartsWith(slot + "#", key, StringComparison.Ordinal);
+        }
+        Assert.NotEqual(keys[0], keys[1]);
+        Assert.NotEqual(SlotCommandProcessor.RecordKey(slot, id), keys[0]);
+    }
+
+    [Fact]
+    public void A_slot_state_written_by_the_previous_version_is_honoured_and_its_holds_move_to_index_keys()
+    {
+        // The same commands on another slot give the records and counters the previous version stored too.
+        var model = Slot("hub-model");
+        Send(Configure(model, Config()));
+        var expiry = new DateTimeOffset(Now).AddMinutes(5).ToUnixTimeMilliseconds();
+        Send(Reserve(model, "h1", holdExpiresUnixMs: expiry));
+        Send(Reserve(model, "h2", holdExpiresUnixMs: expiry + 1));
+        var store = (IKeyValueStore<string, byte[]>)_driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore);
+
+        // As the previous version stored it (a slot this processor has not read yet): the holds
+        // inside the slot state, no index keys.
+        var slot = Slot();
+        var old = SlotState.Parser.ParseFrom(store.Get(model));
+        old.Slot = slot;
+        old.LegacyHeld.Add(new Dictionary<string, long> { ["h1"] = expiry, ["h2"] = expiry + 1 });
+        store.Put(slot, old.ToByteArray());
+        foreach (var id in new[] { "h1", "h2" })
+            store.Put(SlotCommandProcessor.RecordKey(slot, id), store.Get(SlotCommandProcessor.RecordKey(model, id)));
+
+        Send(Envelope(slot, "confirm-h2", 0, c => c.Confirm = new Confirm { ReservationId = "h2" }));
+        var state = SlotState.Parser.ParseFrom(store.Get(slot));
+        Assert.Empty(state.LegacyHeld);
+        Assert.Equal(expiry, state.NextHoldExpiryUnixMs);
+        Assert.NotNull(store.Get(SlotCommandProcessor.HoldKey(slot, expiry, "h1")));
+        Assert.Null(store.Get(SlotCommandProcessor.HoldKey(slot, expiry + 1, "h2")));
+
+        _events.ReadKeyValueList();
+        Send(Envelope(slot, "tick", 0, c => c.ExpireHolds = new ExpireHolds()), Now.AddMinutes(6));
+        Assert.Equal("h1", _events.ReadKeyValueList().Single().Message.Value.ReservationId);
+        Assert.Equal(1, _availability.ReadKeyValueList().Last().Message.Value.Fleet.Single().UsedOrders);
     }
 
     [Fact]
