@@ -183,13 +183,16 @@ void HoldsBenchmark(int[] holdCounts, int pairs)
             ReservationId = id, OrderId = "order-" + id, Zone = "north", Needs = new OrderNeeds(), HoldExpiresUnixMs = expiry,
         });
         SlotCommand Confirm(string slotKey, string id) => Command(slotKey, "confirm-" + id, c => c.Confirm = new Confirm { ReservationId = id });
-        var streamConfig = SlotTopology.Config(settings, loggers);
+        using var checkpoints = new ChangelogCheckpoints(settings, loggers);
+        var streamConfig = SlotTopology.Config(settings, checkpoints, loggers);
+        // The test driver has no broker to check a changelog against: Streamiz's plain checkpoint files.
+        streamConfig.OffsetCheckpointManager = null;
         // The output topics below are read from their end: the test driver reads a topic in a time
         // that grows with what it has to skip (a cost of the harness), and the seeding is not measured.
         streamConfig.AutoOffsetReset = AutoOffsetReset.Latest;
         try
         {
-            using var driver = new TopologyTestDriver(SlotTopology.Build(topics, 12, loggers), streamConfig);
+            using var driver = new TopologyTestDriver(SlotTopology.Build(topics, 12, checkpoints, loggers), streamConfig);
             var commands = driver.CreateInputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.Commands);
             {
                 void Send(SlotCommand command) => commands.PipeInput(command.Slot, command.ToByteArray(), clock.AddMilliseconds(offset++));

@@ -22,7 +22,8 @@ public static class SlotTopology
         ArgumentNullException.ThrowIfNull(topics);
         ArgumentNullException.ThrowIfNull(checkpoints);
         var store = Stores.KeyValueStoreBuilder(
-                // Values are a SlotState under "{slot}", a ReservationRecord under "{slot}|{reservation id}".
+                // Values: a SlotState under "{slot}", a ReservationRecord under "{slot}|{reservation id}",
+                // hold index entries under "{slot}#hold|..." and expired-hold marks under "{slot}#expired|...".
                 Stores.PersistentKeyValueStore(TopicNames.SlotStateStore), new StringSerDes(), new ByteArraySerDes())
             // Every put goes to the changelog at once, in the same flush as the records it caused.
             .WithCachingDisabled();
