@@ -209,7 +209,7 @@ public partial class EndToEndTests(ITestOutputHelper output)
 
         // With one call allowed in flight, a second one while the first waits is shed at once.
         var waiting = checkout.ReserveAsync(Reserve("waits", slot)).ResponseAsync;
-        await WaitAsync(() => gateway.Status().InFlight == 1, TimeSpan.FromSeconds(1), () => "first call not in flight");
+        await WaitAsync(() => gateway.Status().InFlight == 1, TimeSpan.FromSeconds(10), () => "first call not in flight");
         var shed = await Assert.ThrowsAsync<RpcException>(async () => await checkout.ReserveAsync(Reserve("shed", slot)));
         Assert.Equal(StatusCode.ResourceExhausted, shed.StatusCode);
         Assert.Equal(RejectReason.Unavailable, (await waiting).Reason);
@@ -221,7 +221,7 @@ public partial class EndToEndTests(ITestOutputHelper output)
         var full = await checkout.ReserveAsync(Reserve("third", slot));
         Assert.Equal(RejectReason.SlotFull, full.Reason);
         // The engine did answer the missed Reserve once back; that reply came after the deadline and was dropped.
-        await WaitAsync(() => gateway.Status().LateReplies == 2, TimeSpan.FromSeconds(5), () => $"late replies not seen: {gateway.Status()}");
+        await WaitAsync(() => gateway.Status().LateReplies == 2, TimeSpan.FromSeconds(30), () => $"late replies not seen: {gateway.Status()}");
     }
 
     [Fact]
