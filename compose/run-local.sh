@@ -97,8 +97,8 @@ else
   [ -s "$run/bootstrap" ] || { echo "the local cluster did not start: see $logs/local-cluster.log"; exit 1; }
   export KAFKA_BOOTSTRAP_SERVERS=$(cat "$run/bootstrap")
   # The local cluster enforces no minimum session timeout (real Kafka: group.min.session.timeout.ms,
-  # 6 s by default): a crashed processor's partitions move after 3 s instead of 6.
-  export PROCESSOR_SESSION_TIMEOUT_MS=${PROCESSOR_SESSION_TIMEOUT_MS:-3000}
+  # 6 s by default): a crashed processor's partitions move after 2 s instead of 6.
+  export PROCESSOR_SESSION_TIMEOUT_MS=${PROCESSOR_SESSION_TIMEOUT_MS:-2000}
   echo "local cluster (librdkafka mock, 3 brokers, in memory) at $KAFKA_BOOTSTRAP_SERVERS"
 fi
 
