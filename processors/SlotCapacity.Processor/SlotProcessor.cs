@@ -48,10 +48,13 @@ public static class SlotProcessor
         {
             await running.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
         }
-        catch
+        catch (Exception e)
         {
             await Task.Run(stream.Dispose, CancellationToken.None);
             checkpoints.Dispose();
+            if (e is TimeoutException)
+                throw new StartupException($"processor {settings.InstanceName}: the stream was not running 60 s after start (still joining the group or restoring); "
+                                           + "stopped so that it can be started again", e) { Retryable = true };
             throw;
         }
         log.LogInformation("Processor {Instance} running", settings.InstanceName);

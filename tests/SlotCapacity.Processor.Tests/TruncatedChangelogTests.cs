@@ -42,7 +42,7 @@ public sealed class TruncatedChangelogTests(ITestOutputHelper output)
                     Assert.True((await ReserveAsync(kafka, topics, fullSlot, $"booked-{i}")).Accepted);
 
                 var changelog = new TopicPartition(topics.StateChangelog, full);
-                await DropOldestChangelogRecordsAsync(broker, kafka, changelog);
+                await DropOldestChangelogRecordsAsync(broker, changelog);
                 // The owner writes the partition again after the gap (another slot), so its checkpoint lies
                 // past it, while the full slot's configuration and bookings are only in the dropped records.
                 Assert.True((await ReserveAsync(kafka, topics, neighbour, "after-gap")).Accepted);
@@ -103,25 +103,9 @@ public sealed class TruncatedChangelogTests(ITestOutputHelper output)
         return replies.First(r => r.Message.Key == command.CorrelationId).Message.Value;
     }
 
-    /// <summary>
-    /// The local cluster drops a partition's oldest records once it holds more than 5 MiB: write
-    /// 6 MiB. A real cluster has no such cap: there the records are deleted (DeleteRecords).
-    /// </summary>
-    private static async Task DropOldestChangelogRecordsAsync(TestBroker broker, Kafka kafka, TopicPartition changelog)
+    private static async Task DropOldestChangelogRecordsAsync(TestBroker broker, TopicPartition changelog)
     {
-        if (broker.Cluster is not null)
-        {
-            var filler = new byte[64 * 1024];
-            Random.Shared.NextBytes(filler);
-            for (var i = 0; i < 96; i++)
-                await kafka.SendRawAsync(changelog, $"filler-{i}", filler);
-        }
-        else
-        {
-            using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = broker.BootstrapServers }).Build();
-            var end = StartAndEnd(broker, changelog).High;
-            await admin.DeleteRecordsAsync([new TopicPartitionOffset(changelog, end)]);
-        }
+        await broker.DropOldestRecordsAsync(changelog);
         Assert.True(StartOffset(broker, changelog) > 0, "the changelog partition should have lost its oldest records");
     }
 

@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using SlotCapacity.Kafka;
 using Testcontainers.Kafka;
 
@@ -45,6 +46,32 @@ public sealed class TestBroker
             await TopicProvisioner.CreateAsync(BootstrapServers, specs);
         }
         return names;
+    }
+
+    /// <summary>
+    /// Makes the cluster drop the oldest records of <paramref name="partition"/>, so that it no longer
+    /// starts at offset 0: the local cluster drops them once a partition holds more than 5 MiB (6 MiB
+    /// of filler is written); real Kafka has no such cap, so there all but the newest are deleted
+    /// (DeleteRecords). The partition must hold at least two records.
+    /// </summary>
+    public async Task DropOldestRecordsAsync(TopicPartition partition)
+    {
+        ArgumentNullException.ThrowIfNull(partition);
+        if (Cluster is not null)
+        {
+            using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = BootstrapServers })
+                .SetLogHandler((_, _) => { }).Build();
+            var filler = new byte[64 * 1024];
+            Random.Shared.NextBytes(filler);
+            for (var i = 0; i < 96; i++)
+                await producer.ProduceAsync(partition, new Message<string, byte[]> { Key = $"filler-{i}", Value = filler });
+            return;
+        }
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = BootstrapServers }).Build();
+        using var consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig { BootstrapServers = BootstrapServers, GroupId = "test-watermarks" })
+            .SetLogHandler((_, _) => { }).Build();
+        var end = consumer.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(10)).High;
+        await admin.DeleteRecordsAsync([new TopicPartitionOffset(partition, end - 1)]);
     }
 
     private static async Task<TestBroker> StartAsync()
