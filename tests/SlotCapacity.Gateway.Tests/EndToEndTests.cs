@@ -7,6 +7,7 @@ using Xunit.Abstractions;
 namespace SlotCapacity.Gateway.Tests;
 
 /// <summary>The gateway with the real engine (slot processor) on the test broker.</summary>
+[Collection(WholeSystemCollection.Name)]
 public partial class EndToEndTests(ITestOutputHelper output)
 {
     private static readonly DateTimeOffset Start = new(2030, 6, 3, 10, 0, 0, TimeSpan.Zero);

@@ -10,6 +10,7 @@ namespace SlotCapacity.Gateway.Tests;
 /// into the commands topic while checkout-like callers reserve through two gateways. Every call
 /// gets a definite answer, and the engine holds exactly what callers were told was accepted.
 /// </summary>
+[Collection(WholeSystemCollection.Name)]
 public sealed class FaultSuiteTests(ITestOutputHelper output)
 {
     [Fact]
