@@ -75,16 +75,22 @@ internal static class Experiments
 
     private static async Task MalformedAsync(RunningSystem system, Stopwatch clock, TextWriter log)
     {
-        using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = system.Bootstrap(), LingerMs = 5 })
-            .SetLogHandler((_, _) => { }).Build();
         var topic = (Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? "") + "slot-commands";
-        var junk = new byte[64];
-        for (var i = 0; i < 1_000; i++)
+        WriteMalformedCommands(system.Bootstrap(), topic, 1_000);
+        await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s 1,000 malformed records written to {topic}");
+    }
+
+    /// <summary>Random bytes, keyed junk-N, straight into the commands topic (also the fault suite's test).</summary>
+    internal static void WriteMalformedCommands(string bootstrap, string topic, int count)
+    {
+        using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 5 })
+            .SetLogHandler((_, _) => { }).Build();
+        for (var i = 0; i < count; i++)
         {
+            var junk = new byte[64];
             Random.Shared.NextBytes(junk);
-            producer.Produce(topic, new Message<string, byte[]> { Key = $"junk-{i}", Value = (byte[])junk.Clone() });
+            producer.Produce(topic, new Message<string, byte[]> { Key = $"junk-{i}", Value = junk });
         }
         producer.Flush(TimeSpan.FromSeconds(30));
-        await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s 1,000 malformed records written to {topic}");
     }
 }

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Confluent.Kafka;
 using SlotCapacity.Faults;
 using Xunit.Abstractions;
 
@@ -31,7 +30,7 @@ public sealed class FaultSuiteTests(ITestOutputHelper output)
         {
             var due = TimeSpan.FromSeconds((double)n / Rate);
             if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
-            if (n == Calls / 4) fault = Task.Run(() => WriteMalformedCommands(system, 1_000));
+            if (n == Calls / 4) fault = Task.Run(() => Experiments.WriteMalformedCommands(system.Broker.BootstrapServers, system.Topics.Commands, 1_000));
             calls.Add(client.ReserveAsync(slots[n % slots.Count], $"{hub}-{n}", n, clock));
         }
         var results = await Task.WhenAll(calls);
@@ -44,18 +43,5 @@ public sealed class FaultSuiteTests(ITestOutputHelper output)
         Assert.Equal(results.Count(c => c.Accepted), booked.Used);
         Assert.Equal(0, booked.OverCommittedSlots);
         Assert.Equal(8 * 30, booked.Used);
-    }
-
-    private static void WriteMalformedCommands(EngineAndGateways system, int count)
-    {
-        using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = system.Broker.BootstrapServers, LingerMs = 5 })
-            .SetLogHandler((_, _) => { }).Build();
-        for (var i = 0; i < count; i++)
-        {
-            var junk = new byte[64];
-            Random.Shared.NextBytes(junk);
-            producer.Produce(system.Topics.Commands, new Message<string, byte[]> { Key = $"junk-{i}", Value = junk });
-        }
-        producer.Flush(TimeSpan.FromSeconds(30));
     }
 }

@@ -109,12 +109,5 @@ public sealed class TruncatedChangelogTests(ITestOutputHelper output)
         Assert.True(StartOffset(broker, changelog) > 0, "the changelog partition should have lost its oldest records");
     }
 
-    private static long StartOffset(TestBroker broker, TopicPartition partition) => StartAndEnd(broker, partition).Low.Value;
-
-    private static WatermarkOffsets StartAndEnd(TestBroker broker, TopicPartition partition)
-    {
-        using var consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig { BootstrapServers = broker.BootstrapServers, GroupId = "trunc-watermarks" })
-            .SetLogHandler((_, _) => { }).Build();
-        return consumer.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(10));
-    }
+    private static long StartOffset(TestBroker broker, TopicPartition partition) => broker.Watermarks(partition).Low.Value;
 }

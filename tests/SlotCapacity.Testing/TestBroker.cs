@@ -68,10 +68,15 @@ public sealed class TestBroker
             return;
         }
         using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = BootstrapServers }).Build();
+        await admin.DeleteRecordsAsync([new TopicPartitionOffset(partition, Watermarks(partition).High - 1)]);
+    }
+
+    /// <summary>The first offset the cluster still holds for <paramref name="partition"/> and the next one it will write.</summary>
+    public WatermarkOffsets Watermarks(TopicPartition partition)
+    {
         using var consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig { BootstrapServers = BootstrapServers, GroupId = "test-watermarks" })
             .SetLogHandler((_, _) => { }).Build();
-        var end = consumer.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(10)).High;
-        await admin.DeleteRecordsAsync([new TopicPartitionOffset(partition, end - 1)]);
+        return consumer.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(10));
     }
 
     private static async Task<TestBroker> StartAsync()
