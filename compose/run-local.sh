@@ -15,6 +15,7 @@ rm -rf "$pidfiles" && mkdir -p "$pidfiles"
 : >"$logs/supervisor.log"
 GATEWAY_PORTS=(${GATEWAY_PORTS:-5101 5102})
 PROCESSORS=${PROCESSORS:-2}
+LOCAL_CLUSTER_BROKERS=${LOCAL_CLUSTER_BROKERS:-3}
 
 pids=()
 
@@ -89,7 +90,7 @@ else
   rm -f "$run/bootstrap"
   # The local cluster starts empty every time; state left by an earlier run would not match it.
   rm -rf "$run"/processor-* "$run"/gateway-*
-  dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers 3 --bootstrap-file "$run/bootstrap" >"$logs/local-cluster.log" 2>&1 &
+  dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
   cluster=$!
   echo "$cluster" >"$pidfiles/local-cluster.pid"
@@ -99,7 +100,7 @@ else
   # The local cluster enforces no minimum session timeout (real Kafka: group.min.session.timeout.ms,
   # 6 s by default): a crashed processor's partitions move after 2 s instead of 6.
   export PROCESSOR_SESSION_TIMEOUT_MS=${PROCESSOR_SESSION_TIMEOUT_MS:-2000}
-  echo "local cluster (librdkafka mock, 3 brokers, in memory) at $KAFKA_BOOTSTRAP_SERVERS"
+  echo "local cluster (librdkafka mock, $LOCAL_CLUSTER_BROKERS broker(s), in memory) at $KAFKA_BOOTSTRAP_SERVERS"
 fi
 
 for n in $(seq 1 "$PROCESSORS"); do

@@ -28,6 +28,9 @@ public sealed class LocalCluster : IDisposable
             ?? throw new InvalidOperationException("the mock cluster returned no bootstrap list");
     }
 
+    /// <summary>How long a new group waits for more members before its first generation.</summary>
+    public const int InitialRebalanceDelayMs = 500;
+
     public static LocalCluster Start(int brokers = 3)
     {
         if (brokers < 1) throw new ArgumentOutOfRangeException(nameof(brokers), brokers, "a cluster needs at least one broker");
@@ -45,6 +48,13 @@ public sealed class LocalCluster : IDisposable
             Native.rd_kafka_destroy(handle);
             throw new StartupException("cannot start the local cluster: rd_kafka_mock_cluster_new failed (no free loopback ports?)");
         }
+        // The mock waits group.initial.rebalance.delay.ms (3 s) before answering a new group's first
+        // JoinGroup, but expires a member that has been silent for its session timeout, checked every
+        // second: a member waiting for that answer sends no heartbeats. With the 2 s processor session
+        // of `make run`, the first processor to join was dropped with its JoinGroup unanswered, and
+        // sat without partitions until librdkafka gave up on the request (minutes). 500 ms is below
+        // any session timeout the project uses and still lets members that start together meet.
+        Native.rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, InitialRebalanceDelayMs);
         return new LocalCluster(handle, cluster, brokers);
     }
 
@@ -151,6 +161,7 @@ public sealed class LocalCluster : IDisposable
         [DllImport(Library)] public static extern IntPtr rd_kafka_err2str(int err);
         [DllImport(Library)] public static extern IntPtr rd_kafka_mock_cluster_new(IntPtr rk, int brokerCount);
         [DllImport(Library)] public static extern void rd_kafka_mock_cluster_destroy(IntPtr cluster);
+        [DllImport(Library)] public static extern void rd_kafka_mock_group_initial_rebalance_delay_ms(IntPtr cluster, int delayMs);
         [DllImport(Library)] public static extern IntPtr rd_kafka_mock_cluster_bootstraps(IntPtr cluster);
         [DllImport(Library)] public static extern int rd_kafka_mock_topic_create(IntPtr cluster, string topic, int partitions, int replicationFactor);
         [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_down(IntPtr cluster, int brokerId);

@@ -2,6 +2,11 @@ using Microsoft.Extensions.Logging;
 using SlotCapacity.Kafka;
 using SlotCapacity.Processor;
 
+// Streamiz logs every poll and commit at Information; STREAMIZ_LOG_LEVEL=Information shows its
+// rebalances and state changes when diagnosing.
+var streamizLevel = Enum.TryParse<LogLevel>(Environment.GetEnvironmentVariable("STREAMIZ_LOG_LEVEL"), ignoreCase: true, out var level)
+    ? level
+    : LogLevel.Warning;
 using var loggers = LoggerFactory.Create(logging => logging
     .AddJsonConsole(json =>
     {
@@ -9,7 +14,7 @@ using var loggers = LoggerFactory.Create(logging => logging
         json.UseUtcTimestamp = true;
     })
     .SetMinimumLevel(LogLevel.Information)
-    .AddFilter("Streamiz", LogLevel.Warning));
+    .AddFilter("Streamiz", streamizLevel));
 var log = loggers.CreateLogger("SlotCapacity.Processor");
 
 using var stop = new CancellationTokenSource();

@@ -14,6 +14,7 @@ namespace SlotCapacity.Processor;
 /// cluster gives it for the whole join phase); the member is still in the group. A skipped commit
 /// widens the re-delivery window, and re-delivered commands are answered from state (each slot
 /// stores the offset of the last command it applied); the next commit covers the skipped offsets.
+/// Its polls also wait longer once a poll found nothing (see <see cref="Consumer.Consume(TimeSpan)"/>).
 /// </summary>
 public sealed class RebalanceTolerantCommits : IKafkaSupplier
 {
@@ -47,6 +48,26 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
     /// <summary>The stream thread's consumer: every call goes to Streamiz's, commits tolerate a rebalance.</summary>
     private sealed class Consumer(IConsumer<byte[], byte[]> inner, ILogger log) : IConsumer<byte[], byte[]>
     {
+        /// <summary>How long a poll waits once the previous one found nothing.</summary>
+        internal static readonly TimeSpan IdleWait = TimeSpan.FromMilliseconds(100);
+
+        private bool _idle;
+
+        /// <summary>
+        /// Streamiz polls every PollMs (2 ms, so that a batch is cut short for the checkout path) and,
+        /// after an empty poll, with a timeout computed from what is left of its window, which can come
+        /// out negative: librdkafka then waits until a record arrives, and punctuation (hold expiry)
+        /// and commits stall meanwhile. An idle thread woke 500 times a second. librdkafka returns the
+        /// moment a record arrives, so waiting longer once a poll found nothing costs no latency; it
+        /// only bounds how late a commit or punctuation check runs while idle.
+        /// </summary>
+        public ConsumeResult<byte[], byte[]> Consume(TimeSpan timeout)
+        {
+            var result = inner.Consume(_idle || timeout < TimeSpan.Zero ? IdleWait : timeout);
+            _idle = result is null;
+            return result!;
+        }
+
         public void Commit(IEnumerable<TopicPartitionOffset> offsets)
         {
             try
@@ -63,7 +84,6 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
         public void Commit(ConsumeResult<byte[], byte[]> result) => inner.Commit(result);
         public ConsumeResult<byte[], byte[]> Consume(int millisecondsTimeout) => inner.Consume(millisecondsTimeout);
         public ConsumeResult<byte[], byte[]> Consume(CancellationToken cancellationToken = default) => inner.Consume(cancellationToken);
-        public ConsumeResult<byte[], byte[]> Consume(TimeSpan timeout) => inner.Consume(timeout);
         public void Subscribe(IEnumerable<string> topics) => inner.Subscribe(topics);
         public void Subscribe(string topic) => inner.Subscribe(topic);
         public void Unsubscribe() => inner.Unsubscribe();

@@ -32,6 +32,32 @@ public sealed class LocalClusterTests
     }
 
     [Fact]
+    public void A_consumer_with_a_2_s_session_gets_its_partitions_when_it_founds_a_group()
+    {
+        // The mock used to hold a new group's first JoinGroup for 3 s and expire silent members
+        // after their session timeout: the founding member was dropped unanswered and sat without
+        // partitions for minutes (make run's processors use 2 s sessions).
+        using var cluster = LocalCluster.Start(brokers: 3);
+        const string topic = "found-a-group";
+        cluster.CreateTopics([new TopicSpec(topic, 4)]);
+        using var consumer = new ConsumerBuilder<string, string>(new ConsumerConfig
+        {
+            BootstrapServers = cluster.BootstrapServers,
+            GroupId = $"founders-{Guid.NewGuid():N}",
+            SessionTimeoutMs = 2000,
+            HeartbeatIntervalMs = 500,
+        }).Build();
+        consumer.Subscribe(topic);
+
+        var until = DateTime.UtcNow.AddSeconds(15);
+        while (consumer.Assignment.Count == 0 && DateTime.UtcNow < until)
+            consumer.Consume(TimeSpan.FromMilliseconds(100));
+
+        Assert.Equal(4, consumer.Assignment.Count);
+        consumer.Close();
+    }
+
+    [Fact]
     public async Task An_idempotent_producer_survives_a_broker_going_down_and_up_without_loss_or_duplicates()
     {
         using var cluster = LocalCluster.Start(brokers: 3);
