@@ -15,7 +15,9 @@ rm -rf "$pidfiles" && mkdir -p "$pidfiles"
 : >"$logs/supervisor.log"
 GATEWAY_PORTS=(${GATEWAY_PORTS:-5101 5102})
 PROCESSORS=${PROCESSORS:-2}
-LOCAL_CLUSTER_BROKERS=${LOCAL_CLUSTER_BROKERS:-3}
+# One broker: the mock does not replicate, and every broker adds a fetch loop to every consumer
+# (idle CPU halved, measured in load/README.md). LOCAL_CLUSTER_BROKERS=3 for leader moves.
+LOCAL_CLUSTER_BROKERS=${LOCAL_CLUSTER_BROKERS:-1}
 
 pids=()
 

@@ -58,7 +58,7 @@ public sealed class AvailabilityFollower : IDisposable
             // A position the broker no longer has (records dropped while this view lagged) restarts
             // at the oldest record left, not at the end: fewer slots are missed, and it is reported.
             AutoOffsetReset = AutoOffsetReset.Earliest,
-            FetchWaitMaxMs = settings.FetchWaitMaxMs,
+            FetchWaitMaxMs = settings.ViewFetchWaitMaxMs,
             IsolationLevel = IsolationLevel.ReadCommitted,
             SocketNagleDisable = true,
         };

@@ -58,7 +58,7 @@ public static class SlotTopology
             CommitIntervalMs = settings.CommitIntervalMs,
             PollMs = 2,
             MaxPollRecords = 500,
-            FetchWaitMaxMs = 5,
+            FetchWaitMaxMs = settings.FetchWaitMaxMs,
             LingerMs = 1,
             Acks = Acks.All,
             EnableIdempotence = true,
