@@ -26,6 +26,7 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
     private readonly ILogger _log;
     private readonly Lazy<IConsumer<byte[], byte[]>> _watermarks;
     private readonly ConcurrentDictionary<int, string> _refused = new();
+    private readonly ConcurrentDictionary<TaskId, DeferredFlushStore> _stores = new();
 
     public ChangelogCheckpoints(ProcessorSettings settings, ILoggerFactory loggers)
     {
@@ -99,8 +100,15 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
             CheckpointFile(taskId).Destroy(taskId);
             return;
         }
+        // The store defers Streamiz's commit-time flushes to here (see SlotStateStoreSupplier).
+        if (_stores.TryGetValue(taskId, out var store)) store.FlushForCheckpoint();
         CheckpointFile(taskId).Write(taskId, data);
     }
+
+    /// <summary>The task's open `slot-state` store, flushed before each of its checkpoints.</summary>
+    internal void Track(TaskId taskId, DeferredFlushStore store) => _stores[taskId] = store;
+
+    internal void Untrack(TaskId taskId, DeferredFlushStore store) => _stores.TryRemove(new KeyValuePair<TaskId, DeferredFlushStore>(taskId, store));
 
     public void Destroy(TaskId taskId)
     {

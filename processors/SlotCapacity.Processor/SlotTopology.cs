@@ -24,7 +24,7 @@ public static class SlotTopology
         var store = Stores.KeyValueStoreBuilder(
                 // Values: a SlotState under "{slot}", a ReservationRecord under "{slot}|{reservation id}",
                 // hold index entries under "{slot}#hold|..." and expired-hold marks under "{slot}#expired|...".
-                Stores.PersistentKeyValueStore(TopicNames.SlotStateStore), new StringSerDes(), new ByteArraySerDes())
+                new SlotStateStoreSupplier(TopicNames.SlotStateStore, checkpoints), new StringSerDes(), new ByteArraySerDes())
             // Every put goes to the changelog at once, in the same flush as the records it caused.
             .WithCachingDisabled();
         var builder = new StreamBuilder();
