@@ -46,9 +46,8 @@ public sealed class ConsoleTests(ITestOutputHelper output)
     [Fact]
     public async Task The_page_loads_and_a_booking_through_grpc_changes_its_cell_live()
     {
-        await using var system = await EngineAndGateways.StartAsync(output);
-        var gateway = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
-        var checkout = system.Checkout(gateway);
+        var (system, gateway, checkout) = await StartAsync();
+        await using var owned = system;
         var planning = system.Planning(gateway);
         // A realistic week from the day after tomorrow (the sample plan's cut-off is 12 h before each
         // slot): 5 hubs x 7 days x 7 slots, some of it booked, so lead times are days, as in life.
@@ -94,9 +93,8 @@ public sealed class ConsoleTests(ITestOutputHelper output)
     [Fact]
     public async Task A_slot_closed_from_the_page_rejects_checkout_with_slot_closed_and_a_refused_change_shows_why()
     {
-        await using var system = await EngineAndGateways.StartAsync(output);
-        var gateway = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
-        var checkout = system.Checkout(gateway);
+        var (system, gateway, checkout) = await StartAsync();
+        await using var owned = system;
         var slot = EngineAndGateways.Slot("LDS1", Day.AddHours(10));
         await system.ConfigureAsync(gateway, slot, Config(vans: 8));
         Assert.True((await checkout.ReserveAsync(Reserve("before", slot, holdSeconds: 600))).Accepted);
@@ -124,9 +122,8 @@ public sealed class ConsoleTests(ITestOutputHelper output)
     [Fact]
     public async Task An_uploaded_plan_shows_its_diff_before_it_is_applied_and_a_bad_one_is_refused_with_line_numbers()
     {
-        await using var system = await EngineAndGateways.StartAsync(output);
-        var gateway = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
-        var checkout = system.Checkout(gateway);
+        var (system, gateway, checkout) = await StartAsync();
+        await using var owned = system;
         var busy = EngineAndGateways.Slot("MAN1", Day.AddHours(10));
         await system.ConfigureAsync(gateway, busy, Config(vans: 8));
         for (var i = 0; i < 5; i++) Assert.True((await checkout.ReserveAsync(Reserve($"b{i}", busy))).Accepted);
@@ -186,8 +183,8 @@ public sealed class ConsoleTests(ITestOutputHelper output)
     [Fact]
     public async Task Bad_console_requests_get_a_clear_error_and_no_stack_trace()
     {
-        await using var system = await EngineAndGateways.StartAsync(output);
-        var gateway = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
+        var (system, gateway, _) = await StartAsync();
+        await using var owned = system;
         using var http = new HttpClient { BaseAddress = gateway.AdminAddress };
         async Task<string> Refused(HttpResponseMessage response, HttpStatusCode status)
         {
@@ -208,6 +205,14 @@ public sealed class ConsoleTests(ITestOutputHelper output)
         Assert.DoesNotContain("   at ", await malformed.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         // No console open: the view's hook is off, so bookings cost the feed nothing.
         Assert.Equal(0, gateway.ConsoleListeners);
+    }
+
+    /// <summary>The engine and one gateway on fresh topics.</summary>
+    private async Task<(EngineAndGateways System, RunningGateway Gateway, Checkout.CheckoutClient Checkout)> StartAsync()
+    {
+        var system = await EngineAndGateways.StartAsync(output);
+        var gateway = await system.StartGatewayAsync("gw-a", deadline: TimeSpan.FromSeconds(2));
+        return (system, gateway, system.Checkout(gateway));
     }
 
     private static StringContent JsonContent(string json) => new(json, System.Text.Encoding.UTF8, "application/json");

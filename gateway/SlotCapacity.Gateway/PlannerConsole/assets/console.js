@@ -64,10 +64,11 @@ function renderHeatmap(container, reply, { selected, onSelect, flash = new Set()
   if (!slots.length) { container.replaceChildren(el("p", { class: "hint", text: "No slot configured in this range: upload a plan below." })); return; }
   const table = el("table", { class: "heat", id: "heat" });
   const head1 = el("tr", {}, el("th"));
-  const head2 = el("tr", {}, el("th", { class: "day", text: "day (UTC)" }));
+  const head2 = el("tr", {}, el("th", { class: "day", text: "day · start (UTC)" }));
   for (const hub of hubs) {
     head1.append(el("th", { class: "hub", colspan: times.length + 1, text: hub }));
-    times.forEach((t, i) => head2.append(el("th", { class: i === 0 ? "hub" : "", text: t })));
+    // Windows start on the hour: "08" is 08:00-10:00 UTC (the full time is in each cell's tooltip).
+    times.forEach((t, i) => head2.append(el("th", { class: i === 0 ? "hub" : "", title: `${t} UTC, two hours`, text: t.slice(0, 2) })));
     head2.append(el("th", { text: "day" }));
   }
   table.append(el("thead", {}, head1, head2));
@@ -323,7 +324,7 @@ function renderEvents(detail) {
   if (!box) return;
   const table = el("table", { class: "events" }, el("tr", {}, ...["when (UTC)", "what", "reservation", "order", "fleet", "±"].map(h => el("th", { text: h }))));
   for (const e of detail.events) table.append(el("tr", {}, el("td", { text: new Date(n(e.occurredUnixMs)).toISOString().slice(5, 19).replace("T", " ") }),
-    el("td", { text: KIND(e.kind) + (e.reason ? ` (${e.reason})` : "") }), el("td", { text: e.reservationId }), el("td", { text: e.orderId }),
+    el("td", { text: KIND(e.kind) + (e.reason && !KIND(e.kind).endsWith(e.reason) ? ` (${e.reason})` : "") }), el("td", { text: e.reservationId }), el("td", { text: e.orderId }),
     el("td", { text: e.fleetCounter }), el("td", { class: "num", text: n(e.fleetUnits) ? (n(e.fleetUnits) > 0 ? "+" : "") + n(e.fleetUnits) : "" })));
   put(box,
     el("div", { class: "hint", text: `${detail.eventsFound} events found in the last ${detail.recordsScanned} records of the slot's partition${detail.eventsFound > detail.events.length ? `, newest ${detail.events.length} shown` : ""}` }),
