@@ -109,6 +109,8 @@ public sealed class ConsoleTests(ITestOutputHelper output)
         Assert.False(refused.Accepted);
         Assert.Equal(RejectReason.SlotClosed, refused.Reason);
         browser.Until(() => browser.Cell(Key(slot))?.GetAttribute("data-open") == "false" ? true : (bool?)null, "the cell shows the slot closed");
+        // The close is an event of the slot too (configured, held, configured): the open detail reads it live.
+        browser.Until(() => browser.Driver.FindElements(By.CssSelector("#detail-events .events tr")).Count == 4 ? true : (bool?)null, "the close in the slot's events");
 
         var capacity = browser.Driver.FindElement(By.CssSelector("input[data-kind='fleet'][data-name='vans']"));
         capacity.Clear();

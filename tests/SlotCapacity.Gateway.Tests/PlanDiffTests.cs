@@ -82,3 +82,48 @@ public class PlanDiffTests
         Assert.Equal("plan.csv line 4: slot LON1@2026-12-01T08:00Z is already in the plan at plan.csv line 2", preview.Problems[1]);
     }
 }
+
+/// <summary>The console's live feed, on a view fed by hand.</summary>
+public class ConsoleFeedTests
+{
+    private static readonly DateTimeOffset Start = new(2030, 6, 3, 10, 0, 0, TimeSpan.Zero);
+
+    private static AvailabilitySnapshot Snapshot(string hub, int hour, long used, long version) => new()
+    {
+        Slot = SlotKey.Create(hub, Start.AddHours(hour)).ToString(),
+        Hub = hub,
+        StartUnixMs = Start.AddHours(hour).ToUnixTimeMilliseconds(),
+        Open = true,
+        Fleet = { new FleetCounterState { Name = "vans", CapacityOrders = 100, UsedOrders = used } },
+        Version = version,
+    };
+
+    [Fact]
+    public async Task Many_changes_are_coalesced_into_one_update_per_listener_and_the_view_is_unhooked_when_none_listens()
+    {
+        var view = new AvailabilityView();
+        var feed = new ConsoleFeed(view);
+        view.Apply(Snapshot("LON1", 0, 0, 1));
+        Assert.Null(view.Applied);
+
+        using (var lon = feed.Listen("LON1", Start.AddDays(-1), Start.AddDays(1)))
+        using (var man = feed.Listen("MAN1", Start.AddDays(-1), Start.AddDays(1)))
+        {
+            Assert.NotNull(view.Applied);
+            for (var v = 2; v < 1_002; v++) view.Apply(Snapshot("LON1", 2 * (v % 3), v, v));
+            view.Apply(Snapshot("LON1", 0, 5, 1)); // older than what the view holds: not applied, not sent
+
+            var update = await lon.NextAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+            Assert.NotNull(update);
+            Assert.Equal(3, update.Slots.Count);
+            Assert.Equal(1_001, update.Slots.Max(s => s.Fleet[0].UsedOrders));
+            var day = Assert.Single(update.Days);
+            Assert.Equal(("LON1", "2030-06-03", 3), (day.Hub, day.Date, day.Slots));
+            Assert.Null(await lon.NextAsync(TimeSpan.FromMilliseconds(50), CancellationToken.None));
+            Assert.Null(await man.NextAsync(TimeSpan.FromMilliseconds(50), CancellationToken.None));
+            Assert.Equal(2, feed.Listeners);
+        }
+        Assert.Equal(0, feed.Listeners);
+        Assert.Null(view.Applied);
+    }
+}

@@ -236,7 +236,10 @@ async function follow() {
           state.reply = merge(state.reply, update);
           for (const s of update.slots || []) state.flash.add(s.slot);
           draw();
-          if (state.selected && (update.slots || []).some(s => s.slot === state.selected)) renderCounters(state.reply.slots.find(s => s.slot === state.selected));
+          if (state.selected && (update.slots || []).some(s => s.slot === state.selected)) {
+            renderCounters(state.reply.slots.find(s => s.slot === state.selected));
+            refreshEventsSoon(state.selected);
+          }
         }
       }
       reader.cancel().catch(() => {});
@@ -258,13 +261,26 @@ async function selectSlot(key) {
   $("detail-events").replaceChildren(el("p", { class: "hint", text: "reading the slot's recent events…" }));
   const [hub, start] = key.split("@");
   $("curve-title").textContent = `· ${hub} ${start.slice(0, 10)}`;
-  try {
-    detailEvents = await api(`/console/api/slot?key=${encodeURIComponent(key)}`);
-    if (state.selected === key) renderEvents(detailEvents);
-  } catch (e) { $("detail-events").replaceChildren(el("div", { class: "message error", text: e.message })); }
+  await loadEvents(key);
   try {
     renderFillCurve($("chart-curve"), await api(`/console/api/fill-curve?hub=${encodeURIComponent(hub)}&date=${start.slice(0, 10)}`));
   } catch (e) { $("chart-curve").replaceChildren(el("div", { class: "message error", text: e.message })); }
+}
+
+async function loadEvents(key) {
+  try {
+    const detail = await api(`/console/api/slot?key=${encodeURIComponent(key)}`);
+    if (state.selected !== key) return;
+    detailEvents = detail;
+    renderEvents(detail);
+  } catch (e) { if ($("detail-events")) $("detail-events").replaceChildren(el("div", { class: "message error", text: e.message })); }
+}
+
+// A live change of the selected slot re-reads its events, at most once a second.
+let eventsRefresh = null;
+function refreshEventsSoon(key) {
+  if (eventsRefresh) return;
+  eventsRefresh = setTimeout(() => { eventsRefresh = null; if (state.selected === key) loadEvents(key); }, 1000);
 }
 
 function bar(used, held, capacity) {
