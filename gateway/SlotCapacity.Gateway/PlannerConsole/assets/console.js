@@ -335,12 +335,15 @@ function renderCounters(slot) {
 
 const KIND = k => (k || "").replace("SLOT_EVENT_KIND_", "").toLowerCase().replace(/_/g, " ");
 
+/** What a SLOT_CONFIGURED event set: open or closed, and the fleet's total capacity. */
+const configSummary = c => `: ${c.open ? "open" : "closed"}, ${(c.fleet || []).reduce((sum, f) => sum + n(f.capacityOrders), 0)} orders`;
+
 function renderEvents(detail) {
   const box = $("detail-events");
   if (!box) return;
   const table = el("table", { class: "events" }, el("tr", {}, ...["when (UTC)", "what", "reservation", "order", "fleet", "±"].map(h => el("th", { text: h }))));
   for (const e of detail.events) table.append(el("tr", {}, el("td", { text: new Date(n(e.occurredUnixMs)).toISOString().slice(5, 19).replace("T", " ") }),
-    el("td", { text: KIND(e.kind) + (e.reason && !KIND(e.kind).endsWith(e.reason) ? ` (${e.reason})` : "") }), el("td", { text: e.reservationId }), el("td", { text: e.orderId }),
+    el("td", { text: KIND(e.kind) + (e.reason && !KIND(e.kind).endsWith(e.reason) ? ` (${e.reason})` : "") + (e.config ? configSummary(e.config) : "") }), el("td", { text: e.reservationId }), el("td", { text: e.orderId }),
     el("td", { text: e.fleetCounter }), el("td", { class: "num", text: n(e.fleetUnits) ? (n(e.fleetUnits) > 0 ? "+" : "") + n(e.fleetUnits) : "" })));
   put(box,
     el("div", { class: "hint", text: `${detail.eventsFound} events found in the last ${detail.recordsScanned} records of the slot's partition${detail.eventsFound > detail.events.length ? `, newest ${detail.events.length} shown` : ""}` }),
