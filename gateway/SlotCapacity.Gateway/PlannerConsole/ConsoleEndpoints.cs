@@ -45,10 +45,13 @@ public static class ConsoleEndpoints
         reads.MapGet("/api/slot", SlotDetail);
         reads.MapGet("/api/fill-curve", FillCurve);
 
-        writes.MapPost("/api/slot/open", async (PlanningService planning, OpenChange change, CancellationToken ct) =>
-            Proto(await planning.SetSlotOpen(new SetSlotOpenRequest { Slot = SlotId(change.Slot), Open = change.Open }, ct)));
-        writes.MapPost("/api/slot/capacity", async (PlanningService planning, AvailabilityView view, CapacityChange change, CancellationToken ct) =>
-            Proto(await planning.ConfigureSlot(Reconfigure(view, change), ct)));
+        writes.MapPost("/api/slot/open", async (HttpRequest request, PlanningService planning, CancellationToken ct) =>
+        {
+            var change = await Body<OpenChange>(request, ct);
+            return Proto(await planning.SetSlotOpen(new SetSlotOpenRequest { Slot = SlotId(change.Slot), Open = change.Open }, ct));
+        });
+        writes.MapPost("/api/slot/capacity", async (HttpRequest request, PlanningService planning, AvailabilityView view, CancellationToken ct) =>
+            Proto(await planning.ConfigureSlot(Reconfigure(view, await Body<CapacityChange>(request, ct)), ct)));
         writes.MapPost("/api/plan/preview", async (HttpRequest request, AvailabilityView view, string? name) =>
         {
             var (_, preview) = await ReadPlan(request, view, name);
@@ -97,6 +100,21 @@ public static class ConsoleEndpoints
         catch (KafkaException e)
         {
             return Error("the events topic cannot be read now: " + e.Error.Reason, 503);
+        }
+    }
+
+    /// <summary>The JSON body, or a refusal that says what is wrong with it (the framework's own binding
+    /// answers a bad body with an empty 400).</summary>
+    private static async Task<T> Body<T>(HttpRequest request, CancellationToken ct) where T : class
+    {
+        if (!request.HasJsonContentType()) throw new ConsoleRequestException("send the change as JSON (Content-Type: application/json)", 415);
+        try
+        {
+            return await request.ReadFromJsonAsync<T>(WebJson, ct) ?? throw new ConsoleRequestException("the request body is empty: send a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new ConsoleRequestException($"the request body is not the JSON expected: {e.Message}");
         }
     }
 
