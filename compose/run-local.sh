@@ -154,6 +154,7 @@ cat <<EOT
 Slot capacity service is running.
   gRPC (h2c, reflection on):  ${endpoints[*]}
   health, metrics (HTTP/1.1): http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/health   http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/metrics
+  planners' console:          http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/console   (every gateway serves it on its admin port)
   logs:                       .run/logs/   (restarts: .run/logs/supervisor.log)
   pids:                       .run/pids/   (kill -9 \$(cat .run/pids/processor-1.pid): it is started again)
 Example calls (from another terminal):

@@ -7,6 +7,16 @@ mkdir -p .run
 log=.run/test.log
 : > "$log"
 
+# The console's browser tests drive Debian's Chromium through its chromedriver (no browser download).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver for the console's browser tests..."
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo -n"; fi
+  if ! { $sudo_cmd apt-get update -qq && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >>"$log" 2>&1; then
+    echo "could not install chromium and chromium-driver (see $log): the console's browser tests will fail"
+  fi
+fi
+
 echo "building (Release)..."
 dotnet build Streams.sln -c Release >>"$log" 2>&1
 build=$?

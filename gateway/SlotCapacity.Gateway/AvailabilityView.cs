@@ -16,6 +16,17 @@ public sealed class AvailabilityView
 
     public int SlotCount => Volatile.Read(ref slotCount);
 
+    // Set only while a planners' console listens (ConsoleFeed): with none open, applying a snapshot
+    // costs one null check more, and the checkout path nothing.
+    private volatile Action<AvailabilitySnapshot>? applied;
+
+    /// <summary>Called on the follower thread with every snapshot the view takes; must be quick.</summary>
+    internal Action<AvailabilitySnapshot>? Applied
+    {
+        get => applied;
+        set => applied = value;
+    }
+
     /// <summary>Applies a snapshot; false when the view already holds a newer one of the slot.</summary>
     public bool Apply(AvailabilitySnapshot snapshot)
     {
@@ -27,12 +38,17 @@ public sealed class AvailabilityView
                 if (slots.TryAdd(snapshot.Slot, snapshot))
                 {
                     Interlocked.Increment(ref slotCount);
+                    applied?.Invoke(snapshot);
                     return true;
                 }
                 continue;
             }
             if (current.Version > snapshot.Version) return false;
-            if (slots.TryUpdate(snapshot.Slot, snapshot, current)) return true;
+            if (slots.TryUpdate(snapshot.Slot, snapshot, current))
+            {
+                applied?.Invoke(snapshot);
+                return true;
+            }
         }
     }
 

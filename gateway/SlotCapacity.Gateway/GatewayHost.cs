@@ -105,6 +105,7 @@ public static class GatewayHost
         services.AddSingleton<AvailabilityFollower>();
         services.AddSingleton<GatewayCore>();
         services.AddHostedService(sp => sp.GetRequiredService<GatewayCore>());
+        services.AddConsole();
 
         services.AddGrpc(o => o.EnableDetailedErrors = false);
         services.AddGrpcReflection();
@@ -135,6 +136,7 @@ public static class GatewayHost
             var status = core.Status();
             return Results.Json(status, JsonOptions, statusCode: status.Ready ? 200 : 503);
         });
+        app.MapConsole();
         return app;
     }
 
@@ -262,6 +264,9 @@ public sealed class RunningGateway : IAsyncDisposable
     public Uri AdminAddress { get; }
 
     public GatewayStatus Status() => core.Status();
+
+    /// <summary>Planners' consoles following live updates now.</summary>
+    public int ConsoleListeners => app.Services.GetRequiredService<ConsoleFeed>().Listeners;
 
     /// <summary>Waits until the availability view has caught up and a reply partition is owned.</summary>
     public async Task WaitUntilReadyAsync(TimeSpan timeout, CancellationToken ct = default)

@@ -30,11 +30,16 @@ public static class PlanFile
         return path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? ParseJson(path, text) : ParseCsv(path, text);
     }
 
-    public static ApplyPlanRequest ParseJson(string name, string text)
+    public static ApplyPlanRequest ParseJson(string name, string text) => ParseJson(name, text, out _);
+
+    /// <param name="sources">Where each slot of the plan was read, e.g. "plan.json slots[3]".</param>
+    public static ApplyPlanRequest ParseJson(string name, string text, out List<string> sources)
     {
         try
         {
-            return JsonParser.Default.Parse<ApplyPlanRequest>(text);
+            var plan = JsonParser.Default.Parse<ApplyPlanRequest>(text);
+            sources = plan.Slots.Select((_, i) => $"{name} slots[{i}]").ToList();
+            return plan;
         }
         catch (Exception e) when (e is InvalidProtocolBufferException or InvalidJsonException or FormatException)
         {
@@ -42,9 +47,16 @@ public static class PlanFile
         }
     }
 
-    public static ApplyPlanRequest ParseCsv(string name, string text)
+    public static ApplyPlanRequest ParseCsv(string name, string text) => ParseCsv(name, text, out _);
+
+    /// <summary>Reads every row; a file with bad rows is refused with one line per bad row, so a planner
+    /// fixes them all at once.</summary>
+    /// <param name="sources">Where each slot of the plan was read, e.g. "plan.csv line 7".</param>
+    public static ApplyPlanRequest ParseCsv(string name, string text, out List<string> sources)
     {
         var plan = new ApplyPlanRequest();
+        var problems = new List<string>();
+        sources = [];
         var lineNumber = 0;
         var sawHeader = false;
         foreach (var raw in text.Split('\n'))
@@ -61,11 +73,24 @@ public static class PlanFile
             }
             var cells = line.Split(',');
             if (cells.Length != 8)
-                throw new PlanFileException($"{name} line {lineNumber}: {cells.Length} columns, expected 8 ({Header})");
-            string Where(string column) => $"{name} line {lineNumber}, column {column}";
-            plan.Slots.Add(Row(cells.Select(c => c.Trim()).ToArray(), Where));
+            {
+                problems.Add($"{name} line {lineNumber}: {cells.Length} columns, expected 8 ({Header})");
+                continue;
+            }
+            var source = $"{name} line {lineNumber}";
+            string Where(string column) => $"{source}, column {column}";
+            try
+            {
+                plan.Slots.Add(Row(cells.Select(c => c.Trim()).ToArray(), Where));
+                sources.Add(source);
+            }
+            catch (PlanFileException e)
+            {
+                problems.Add(e.Message);
+            }
         }
         if (!sawHeader) throw new PlanFileException($"{name}: empty plan (no header '{Header}')");
+        if (problems.Count > 0) throw new PlanFileException(string.Join("\n", problems));
         return plan;
     }
 

@@ -19,22 +19,37 @@ public sealed class PlanningService(
     GatewayMetrics metrics,
     ILogger<PlanningService> logger) : Planning.PlanningBase
 {
-    public override async Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, ServerCallContext context)
+    public override Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, ServerCallContext context) =>
+        ConfigureSlot(request, context.CancellationToken);
+
+    public override Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, ServerCallContext context) =>
+        SetSlotOpen(request, context.CancellationToken);
+
+    public override Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, ServerCallContext context) =>
+        ApplyPlan(request, context.CancellationToken);
+
+    public override Task<UtilisationReply> GetUtilisation(UtilisationRequest request, ServerCallContext context) =>
+        Task.FromResult(GetUtilisation(request));
+
+    // The same calls in process (the planners' console): the same validation, limits and metrics;
+    // bad input throws the same RpcException (INVALID_ARGUMENT, every problem named).
+
+    public async Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.Configure(request, out var slot);
         if (problems.Any) Refuse("configure", started, problems);
         return await AdmittedChange("configure", started, request.Slot,
-            new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, context.CancellationToken);
+            new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, ct);
     }
 
-    public override async Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, ServerCallContext context)
+    public async Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.SetOpen(request, out var slot);
         if (problems.Any) Refuse("set_open", started, problems);
         return await AdmittedChange("set_open", started, request.Slot,
-            new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open } }, context.CancellationToken);
+            new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open } }, ct);
     }
 
     /// <summary>One slot change as one call: admitted against the in-flight limit, answered, measured.</summary>
@@ -55,7 +70,7 @@ public sealed class PlanningService(
 
     /// <summary>Sends every valid slot's ConfigureSlot (a bounded number at once) and reports one result per slot, in request order.
     /// Invalid slots are reported INVALID and not sent; the others are applied regardless.</summary>
-    public override async Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, ServerCallContext context)
+    public async Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         if (request.Slots.Count == 0) Refuse("apply_plan", started, Problem("slots", "is empty"));
@@ -89,13 +104,13 @@ public sealed class PlanningService(
                 {
                     try
                     {
-                        results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config } }, context.CancellationToken);
+                        results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config } }, ct);
                     }
                     finally
                     {
                         limit.Release();
                     }
-                }));
+                }, CancellationToken.None));
             }
             await Task.WhenAll(sends);
             var reply = new ApplyPlanReply { Results = { results } };
@@ -112,15 +127,17 @@ public sealed class PlanningService(
         }
     }
 
-    public override Task<UtilisationReply> GetUtilisation(UtilisationRequest request, ServerCallContext context)
+    public UtilisationReply GetUtilisation(UtilisationRequest request)
     {
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.Utilisation(request, out var from, out var to);
         if (problems.Any) Refuse("utilisation", started, problems);
         var reply = new UtilisationReply { ViewLagMs = follower.Lag().Ms };
-        reply.Days.AddRange(Utilisation.PerHubAndDay(view.Slots(request.Hub, from, to)));
+        var slots = view.Slots(request.Hub, from, to);
+        reply.Days.AddRange(Utilisation.PerHubAndDay(slots));
+        if (request.IncludeSlots) reply.Slots.AddRange(slots);
         metrics.Answered("utilisation", "ok", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        return Task.FromResult(reply);
+        return reply;
     }
 
     private async Task<SlotChangeResult> Change(SlotId slotId, SlotCommand command, CancellationToken ct)
