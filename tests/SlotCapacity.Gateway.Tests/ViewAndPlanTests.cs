@@ -1,4 +1,5 @@
 using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
 
 namespace SlotCapacity.Gateway.Tests;
 
