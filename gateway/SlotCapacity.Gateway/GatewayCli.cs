@@ -20,7 +20,7 @@ public static class GatewayCli
         usage:
           SlotCapacity.Gateway plan apply PLAN.csv|PLAN.json|- [--gateway http://127.0.0.1:5101] [--retries 3]   (- = CSV on stdin)
           SlotCapacity.Gateway plan utilisation [--hub HUB] [--from yyyy-MM-dd] [--days N] [--gateway URL]
-          SlotCapacity.Gateway replay [--hub HUB] [--at yyyy-MM-ddTHH:mm:ssZ] [--from yyyy-MM-dd] [--days N] [--bootstrap HOST:PORT]
+          SlotCapacity.Gateway replay [--hub HUB] [--at yyyy-MM-ddTHH:mm:ssZ] [--from yyyy-MM-dd] [--days N] [--bootstrap HOST:PORT] [--topic-prefix P]
                                       (utilisation as it was at --at, rebuilt from slot-events; progress on stderr)
           SlotCapacity.Gateway plan sample [--from yyyy-MM-dd] [--days N] > plan.csv
           SlotCapacity.Gateway reserve --hub HUB --start yyyy-MM-ddTHH:mmZ --zone ZONE [--items N] [--requires a,b]
@@ -122,7 +122,7 @@ public static class GatewayCli
     }
 
     /// <summary>The utilisation table as it was at --at (default: now), rebuilt from the events topic
-    /// of the cluster at --bootstrap (default KAFKA_BOOTSTRAP_SERVERS) under TOPIC_PREFIX.</summary>
+    /// of the cluster at --bootstrap (default KAFKA_BOOTSTRAP_SERVERS) under --topic-prefix (default TOPIC_PREFIX).</summary>
     private static async Task<int> ReplayAsync(Dictionary<string, string> options, TextWriter stdout)
     {
         var asOf = At(options);
@@ -134,7 +134,8 @@ public static class GatewayCli
             // stdout carries only the table.
             b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         });
-        var replay = new UtilisationReplay(bootstrap, TopicNames.FromEnvironment(), loggers.CreateLogger("replay"));
+        var replay = new UtilisationReplay(bootstrap,
+            options.TryGetValue("topic-prefix", out var prefix) ? new TopicNames(prefix) : TopicNames.FromEnvironment(), loggers.CreateLogger("replay"));
         var slots = await replay.ReplayAsync(options.GetValueOrDefault("hub", ""), asOf, new StderrProgress(), CancellationToken.None);
         string fromDate = from.ToDateTime().ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), toDate = to.ToDateTime().ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
         var days = slots.Utilisation().Days
