@@ -52,6 +52,8 @@ public sealed class WarehouseLoader : IDisposable
             EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Earliest,
             FetchWaitMaxMs = 5,
+            // Real Kafka's smallest by default: a loader that died hands its partitions on after 6 s, not 45.
+            SessionTimeoutMs = 6_000,
         })
             .SetLogHandler((_, m) => { if (m.Level <= SyslogLevel.Warning) logger.LogWarning("warehouse consumer: {Message}", m.Message); })
             .SetPartitionsAssignedHandler((c, partitions) => Assigned(c, partitions))
