@@ -74,9 +74,16 @@ public sealed class WarehouseStore
         var columns = Enumerable.Range(0, reader.FieldCount).Select(reader.GetName).ToList();
         var rows = new List<string[]>();
         while (reader.Read())
-            rows.Add(Enumerable.Range(0, reader.FieldCount).Select(i => reader.IsDBNull(i) ? "" : Convert.ToString(reader.GetValue(i), CultureInfo.InvariantCulture) ?? "").ToArray());
+            rows.Add(Enumerable.Range(0, reader.FieldCount).Select(i => reader.IsDBNull(i) ? "" : Text(reader.GetValue(i))).ToArray());
         return (columns, rows);
     }
+
+    private static string Text(object value) => value switch
+    {
+        DateTime time => time.ToString("yyyy-MM-dd HH:mm:ss.FFF", CultureInfo.InvariantCulture),
+        DateOnly date => date.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+        _ => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "",
+    };
 
     private static void Upsert<T>(DbConnection connection, Table<T> table, IEnumerable<T> rows)
     {

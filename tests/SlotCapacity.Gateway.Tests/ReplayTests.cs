@@ -18,27 +18,6 @@ public sealed class ReplayTests(ITestOutputHelper output)
     private static readonly Timestamp From = Timestamp.FromDateTimeOffset(Day);
     private static readonly Timestamp To = Timestamp.FromDateTimeOffset(Day.AddDays(3));
 
-    private static SlotConfig Config(long vans, long bikes, bool open = true) => new()
-    {
-        Open = open,
-        Fleet =
-        {
-            new FleetCounterConfig { Name = "vans", CapacityOrders = vans, Zones = { "north", "south" } },
-            new FleetCounterConfig { Name = "bikes", CapacityOrders = bikes, Zones = { "north" } },
-        },
-        Shared = { new SharedCounterConfig { Name = "picking", Measure = "items", Capacity = 1_000 } },
-    };
-
-    private static ReserveRequest Reserve(string id, SlotId slot, int holdSeconds = 0) => new()
-    {
-        ReservationId = id,
-        OrderId = "order-" + id,
-        Slot = slot,
-        Zone = "north",
-        Needs = new OrderNeeds { Quantities = { ["items"] = 7 } },
-        HoldSeconds = holdSeconds,
-    };
-
     [Fact]
     public async Task A_view_rebuilt_from_the_events_equals_the_live_view_now_and_at_an_earlier_instant()
     {
@@ -50,11 +29,11 @@ public sealed class ReplayTests(ITestOutputHelper output)
         var noon = EngineAndGateways.Slot("LON1", Day.AddHours(12));
         var tomorrow = EngineAndGateways.Slot("LON1", Day.AddDays(1).AddHours(10));
         var elsewhere = EngineAndGateways.Slot("MAN1", Day.AddHours(8));
-        foreach (var slot in new[] { morning, noon, tomorrow, elsewhere }) await system.ConfigureAsync(gateway, slot, Config(vans: 3, bikes: 2));
-        await Accepted(checkout.ReserveAsync(Reserve("a1", morning)));
-        await Accepted(checkout.ReserveAsync(Reserve("a2", morning, holdSeconds: 600)));
-        await Accepted(checkout.ReserveAsync(Reserve("a3", noon, holdSeconds: 600)));
-        await Accepted(checkout.ReserveAsync(Reserve("a4", elsewhere)));
+        foreach (var slot in new[] { morning, noon, tomorrow, elsewhere }) await system.ConfigureAsync(gateway, slot, EndToEndTests.Config(vans: 3, bikes: 2));
+        await Accepted(checkout.ReserveAsync(EndToEndTests.Reserve("a1", morning)));
+        await Accepted(checkout.ReserveAsync(EndToEndTests.Reserve("a2", morning, holdSeconds: 600)));
+        await Accepted(checkout.ReserveAsync(EndToEndTests.Reserve("a3", noon, holdSeconds: 600)));
+        await Accepted(checkout.ReserveAsync(EndToEndTests.Reserve("a4", elsewhere)));
         var replay = new UtilisationReplay(system.Broker.BootstrapServers, system.Topics, NullLogger.Instance);
         var earlier = await Converged(planning, replay);
         var earlierAt = DateTimeOffset.UtcNow;
@@ -63,11 +42,11 @@ public sealed class ReplayTests(ITestOutputHelper output)
 
         await Accepted(checkout.ConfirmAsync(new ConfirmRequest { ReservationId = "a2", Slot = morning }));
         await Accepted(checkout.ReleaseAsync(new ReleaseRequest { ReservationId = "a1", Slot = morning, Reason = "customer cancelled" }));
-        await Accepted(checkout.ReserveAsync(Reserve("a5", tomorrow, holdSeconds: 600)));
-        await Accepted(checkout.ReserveAsync(Reserve("a6", tomorrow)));
+        await Accepted(checkout.ReserveAsync(EndToEndTests.Reserve("a5", tomorrow, holdSeconds: 600)));
+        await Accepted(checkout.ReserveAsync(EndToEndTests.Reserve("a6", tomorrow)));
         await Accepted(checkout.ReleaseAsync(new ReleaseRequest { ReservationId = "a3", Slot = noon, Reason = "payment failed" }));
         // Lowered below what it holds (over-committed) and closed: both come from SLOT_CONFIGURED.
-        await system.ConfigureAsync(gateway, tomorrow, Config(vans: 1, bikes: 0));
+        await system.ConfigureAsync(gateway, tomorrow, EndToEndTests.Config(vans: 1, bikes: 0));
         var closed = await planning.SetSlotOpenAsync(new SetSlotOpenRequest { Slot = noon, Open = false });
         Assert.True(closed.Applied, closed.Detail);
 

@@ -17,13 +17,39 @@ public sealed class WarehouseTests(ITestOutputHelper output) : IDisposable
 
     private WarehouseStore Store(string name) => WarehouseStore.DuckDb(Path.Combine(folder, name + ".duckdb"));
 
+    /// <summary>A schema of its own in the PostgreSQL database WAREHOUSE_TEST_POSTGRES names.</summary>
+    private static WarehouseStore Postgres(string name)
+    {
+        var connection = Environment.GetEnvironmentVariable(PostgresFactAttribute.Variable)!;
+        var schema = $"warehouse_{name}_{Guid.NewGuid():N}"[..40];
+        using (var admin = new Npgsql.NpgsqlConnection(connection))
+        {
+            admin.Open();
+            using var command = admin.CreateCommand();
+            command.CommandText = $"CREATE SCHEMA {schema}";
+            command.ExecuteNonQuery();
+        }
+        return WarehouseStore.Postgres(connection + $";Search Path={schema}");
+    }
+
     [Fact]
-    public async Task A_crash_between_the_write_and_the_offset_commit_loses_and_duplicates_nothing()
+    public Task A_crash_between_the_write_and_the_offset_commit_loses_and_duplicates_nothing() => CrashAndReplay(Store);
+
+    [PostgresFact]
+    public Task PostgreSQL_a_crash_between_the_write_and_the_offset_commit_loses_and_duplicates_nothing() => CrashAndReplay(Postgres);
+
+    [Fact]
+    public Task The_tables_answer_the_planners_questions() => Questions(Store("questions"));
+
+    [PostgresFact]
+    public Task PostgreSQL_the_tables_answer_the_planners_questions() => Questions(Postgres("questions"));
+
+    private async Task CrashAndReplay(Func<string, WarehouseStore> storeNamed)
     {
         var duplicate = (0, EngineEvents.Bytes(EngineEvents.Events(EngineEvents.Day())[3]));
         var written = await TopicEvents.WriteAsync(duplicate, (1, [0xFF, 0xFF, 0xFF]), (1, EngineEvents.Bytes(new SlotEvent { Slot = "hub-a@2030-05-06T10:00Z" })));
         var settings = new WarehouseSettings(written.Broker.BootstrapServers, written.Topics, "warehouse-" + Guid.NewGuid().ToString("N"));
-        var store = Store("crashed");
+        var store = storeNamed("crashed");
 
         // The first loader writes what it consumed, then dies before committing the offsets.
         using (var crashed = new WarehouseLoader(settings, store, NullLogger.Instance))
@@ -47,7 +73,7 @@ public sealed class WarehouseTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(written.Events.Count(e => e.Kind == SlotEventKind.SlotConfigured), Count(store, "slot_configs"));
 
         // A replay from the beginning, into a fresh database and over the loaded one, gives the same tables.
-        var fresh = Store("fresh");
+        var fresh = storeNamed("fresh");
         LoadAll(settings with { GroupId = "warehouse-" + Guid.NewGuid().ToString("N") }, fresh);
         LoadAll(settings with { GroupId = "warehouse-" + Guid.NewGuid().ToString("N") }, store);
         foreach (var table in Tables)
@@ -57,11 +83,9 @@ public sealed class WarehouseTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    [Fact]
-    public async Task The_tables_answer_the_planners_questions()
+    private async Task Questions(WarehouseStore store)
     {
         var written = await TopicEvents.WriteAsync();
-        var store = Store("questions");
         LoadAll(new WarehouseSettings(written.Broker.BootstrapServers, written.Topics, "warehouse-" + Guid.NewGuid().ToString("N")), store);
 
         // Bookings per hub per day: held-1 (confirmed), booked-1 (abandoned later), booked-2 (released), booked-3.
@@ -146,5 +170,17 @@ public sealed class WarehouseTests(ITestOutputHelper output) : IDisposable
         {
             // Nothing was written.
         }
+    }
+}
+
+/// <summary>A test that needs a PostgreSQL server: skipped unless WAREHOUSE_TEST_POSTGRES holds a connection string.</summary>
+public sealed class PostgresFactAttribute : FactAttribute
+{
+    public const string Variable = "WAREHOUSE_TEST_POSTGRES";
+
+    public PostgresFactAttribute()
+    {
+        if (string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(Variable)))
+            Skip = $"{Variable} is not set: no PostgreSQL server to test the warehouse against";
     }
 }
