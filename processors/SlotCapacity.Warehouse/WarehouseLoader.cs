@@ -69,6 +69,7 @@ public sealed class WarehouseLoader : IDisposable
     public void Run(CancellationToken ct)
     {
         var lastReport = DateTime.UtcNow;
+        var reported = (Loaded, Skipped);
         while (!ct.IsCancellationRequested)
         {
             try
@@ -88,9 +89,10 @@ public sealed class WarehouseLoader : IDisposable
             {
                 break;
             }
-            if (DateTime.UtcNow - lastReport >= TimeSpan.FromSeconds(30))
+            if (DateTime.UtcNow - lastReport >= TimeSpan.FromSeconds(30) && (Loaded, Skipped) != reported)
             {
                 lastReport = DateTime.UtcNow;
+                reported = (Loaded, Skipped);
                 _logger.LogInformation("warehouse: {Loaded} events loaded, {Skipped} records skipped since start", Loaded, Skipped);
             }
         }

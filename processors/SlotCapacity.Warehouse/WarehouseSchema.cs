@@ -28,16 +28,21 @@ public sealed record Table<T>(string Name, IReadOnlyList<string> Key, IReadOnlyL
             yield return $"ALTER TABLE {Name} ADD COLUMN IF NOT EXISTS {column.Name} {column.SqlType}";
     }
 
-    /// <summary>INSERT of one row with positional parameters ($1...); a row already there is overwritten
-    /// with the same values, so writing an event twice leaves one row.</summary>
-    public string Upsert()
+    /// <summary>INSERT of <paramref name="rows"/> rows with positional parameters ($1...); a row already
+    /// there is overwritten with the same values, so writing an event twice leaves one row.</summary>
+    public string Upsert(int rows)
     {
         var names = string.Join(", ", Columns.Select(c => c.Name));
-        var values = string.Join(", ", Columns.Select((_, i) => $"${i + 1}"));
+        var values = string.Join(", ", Enumerable.Range(0, rows).Select(r =>
+            "(" + string.Join(", ", Columns.Select((_, i) => $"${r * Columns.Count + i + 1}")) + ")"));
         var updates = Columns.Where(c => !Key.Contains(c.Name)).Select(c => $"{c.Name} = EXCLUDED.{c.Name}").ToList();
         var onConflict = updates.Count == 0 ? "DO NOTHING" : "DO UPDATE SET " + string.Join(", ", updates);
-        return $"INSERT INTO {Name} ({names}) VALUES ({values}) ON CONFLICT ({string.Join(", ", Key)}) {onConflict}";
+        return $"INSERT INTO {Name} ({names}) VALUES {values} ON CONFLICT ({string.Join(", ", Key)}) {onConflict}";
     }
+
+    /// <summary>The row's key, to keep one row per key in a statement (neither database lets one
+    /// INSERT change a row twice).</summary>
+    public string KeyOf(T row) => string.Join("\u0000", Key.Select(k => Convert.ToString(Columns.Single(c => c.Name == k).Value(row), System.Globalization.CultureInfo.InvariantCulture)));
 }
 
 /// <summary>

@@ -14,6 +14,7 @@ namespace SlotCapacity.Warehouse;
 public sealed class WarehouseStore
 {
     private static readonly TimeSpan LockedFor = TimeSpan.FromSeconds(30);
+    private const int RowsPerStatement = 100;
     private readonly Func<bool, DbConnection> _connect;
 
     public string Description { get; }
@@ -85,19 +86,23 @@ public sealed class WarehouseStore
         _ => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "",
     };
 
+    /// <summary>Upserts in statements of up to <see cref="RowsPerStatement"/> rows (one statement per row
+    /// costs DuckDB a prepare each), the last of several rows with one key winning, as a row-by-row write would.</summary>
     private static void Upsert<T>(DbConnection connection, Table<T> table, IEnumerable<T> rows)
     {
-        using var command = connection.CreateCommand();
-        command.CommandText = table.Upsert();
-        var parameters = table.Columns.Select(_ =>
+        var last = new Dictionary<string, T>(StringComparer.Ordinal);
+        foreach (var row in rows) last[table.KeyOf(row)] = row;
+        foreach (var chunk in last.Values.Chunk(RowsPerStatement))
         {
-            var parameter = command.CreateParameter();
-            command.Parameters.Add(parameter);
-            return parameter;
-        }).ToList();
-        foreach (var row in rows)
-        {
-            for (var i = 0; i < parameters.Count; i++) parameters[i].Value = table.Columns[i].Value(row) ?? DBNull.Value;
+            using var command = connection.CreateCommand();
+            command.CommandText = table.Upsert(chunk.Length);
+            foreach (var row in chunk)
+                foreach (var column in table.Columns)
+                {
+                    var parameter = command.CreateParameter();
+                    parameter.Value = column.Value(row) ?? DBNull.Value;
+                    command.Parameters.Add(parameter);
+                }
             command.ExecuteNonQuery();
         }
     }
