@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SCENARIO ?= tenx
 DURATION ?= 60s
 
-.PHONY: build run test load self-check bench bench-deps chaos clean
+.PHONY: build run test warehouse load self-check bench bench-deps chaos clean
 
 build:
 	dotnet build Streams.sln -c Release
@@ -15,6 +15,13 @@ run:
 ## Every test; ends with "N passed, N failed".
 test:
 	bash tests/run-tests.sh
+
+## The warehouse loader alone, in the foreground, against $$KAFKA_BOOTSTRAP_SERVERS (or what `make run` started):
+## slot-events into .run/warehouse.duckdb, or PostgreSQL with WAREHOUSE_POSTGRES=connection-string. `make run` starts one itself.
+warehouse:
+	dotnet build processors/SlotCapacity.Warehouse/SlotCapacity.Warehouse.csproj -c Release -v quiet -nologo
+	KAFKA_BOOTSTRAP_SERVERS=$${KAFKA_BOOTSTRAP_SERVERS:-$$(cat .run/bootstrap 2>/dev/null)} WAREHOUSE_DB=$${WAREHOUSE_DB:-.run/warehouse.duckdb} \
+	  dotnet processors/SlotCapacity.Warehouse/bin/Release/net10.0/SlotCapacity.Warehouse.dll
 
 ## One load scenario against what `make run` started (or starts it): make load SCENARIO=tenx DURATION=60s
 load:

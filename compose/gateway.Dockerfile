@@ -10,11 +10,15 @@ WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY schemas/SlotCapacity.Schemas.csproj schemas/
 COPY compose/Kafka/SlotCapacity.Kafka.csproj compose/Kafka/
+COPY processors/SlotCapacity.Domain/SlotCapacity.Domain.csproj processors/SlotCapacity.Domain/
+COPY processors/SlotCapacity.History/SlotCapacity.History.csproj processors/SlotCapacity.History/
 COPY gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj gateway/SlotCapacity.Gateway/
 RUN dotnet restore gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj --use-current-runtime
 
 COPY schemas/ schemas/
 COPY compose/Kafka/ compose/Kafka/
+COPY processors/SlotCapacity.Domain/ processors/SlotCapacity.Domain/
+COPY processors/SlotCapacity.History/ processors/SlotCapacity.History/
 COPY gateway/SlotCapacity.Gateway/ gateway/SlotCapacity.Gateway/
 # bin/ and obj/ from a developer's checkout (when .dockerignore does not exclude them) hold
 # host paths and stale generated code; drop them. publish restores again from the cache above.

@@ -80,7 +80,8 @@ trap "stop_all; exit 0" INT TERM
 echo "building (Release)..."
 for project in compose/LocalCluster/SlotCapacity.LocalCluster.csproj \
                processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj \
-               gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj; do
+               gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj \
+               processors/SlotCapacity.Warehouse/SlotCapacity.Warehouse.csproj; do
   dotnet build "$project" -c Release -v quiet -nologo >"$logs/build.log" 2>&1 || { cat "$logs/build.log"; exit 1; }
 done
 bin() { echo "$root/$1/bin/Release/net10.0/$2.dll"; }
@@ -91,7 +92,7 @@ if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
 else
   rm -f "$run/bootstrap"
   # The local cluster starts empty every time; state left by an earlier run would not match it.
-  rm -rf "$run"/processor-* "$run"/gateway-*
+  rm -rf "$run"/processor-* "$run"/gateway-* "$run"/warehouse.duckdb*
   dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
   cluster=$!
@@ -112,6 +113,10 @@ for n in $(seq 1 "$PROCESSORS"); do
     supervise "processor-$n" dotnet "$(bin processors/SlotCapacity.Processor SlotCapacity.Processor)"
   echo "processor-$n started (supervised, log .run/logs/processor-$n.log)"
 done
+
+# The warehouse loader: slot-events into .run/warehouse.duckdb, exactly once by event id.
+WAREHOUSE_DB="$run/warehouse.duckdb" supervise warehouse dotnet "$(bin processors/SlotCapacity.Warehouse SlotCapacity.Warehouse)"
+echo "warehouse loader started (supervised, log .run/logs/warehouse.log, database .run/warehouse.duckdb)"
 
 endpoints=()
 for i in "${!GATEWAY_PORTS[@]}"; do
@@ -161,6 +166,8 @@ Example calls (from another terminal):
   dotnet $cli reserve --gateway ${endpoints[0]} --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
   dotnet $cli availability --gateway ${endpoints[0]} --hub LON1 --from $from --days 1 --zone north --items 12
   dotnet $cli plan utilisation --gateway ${endpoints[0]} --hub LON1 --from $from --days 3
+  KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS dotnet $cli replay --hub LON1 --at $(date -u +%FT%TZ) --from $from --days 3   (as it was now)
+  dotnet $(realpath --relative-to="$root" "$(bin processors/SlotCapacity.Warehouse SlotCapacity.Warehouse)") query --db .run/warehouse.duckdb "SELECT kind, COUNT(*) FROM slot_events GROUP BY kind"
   make load SCENARIO=tenx DURATION=60s
 Ctrl-C stops everything.
 EOT

@@ -3,7 +3,10 @@ using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging.Console;
 using SlotCapacity.Contracts;
+using SlotCapacity.History;
+using SlotCapacity.Kafka;
 
 namespace SlotCapacity.Gateway;
 
@@ -17,6 +20,8 @@ public static class GatewayCli
         usage:
           SlotCapacity.Gateway plan apply PLAN.csv|PLAN.json|- [--gateway http://127.0.0.1:5101] [--retries 3]   (- = CSV on stdin)
           SlotCapacity.Gateway plan utilisation [--hub HUB] [--from yyyy-MM-dd] [--days N] [--gateway URL]
+          SlotCapacity.Gateway replay [--hub HUB] [--at yyyy-MM-ddTHH:mm:ssZ] [--from yyyy-MM-dd] [--days N] [--bootstrap HOST:PORT] [--topic-prefix P]
+                                      (utilisation as it was at --at, rebuilt from slot-events; progress on stderr)
           SlotCapacity.Gateway plan sample [--from yyyy-MM-dd] [--days N] > plan.csv
           SlotCapacity.Gateway reserve --hub HUB --start yyyy-MM-ddTHH:mmZ --zone ZONE [--items N] [--requires a,b]
                                        [--hold SECONDS] [--reservation ID] [--order ID] [--gateway URL]
@@ -26,7 +31,7 @@ public static class GatewayCli
 
     /// <summary>Whether the arguments are a CLI command rather than the service's own.</summary>
     public static bool IsCommand(string[] args) =>
-        args.Length > 0 && args[0] is "plan" or "reserve" or "confirm" or "release" or "availability";
+        args.Length > 0 && args[0] is "plan" or "replay" or "reserve" or "confirm" or "release" or "availability";
 
     public static async Task<int> RunAsync(string[] args, TextWriter? output = null)
     {
@@ -40,6 +45,7 @@ public static class GatewayCli
                 ["plan", "apply", var file] => await ApplyAsync(file, gateway, Retries(options), stdout),
                 ["plan", "utilisation"] => await UtilisationAsync(options, gateway, stdout),
                 ["plan", "sample"] => Sample(options, stdout),
+                ["replay"] => await ReplayAsync(options, stdout),
                 ["reserve"] => await ReserveAsync(options, gateway, stdout),
                 ["confirm" or "release"] => await EndAsync(positional[0], options, gateway, stdout),
                 ["availability"] => await AvailabilityAsync(options, gateway, stdout),
@@ -53,6 +59,10 @@ public static class GatewayCli
         catch (FileNotFoundException e)
         {
             return Fail($"plan file not found: {e.FileName}");
+        }
+        catch (Exception e) when (e is StartupException or IncompleteHistoryException or TimeoutException)
+        {
+            return Fail(e.Message);
         }
         catch (RpcException e)
         {
@@ -106,11 +116,55 @@ public static class GatewayCli
             From = from,
             To = to,
         }, deadline: DateTime.UtcNow.AddSeconds(30));
-        stdout.WriteLine($"{"hub",-8} {"date",-10} {"slots",5} {"capacity",8} {"used",6} {"held",6} {"util",6} {"over",4} {"closed",6}");
-        foreach (var d in reply.Days)
-            stdout.WriteLine($"{d.Hub,-8} {d.Date,-10} {d.Slots,5} {d.CapacityOrders,8} {d.UsedOrders,6} {d.HeldOrders,6} {d.Utilisation,6:P0} {d.OverCommittedSlots,4} {d.ClosedSlots,6}");
+        WriteDays(reply.Days, stdout);
         stdout.WriteLine($"({reply.Days.Count} hub-days; view lag {reply.ViewLagMs} ms)");
         return 0;
+    }
+
+    /// <summary>The utilisation table as it was at --at (default: now), rebuilt from the events topic
+    /// of the cluster at --bootstrap (default KAFKA_BOOTSTRAP_SERVERS) under --topic-prefix (default TOPIC_PREFIX).</summary>
+    private static async Task<int> ReplayAsync(Dictionary<string, string> options, TextWriter stdout)
+    {
+        var asOf = At(options);
+        var (from, to) = DayRange(options, DateOnly.FromDateTime(asOf.UtcDateTime), defaultDays: 14);
+        var bootstrap = KafkaEndpoint.BootstrapServers(options.GetValueOrDefault("bootstrap") ?? Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable));
+        using var loggers = LoggerFactory.Create(b =>
+        {
+            b.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
+            // stdout carries only the table.
+            b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        });
+        var replay = new UtilisationReplay(bootstrap,
+            options.TryGetValue("topic-prefix", out var prefix) ? new TopicNames(prefix) : TopicNames.FromEnvironment(), loggers.CreateLogger("replay"));
+        var slots = await replay.ReplayAsync(options.GetValueOrDefault("hub", ""), asOf, new StderrProgress(), CancellationToken.None);
+        string fromDate = from.ToDateTime().ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), toDate = to.ToDateTime().ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        var days = slots.Utilisation().Days
+            .Where(d => string.CompareOrdinal(d.Date, fromDate) >= 0 && string.CompareOrdinal(d.Date, toDate) < 0).ToList();
+        WriteDays(days, stdout);
+        stdout.WriteLine($"({days.Count} hub-days as of {asOf:yyyy-MM-dd'T'HH:mm:ss'Z'}, rebuilt from {slots.Applied} events; "
+                         + $"{slots.Later} later ones left out, {slots.Skipped} skipped, {slots.Inconsistent} inconsistent)");
+        return 0;
+    }
+
+    private static void WriteDays(IEnumerable<DayUtilisation> days, TextWriter stdout)
+    {
+        stdout.WriteLine($"{"hub",-8} {"date",-10} {"slots",5} {"capacity",8} {"used",6} {"held",6} {"util",6} {"over",4} {"closed",6}");
+        foreach (var d in days)
+            stdout.WriteLine($"{d.Hub,-8} {d.Date,-10} {d.Slots,5} {d.CapacityOrders,8} {d.UsedOrders,6} {d.HeldOrders,6} {d.Utilisation,6:P0} {d.OverCommittedSlots,4} {d.ClosedSlots,6}");
+    }
+
+    private static DateTimeOffset At(Dictionary<string, string> options)
+    {
+        if (!options.TryGetValue("at", out var text)) return DateTimeOffset.UtcNow;
+        return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at)
+            ? at
+            : throw new ArgumentException($"--at '{text}' is not an ISO 8601 time, e.g. 2026-11-26T08:00:00Z");
+    }
+
+    /// <summary>Replay progress on stderr, written as it is reported (stdout keeps only the table).</summary>
+    private sealed class StderrProgress : IProgress<ReplayProgress>
+    {
+        public void Report(ReplayProgress value) => Console.Error.WriteLine($"replay: {value}");
     }
 
     private static async Task<int> ReserveAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)

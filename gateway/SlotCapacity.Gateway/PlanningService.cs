@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Grpc.Core;
 using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
 
 namespace SlotCapacity.Gateway;
 
@@ -170,31 +171,4 @@ public sealed class PlanningService(
         metrics.Rejected("INVALID_ARGUMENT");
         problems.ThrowIfAny();
     }
-}
-
-/// <summary>Utilisation per hub and UTC day, folded from availability snapshots.</summary>
-public static class Utilisation
-{
-    public static IEnumerable<DayUtilisation> PerHubAndDay(IEnumerable<AvailabilitySnapshot> slots) =>
-        slots
-            .GroupBy(s => (s.Hub, Date: DateTimeOffset.FromUnixTimeMilliseconds(s.StartUnixMs).UtcDateTime.ToString("yyyy-MM-dd")))
-            .OrderBy(g => g.Key.Hub, StringComparer.Ordinal).ThenBy(g => g.Key.Date, StringComparer.Ordinal)
-            .Select(g =>
-            {
-                var day = new DayUtilisation { Hub = g.Key.Hub, Date = g.Key.Date };
-                foreach (var slot in g)
-                {
-                    day.Slots++;
-                    foreach (var fleet in slot.Fleet)
-                    {
-                        day.CapacityOrders += fleet.CapacityOrders;
-                        day.UsedOrders += fleet.UsedOrders;
-                        day.HeldOrders += fleet.HeldOrders;
-                    }
-                    if (slot.OverCommitted) day.OverCommittedSlots++;
-                    if (!slot.Open) day.ClosedSlots++;
-                }
-                day.Utilisation = day.CapacityOrders == 0 ? 0 : (double)day.UsedOrders / day.CapacityOrders;
-                return day;
-            });
 }

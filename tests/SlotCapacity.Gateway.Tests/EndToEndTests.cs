@@ -12,7 +12,7 @@ public partial class EndToEndTests(ITestOutputHelper output)
 {
     private static readonly DateTimeOffset Start = new(2030, 6, 3, 10, 0, 0, TimeSpan.Zero);
 
-    private static SlotConfig Config(long vans, long bikes = 0) => new()
+    internal static SlotConfig Config(long vans, long bikes = 0) => new()
     {
         Open = true,
         Fleet =
@@ -25,7 +25,7 @@ public partial class EndToEndTests(ITestOutputHelper output)
         ZoneRules = { new ZoneRule { Zone = "outer", Closed = true } },
     };
 
-    private static ReserveRequest Reserve(string id, SlotId slot, string zone = "north", int holdSeconds = 0) => new()
+    internal static ReserveRequest Reserve(string id, SlotId slot, string zone = "north", int holdSeconds = 0) => new()
     {
         ReservationId = id,
         OrderId = "order-" + id,

@@ -1,4 +1,5 @@
 using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
 
 namespace SlotCapacity.Gateway.Tests;
 
@@ -192,6 +193,8 @@ public class CliTests
     [InlineData("plan", "apply")]
     [InlineData("reserve", "--hub")]
     [InlineData("reserve", "--hub", "LON1", "--start", "tomorrow", "--zone", "north")]
+    [InlineData("replay", "--at", "yesterday")]
+    [InlineData("replay", "--days", "many")]
     public async Task Bad_usage_exits_2_without_calling_a_gateway(params string[] args)
     {
         Assert.True(GatewayCli.IsCommand(args));

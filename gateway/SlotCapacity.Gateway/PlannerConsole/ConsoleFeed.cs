@@ -1,3 +1,4 @@
+using SlotCapacity.Domain;
 using SlotCapacity.Contracts;
 
 namespace SlotCapacity.Gateway;
