@@ -88,13 +88,13 @@ public static class SlotDecisions
                 $"slot '{command.Slot}' is not a slot key 'hub@yyyy-MM-ddTHH:mmZ'"), [], null);
 
         if (state is not null && IsRedelivery(state, at))
-            return AnswerRedelivery(state, stored, command, at);
+            return AnswerRedelivery(slotKey.Value, state, stored, command, at);
 
         state ??= new SlotState { Slot = command.Slot };
         var book = new Book(stored, state.LastApplied);
         var index = new SlotIndex(stored);
         MoveLegacyHolds(state, index, at);
-        var reply = new Slot(state, book, index, at).Apply(command);
+        var reply = new Slot(slotKey.Value, state, book, index, at).Apply(command);
         state.LastApplied = at;
         if (index.HoldsChanged) state.NextHoldExpiryUnixMs = index.EarliestHold(state.NextHoldExpiryUnixMs);
         var events = EventsAt(state, book, at, index.ExpiredBy(at), ReservationIdOf(command));
@@ -174,7 +174,7 @@ public static class SlotDecisions
         // A counter removed by a planner while it still carries bookings shows with capacity 0.
         foreach (var (name, used) in state.FleetUsed.OrderBy(p => p.Key, StringComparer.Ordinal))
             if (used > 0 && !config.Fleet.Any(f => f.Name == name))
-                snapshot.Fleet.Add(new FleetCounterState { Name = name, UsedOrders = used, HeldOrders = Get(state.FleetHeld, name) });
+                snapshot.Fleet.Add(new FleetCounterState { Name = name, UsedOrders = used, HeldOrders = Get(state.FleetHeld, name), Removed = true });
         foreach (var shared in config.Shared)
             snapshot.Shared.Add(new SharedCounterState
             {
@@ -186,7 +186,7 @@ public static class SlotDecisions
             });
         foreach (var (name, used) in state.SharedUsed.OrderBy(p => p.Key, StringComparer.Ordinal))
             if (used > 0 && !config.Shared.Any(s => s.Name == name))
-                snapshot.Shared.Add(new SharedCounterState { Name = name, Used = used, Held = Get(state.SharedHeld, name) });
+                snapshot.Shared.Add(new SharedCounterState { Name = name, Used = used, Held = Get(state.SharedHeld, name), Removed = true });
         var zones = config.ZoneRules.Select(r => r.Zone).Concat(state.ZoneUsed.Where(p => p.Value > 0).Select(p => p.Key))
             .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
         foreach (var zone in zones)
@@ -212,7 +212,7 @@ public static class SlotDecisions
     /// and if that copy would now take an effect, the original must have been a reject whose
     /// cause has since gone (say, capacity freed), so it is answered as a retryable reject.
     /// </summary>
-    private static Decision AnswerRedelivery(SlotState state, ISlotReader stored, SlotCommand command, AppliedAt at)
+    private static Decision AnswerRedelivery(SlotKey key, SlotState state, ISlotReader stored, SlotCommand command, AppliedAt at)
     {
         var book = new Book(stored, state.LastApplied);
         var reply = StampedReply(state, book, command, at);
@@ -220,7 +220,7 @@ public static class SlotDecisions
         {
             var copy = state.Clone();
             var trial = new Book(stored, state.LastApplied);
-            reply = new Slot(copy, trial, new SlotIndex(stored), at).ApplyWithoutExpiry(command);
+            reply = new Slot(key, copy, trial, new SlotIndex(stored), at).ApplyWithoutExpiry(command);
             if (!copy.Equals(state) || trial.Changed.Count > 0)
                 reply = Reject(command, at, RejectReason.Unavailable,
                     "re-delivered command that was rejected before; its original reason no longer applies, try again");
@@ -486,8 +486,93 @@ public static class SlotDecisions
         private static HoldIndexEntry Entry((long Expiry, string Id) e) => new() { ExpiresUnixMs = e.Expiry, ReservationId = e.Id };
     }
 
+    /// <summary>What a slot has used of its counters, as <see cref="Check"/> reads it.</summary>
+    public interface ISlotUsage
+    {
+        long Fleet(string counter);
+        long Shared(string counter);
+        long Zone(string zone);
+    }
+
+    /// <summary>Whether an order fits a slot. <paramref name="Counter"/> is the fleet counter it
+    /// takes and <paramref name="Draws"/> the units it draws on each shared counter; when it does
+    /// not fit, Counter is null and <paramref name="Reason"/> and <paramref name="Detail"/> say why.</summary>
+    public sealed record ReserveCheck(RejectReason Reason, string Detail, FleetCounterConfig? Counter, IReadOnlyList<(string Counter, long Units)> Draws)
+    {
+        public bool Fits => Counter is not null;
+    }
+
+    /// <summary>
+    /// The slot's rules for one order, checked in this order (the first that fails is the reason):
+    /// open; window not ended; before cut-off (0 = none); zone not closed; zone under its max
+    /// orders; some fleet counter serves the zone (its list has it, or is empty) and carries every
+    /// required capability; every shared counter the order needs units of has room for them;
+    /// an eligible fleet counter has room, the one with the most room left wins, ties broken by
+    /// name (ordinal). The engine decides a Reserve with it; the gateway answers "could this slot
+    /// take this order" with it from a snapshot, so the two cannot disagree.
+    /// </summary>
+    /// <param name="zone">Empty = any zone (an availability question; a Reserve always names one).</param>
+    public static ReserveCheck Check(SlotConfig config, ISlotUsage used, string zone, OrderNeeds needs, long atUnixMs, long slotEndUnixMs)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(used);
+        ArgumentNullException.ThrowIfNull(zone);
+        ArgumentNullException.ThrowIfNull(needs);
+        ReserveCheck No(RejectReason reason, string detail) => new(reason, detail, null, []);
+        if (!config.Open)
+            return No(RejectReason.SlotClosed, "the slot is closed");
+        if (atUnixMs >= slotEndUnixMs)
+            return No(RejectReason.PastCutoff,
+                $"the slot's window ended at {SlotValidation.Iso(slotEndUnixMs)} (command time {SlotValidation.Iso(atUnixMs)})");
+        if (config.CutoffUnixMs != 0 && atUnixMs >= config.CutoffUnixMs)
+            return No(RejectReason.PastCutoff,
+                $"command time {SlotValidation.Iso(atUnixMs)} is at or after the slot's cut-off {SlotValidation.Iso(config.CutoffUnixMs)}");
+
+        var rule = zone.Length == 0 ? null : config.ZoneRules.FirstOrDefault(r => r.Zone == zone);
+        if (rule is { Closed: true })
+            return No(RejectReason.ZoneRestricted, $"zone {zone} is closed in this slot");
+        if (rule is { HasMaxOrders: true } && used.Zone(zone) >= rule.MaxOrders)
+            return No(RejectReason.ZoneFull, $"zone {zone} has its {rule.MaxOrders} orders");
+
+        var eligible = config.Fleet.Where(f => (zone.Length == 0 || f.Zones.Count == 0 || f.Zones.Contains(zone))
+                                              && needs.Requires.All(f.Carries.Contains)).ToList();
+        if (eligible.Count == 0)
+            return No(RejectReason.NoEligibleFleet,
+                $"no fleet counter serves zone {zone}" + (needs.Requires.Count > 0 ? $" carrying {string.Join(", ", needs.Requires)}" : ""));
+
+        var draws = new List<(string Counter, long Units)>();
+        foreach (var shared in config.Shared)
+        {
+            if (!needs.Quantities.TryGetValue(shared.Measure, out var units) || units == 0) continue;
+            if (used.Shared(shared.Name) + units > shared.Capacity)
+                return No(RejectReason.SlotFull,
+                    $"shared counter {shared.Name} has {Math.Max(0, shared.Capacity - used.Shared(shared.Name))} {shared.Measure} left, the order needs {units}");
+            draws.Add((shared.Name, units));
+        }
+
+        FleetCounterConfig? chosen = null;
+        long chosenRoom = 0;
+        foreach (var fleet in eligible)
+        {
+            var room = fleet.CapacityOrders - used.Fleet(fleet.Name);
+            if (room <= 0) continue;
+            if (chosen is null || room > chosenRoom || (room == chosenRoom && string.CompareOrdinal(fleet.Name, chosen.Name) < 0))
+                (chosen, chosenRoom) = (fleet, room);
+        }
+        return chosen is null
+            ? No(RejectReason.SlotFull, $"every fleet counter that can take this order is full ({string.Join(", ", eligible.Select(f => f.Name))})")
+            : new ReserveCheck(RejectReason.Unspecified, "", chosen, draws);
+    }
+
+    private sealed class StateUsage(SlotState state) : ISlotUsage
+    {
+        public long Fleet(string counter) => Get(state.FleetUsed, counter);
+        public long Shared(string counter) => Get(state.SharedUsed, counter);
+        public long Zone(string zone) => Get(state.ZoneUsed, zone);
+    }
+
     /// <summary>One slot while one command is applied to it.</summary>
-    private readonly struct Slot(SlotState state, Book book, SlotIndex index, AppliedAt at)
+    private readonly struct Slot(SlotKey key, SlotState state, Book book, SlotIndex index, AppliedAt at)
     {
         private SlotConfig Config => state.Config ?? new SlotConfig();
 
@@ -536,8 +621,8 @@ public static class SlotDecisions
 
         private SlotReply Reserve(SlotCommand command, Reserve reserve)
         {
-            var problem = ReserveProblem(reserve);
-            if (problem is not null) return Reject(command, at, RejectReason.Invalid, problem);
+            var problems = SlotValidation.Reserve(reserve, at.UnixMs);
+            if (problems.Count > 0) return Reject(command, at, RejectReason.Invalid, FieldProblem.Join(problems));
 
             if (book.Get(reserve.ReservationId) is { } known)
             {
@@ -565,48 +650,9 @@ public static class SlotDecisions
 
             if (!state.Configured)
                 return Reject(command, at, RejectReason.UnknownSlot, $"slot {state.Slot} is not configured");
-            var config = Config;
-            if (!config.Open)
-                return Reject(command, at, RejectReason.SlotClosed, $"slot {state.Slot} is closed");
-            if (config.CutoffUnixMs != 0 && at.UnixMs >= config.CutoffUnixMs)
-                return Reject(command, at, RejectReason.PastCutoff,
-                    $"command timestamp {at.UnixMs} is at or after the slot's cut-off {config.CutoffUnixMs}");
-
-            var rule = config.ZoneRules.FirstOrDefault(r => r.Zone == reserve.Zone);
-            if (rule is { Closed: true })
-                return Reject(command, at, RejectReason.ZoneRestricted, $"zone {reserve.Zone} is closed in this slot");
-            if (rule is { HasMaxOrders: true } && Get(state.ZoneUsed, reserve.Zone) >= rule.MaxOrders)
-                return Reject(command, at, RejectReason.ZoneFull, $"zone {reserve.Zone} has its {rule.MaxOrders} orders");
-
             var needs = reserve.Needs ?? new OrderNeeds();
-            var eligible = config.Fleet.Where(f => (f.Zones.Count == 0 || f.Zones.Contains(reserve.Zone))
-                                                  && needs.Requires.All(f.Carries.Contains)).ToList();
-            if (eligible.Count == 0)
-                return Reject(command, at, RejectReason.NoEligibleFleet,
-                    $"no fleet counter serves zone {reserve.Zone}" + (needs.Requires.Count > 0 ? $" carrying {string.Join(", ", needs.Requires)}" : ""));
-
-            var draws = new List<(string Counter, long Units)>();
-            foreach (var shared in config.Shared)
-            {
-                if (!needs.Quantities.TryGetValue(shared.Measure, out var units) || units == 0) continue;
-                if (Get(state.SharedUsed, shared.Name) + units > shared.Capacity)
-                    return Reject(command, at, RejectReason.SlotFull,
-                        $"shared counter {shared.Name} has {Math.Max(0, shared.Capacity - Get(state.SharedUsed, shared.Name))} {shared.Measure} left, the order needs {units}");
-                draws.Add((shared.Name, units));
-            }
-
-            FleetCounterConfig? chosen = null;
-            long chosenRoom = 0;
-            foreach (var fleet in eligible)
-            {
-                var room = fleet.CapacityOrders - Get(state.FleetUsed, fleet.Name);
-                if (room <= 0) continue;
-                if (chosen is null || room > chosenRoom || (room == chosenRoom && string.CompareOrdinal(fleet.Name, chosen.Name) < 0))
-                    (chosen, chosenRoom) = (fleet, room);
-            }
-            if (chosen is null)
-                return Reject(command, at, RejectReason.SlotFull,
-                    $"every fleet counter that can take this order is full ({string.Join(", ", eligible.Select(f => f.Name))})");
+            var check = Check(Config, new StateUsage(state), reserve.Zone, needs, at.UnixMs, key.End.ToUnixTimeMilliseconds());
+            if (check.Counter is not { } chosen) return Reject(command, at, check.Reason, check.Detail);
 
             var held = reserve.HoldExpiresUnixMs > 0;
             var record = new ReservationRecord
@@ -623,7 +669,7 @@ public static class SlotDecisions
             };
             Add(state.FleetUsed, chosen.Name, 1);
             if (held) Add(state.FleetHeld, chosen.Name, 1);
-            foreach (var (counter, units) in draws)
+            foreach (var (counter, units) in check.Draws)
             {
                 record.SharedUnits[counter] = units;
                 Add(state.SharedUsed, counter, units);
@@ -633,19 +679,6 @@ public static class SlotDecisions
             if (held) index.AddHold(record.HoldExpiresUnixMs, record.ReservationId);
             book.Write(record);
             return Accept(command, at, record, record.Status);
-        }
-
-        private string? ReserveProblem(Reserve reserve)
-        {
-            if (string.IsNullOrEmpty(reserve.ReservationId)) return "reservation id is empty";
-            if (string.IsNullOrEmpty(reserve.Zone)) return "zone is empty";
-            if (reserve.Needs is { } needs)
-                foreach (var (measure, units) in needs.Quantities)
-                    if (units < 0) return $"needs {units} {measure}: units must not be negative";
-            if (reserve.HoldExpiresUnixMs < 0) return "hold expiry must not be negative";
-            if (reserve.HoldExpiresUnixMs > 0 && reserve.HoldExpiresUnixMs <= at.UnixMs)
-                return $"hold expiry {reserve.HoldExpiresUnixMs} is not after the command timestamp {at.UnixMs}";
-            return null;
         }
 
         private SlotReply Confirm(SlotCommand command, string reservationId)
@@ -718,9 +751,8 @@ public static class SlotDecisions
 
         private SlotReply Configure(SlotCommand command, SlotConfig? config)
         {
-            if (config is null) return Reject(command, at, RejectReason.Invalid, "configure has no config");
-            var problem = ConfigProblem(config);
-            if (problem is not null) return Reject(command, at, RejectReason.Invalid, problem);
+            var problems = SlotValidation.Config(key, config, at.UnixMs);
+            if (problems.Count > 0 || config is null) return Reject(command, at, RejectReason.Invalid, FieldProblem.Join(problems));
             // Bookings are kept whatever the new capacities: a counter below its usage just takes no more.
             state.Config = config.Clone();
             state.Configured = true;
@@ -737,34 +769,6 @@ public static class SlotDecisions
             state.Config = config;
             state.ConfiguredAt = at;
             return Accept(command, at, null, ReservationStatus.Unspecified);
-        }
-
-        private static string? ConfigProblem(SlotConfig config)
-        {
-            var names = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var fleet in config.Fleet)
-            {
-                if (string.IsNullOrEmpty(fleet.Name)) return "a fleet counter has no name";
-                if (!names.Add(fleet.Name)) return $"fleet counter {fleet.Name} appears twice";
-                if (fleet.CapacityOrders < 0) return $"fleet counter {fleet.Name} has negative capacity {fleet.CapacityOrders}";
-            }
-            names.Clear();
-            foreach (var shared in config.Shared)
-            {
-                if (string.IsNullOrEmpty(shared.Name)) return "a shared counter has no name";
-                if (!names.Add(shared.Name)) return $"shared counter {shared.Name} appears twice";
-                if (string.IsNullOrEmpty(shared.Measure)) return $"shared counter {shared.Name} has no measure";
-                if (shared.Capacity < 0) return $"shared counter {shared.Name} has negative capacity {shared.Capacity}";
-            }
-            names.Clear();
-            foreach (var rule in config.ZoneRules)
-            {
-                if (string.IsNullOrEmpty(rule.Zone)) return "a zone rule has no zone";
-                if (!names.Add(rule.Zone)) return $"zone {rule.Zone} has two rules";
-                if (rule.HasMaxOrders && rule.MaxOrders < 0) return $"zone {rule.Zone} has negative max orders {rule.MaxOrders}";
-            }
-            if (config.CutoffUnixMs < 0) return "cut-off must not be negative";
-            return null;
         }
     }
 }
