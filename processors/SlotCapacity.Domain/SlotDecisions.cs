@@ -59,9 +59,9 @@ public sealed record IndexChanges(
 /// <item>Every other command first frees the holds whose expiry is at or before its timestamp,
 /// by expiry then reservation id (ordinal), found in the slot's hold index.</item>
 /// <item>A Reserve is checked in this order: reservation id already known (same content = same
-/// answer, different content = INVALID, abandoned = UNAVAILABLE), slot configured, open, before
-/// cut-off, zone open, zone under its limit, some fleet counter serves the zone and carries every
-/// required capability, every shared counter has room for the order's quantity of its measure
+/// answer, different content = INVALID, abandoned = UNAVAILABLE), slot configured, then
+/// <see cref="Check"/>: open, window not ended, before cut-off, zone open, zone under its limit,
+/// some fleet counter serves the zone and carries every required capability, every shared counter has room for the order's quantity of its measure
 /// (all or nothing), and finally an eligible fleet counter has room: the one with the most room
 /// left wins, ties broken by name (ordinal).</item>
 /// </list>
