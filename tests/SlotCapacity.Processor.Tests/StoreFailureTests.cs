@@ -1,11 +1,7 @@
-using Google.Protobuf;
-using Microsoft.Extensions.Logging.Abstractions;
 using SlotCapacity.Contracts;
 using SlotCapacity.Kafka;
 using Streamiz.Kafka.Net;
-using Streamiz.Kafka.Net.Mock;
 using Streamiz.Kafka.Net.Processors;
-using Streamiz.Kafka.Net.SerDes;
 using Streamiz.Kafka.Net.State;
 using Streamiz.Kafka.Net.State.Enumerator;
 using Xunit;
@@ -19,41 +15,17 @@ namespace SlotCapacity.Processor.Tests;
 /// </summary>
 public sealed class StoreFailureTests : IDisposable
 {
-    private static readonly DateTime Now = new(2030, 5, 6, 8, 0, 0, DateTimeKind.Utc);
-    private readonly TopicNames _topics = new("ttd.");
-    private readonly string _stateDirectory = Path.Combine(Path.GetTempPath(), "slot-ttd", Guid.NewGuid().ToString("N"));
-    private readonly ChangelogCheckpoints _checkpoints;
-    private readonly TopologyTestDriver _driver;
-    private readonly TestInputTopic<string, byte[]> _commands;
-    private readonly TestOutputTopic<string, SlotReply> _replies;
-    private readonly TestOutputTopic<string, AvailabilitySnapshot> _availability;
+    private readonly TopologyDriver _ttd;
     private FailingStore? _store;
 
-    public StoreFailureTests()
-    {
-        var settings = new ProcessorSettings("127.0.0.1:1", _topics, _stateDirectory, "ttd");
-        _checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
-        var config = SlotTopology.Config(settings, _checkpoints, NullLoggerFactory.Instance);
-        config.OffsetCheckpointManager = null;
-        var topology = SlotTopology.Build(_topics, replyPartitions: 4, _checkpoints, NullLoggerFactory.Instance,
-            store => _store = new FailingStore(store));
-        _driver = new TopologyTestDriver(topology, config);
-        _commands = _driver.CreateInputTopic<string, byte[], StringSerDes, ByteArraySerDes>(_topics.Commands);
-        _replies = _driver.CreateOutputTopic<string, SlotReply, StringSerDes, ProtobufSerDes<SlotReply>>(_topics.Replies);
-        _availability = _driver.CreateOutputTopic<string, AvailabilitySnapshot, StringSerDes, ProtobufSerDes<AvailabilitySnapshot>>(_topics.Availability);
-    }
+    public StoreFailureTests() => _ttd = new TopologyDriver(store => _store = new FailingStore(store));
 
-    public void Dispose()
-    {
-        _driver.Dispose();
-        _checkpoints.Dispose();
-        if (Directory.Exists(_stateDirectory)) Directory.Delete(_stateDirectory, recursive: true);
-    }
+    public void Dispose() => _ttd.Dispose();
 
-    private void Send(SlotCommand command, DateTime? at = null) => _commands.PipeInput(command.Slot, command.ToByteArray(), at ?? Now);
+    private void Send(SlotCommand command) => _ttd.Send(command);
 
     private long UsedVans(string slot) =>
-        SlotState.Parser.ParseFrom(_driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore).Get(slot)).FleetUsed.GetValueOrDefault("vans");
+        SlotState.Parser.ParseFrom(_ttd.Driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore).Get(slot)).FleetUsed.GetValueOrDefault("vans");
 
     [Fact]
     public void An_Abandon_whose_slot_state_write_fails_fails_the_task_and_frees_the_capacity_when_it_comes_again()
@@ -62,22 +34,22 @@ public sealed class StoreFailureTests : IDisposable
         Send(Configure(slot, Config(vans: 1)));
         Send(Reserve(slot, "r1"));
         Assert.Equal(1, UsedVans(slot));
-        _replies.ReadKeyValueList();
+        _ttd.Replies.ReadKeyValueList();
 
         var abandon = Envelope(slot, "abandon-r1", replyPartition: null, c => c.Abandon = new Abandon { ReservationId = "r1" });
         _store!.FailNextPutOf(slot);
         var failure = Assert.ThrowsAny<Exception>(() => Send(abandon));
         Assert.Contains(failure.FlattenMessages(), m => m.Contains("storing the decision of command abandon-r1", StringComparison.Ordinal));
         // Not answered, not applied: the record written before the state is undone by the next decision.
-        Assert.Empty(_replies.ReadKeyValueList());
+        Assert.Empty(_ttd.Replies.ReadKeyValueList());
         Assert.Equal(1, UsedVans(slot));
 
         // The broker delivers it again (at-least-once: its offset was never committed).
         Send(abandon);
         Assert.Equal(0, UsedVans(slot));
-        Assert.Equal(0, _availability.ReadKeyValueList().Last().Message.Value.Fleet.Single().UsedOrders);
+        Assert.Equal(0, _ttd.Availability.ReadKeyValueList().Last().Message.Value.Fleet.Single().UsedOrders);
         Send(Reserve(slot, "r2"));
-        Assert.True(_replies.ReadKeyValueList().Single().Message.Value.Accepted);
+        Assert.True(_ttd.Replies.ReadKeyValueList().Single().Message.Value.Accepted);
     }
 
     [Fact]
@@ -85,7 +57,7 @@ public sealed class StoreFailureTests : IDisposable
     {
         var slot = Slot();
         Send(Configure(slot, Config(vans: 1)));
-        _replies.ReadKeyValueList();
+        _ttd.Replies.ReadKeyValueList();
 
         // The gateway gave up on r1 before its Reserve arrived; reading r1's record fails.
         var abandon = Envelope(slot, "abandon-r1", replyPartition: null, c => c.Abandon = new Abandon { ReservationId = "r1" });
@@ -95,7 +67,7 @@ public sealed class StoreFailureTests : IDisposable
 
         Send(abandon);
         Send(Reserve(slot, "r1"));
-        var late = _replies.ReadKeyValueList().Single().Message.Value;
+        var late = _ttd.Replies.ReadKeyValueList().Single().Message.Value;
         Assert.Equal((false, ReservationStatus.Abandoned), (late.Accepted, late.Status));
         Assert.Equal(0, UsedVans(slot));
     }
