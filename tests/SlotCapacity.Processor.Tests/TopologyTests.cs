@@ -1,5 +1,4 @@
 using Google.Protobuf;
-using Microsoft.Extensions.Logging.Abstractions;
 using SlotCapacity.Contracts;
 using SlotCapacity.Kafka;
 using Streamiz.Kafka.Net;
