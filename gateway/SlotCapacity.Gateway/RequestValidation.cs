@@ -92,12 +92,7 @@ public static class RequestValidation
     {
         var problems = new Problems();
         slot = Slot(problems, "slot", request.Slot);
-        if (problems.Any)
-        {
-            if (request.Config is null) problems.Add("config", "is missing");
-            return problems;
-        }
-        problems.All.AddRange(SlotValidation.Config(slot, request.Config, now.ToUnixTimeMilliseconds()));
+        problems.All.AddRange(SlotValidation.Config(problems.Any ? null : slot, request.Config, now.ToUnixTimeMilliseconds()));
         return problems;
     }
 

@@ -66,16 +66,20 @@ public static class SlotValidation
     }
 
     /// <summary>
-    /// A ConfigureSlot's config for <paramref name="slot"/> at <paramref name="nowUnixMs"/>. The
-    /// <c>open</c> field is required: a config without it used to be applied closed, and every
-    /// reservation then answered SLOT_CLOSED.
+    /// A ConfigureSlot's config for <paramref name="slot"/> (null when the request's slot is itself
+    /// invalid: the config is still checked) at <paramref name="nowUnixMs"/>. The <c>open</c> field
+    /// is required: a config without it used to be applied closed, and every reservation then
+    /// answered SLOT_CLOSED.
     /// </summary>
-    public static List<FieldProblem> Config(SlotKey slot, SlotConfig? config, long nowUnixMs, string field = "config")
+    public static List<FieldProblem> Config(SlotKey? slot, SlotConfig? config, long nowUnixMs, string field = "config")
     {
         var problems = new List<FieldProblem>();
-        Name(problems, "slot.hub", slot.Hub);
-        if (slot.End.ToUnixTimeMilliseconds() <= nowUnixMs)
-            problems.Add(new("slot", $"the slot's window ended at {Iso(slot.End.ToUnixTimeMilliseconds())}; an ended slot cannot be configured"));
+        if (slot is { } key)
+        {
+            Name(problems, "slot.hub", key.Hub);
+            if (key.End.ToUnixTimeMilliseconds() <= nowUnixMs)
+                problems.Add(new("slot", $"the slot's window ended at {Iso(key.End.ToUnixTimeMilliseconds())}; an ended slot cannot be configured"));
+        }
         if (config is null)
         {
             problems.Add(new(field, "is missing"));

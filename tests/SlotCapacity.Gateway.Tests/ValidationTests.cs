@@ -150,6 +150,12 @@ public class ValidationTests
         var ended = Assert.Single(RequestValidation.Configure(ValidConfigure(), Start.AddHours(2), out _).All);
         Assert.Equal(("slot", "the slot's window ended at 2026-12-01T10:00:00.000Z; an ended slot cannot be configured"), (ended.Field, ended.Problem));
 
+        var badSlotAndConfig = ValidConfigure();
+        badSlotAndConfig.Slot.Hub = "LON 1";
+        badSlotAndConfig.Config.Fleet[0].CapacityOrders = -1;
+        Assert.Equal(["slot.hub", "config.fleet[0].capacity_orders"],
+            RequestValidation.Configure(badSlotAndConfig, Start.AddDays(-1), out _).All.Select(p => p.Field));
+
         var badZone = ValidConfigure();
         badZone.Config.Fleet[0].Zones.Add("north\nwest");
         Assert.Equal("config.fleet[0].zones[0]", Assert.Single(RequestValidation.Configure(badZone, Start.AddDays(-1), out _).All).Field);
