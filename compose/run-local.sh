@@ -56,12 +56,13 @@ supervise() {
 }
 
 stop_all() {
-  # A second Ctrl-C while stopping must not leave processes behind.
-  trap '' INT TERM
+  # A second Ctrl-C while stopping must not leave processes behind. Under `make run | tee log`
+  # Ctrl-C has ended the reader of stdout too: no SIGPIPE, and the messages go to stderr.
+  trap '' INT TERM PIPE
   trap - EXIT
   if [ ${#pids[@]} -gt 0 ]; then
-    echo
-    echo "stopping ${#pids[@]} processes..."
+    echo >&2 || true
+    echo "stopping ${#pids[@]} processes..." >&2 || true
     # Gateways and processors first (graceful: SIGTERM), the cluster last.
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; sleep 0.2; done
     for pid in "${pids[@]}"; do
@@ -132,7 +133,8 @@ for i in "${!GATEWAY_PORTS[@]}"; do
 done
 
 gateway_cli() { dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" "$@"; }
-cli=$(realpath --relative-to="$root" "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)")
+# The stable entry point for the printed examples: works from any directory.
+cli="$root/slot"
 echo "waiting for the gateways to be ready..."
 for endpoint in "${endpoints[@]}"; do
   ready=""
@@ -152,7 +154,7 @@ from=$(date -u -d tomorrow +%F)
 echo "applying the demo capacity plan (5 hubs x 14 days x 7 slots from $from)..."
 # A plan that does not fully apply leaves the system running: the planner can apply it again.
 gateway_cli plan sample --from "$from" --days 14 | gateway_cli plan apply - --gateway "${endpoints[0]}" | tail -3 \
-  || echo "warning: the demo plan did not fully apply; run: dotnet $cli plan apply gateway/plans/sample-plan.csv --gateway ${endpoints[0]}"
+  || echo "warning: the demo plan did not fully apply; run: $cli plan apply gateway/plans/sample-plan.csv --gateway ${endpoints[0]}"
 
 cat <<EOT
 
@@ -163,10 +165,10 @@ Slot capacity service is running.
   logs:                       .run/logs/   (restarts: .run/logs/supervisor.log)
   pids:                       .run/pids/   (kill -9 \$(cat .run/pids/processor-1.pid): it is started again)
 Example calls (from another terminal):
-  dotnet $cli reserve --gateway ${endpoints[0]} --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
-  dotnet $cli availability --gateway ${endpoints[0]} --hub LON1 --from $from --days 1 --zone north --items 12
-  dotnet $cli plan utilisation --gateway ${endpoints[0]} --hub LON1 --from $from --days 3
-  KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS dotnet $cli replay --hub LON1 --at $(date -u +%FT%TZ) --from $from --days 3   (as it was now)
+  $cli reserve --gateway ${endpoints[0]} --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
+  $cli availability --gateway ${endpoints[0]} --hub LON1 --from $from --days 1 --zone north --items 12
+  $cli plan utilisation --gateway ${endpoints[0]} --hub LON1 --from $from --days 3
+  KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS $cli replay --hub LON1 --at $(date -u +%FT%TZ) --from $from --days 3   (as it was now)
   dotnet $(realpath --relative-to="$root" "$(bin processors/SlotCapacity.Warehouse SlotCapacity.Warehouse)") query --db .run/warehouse.duckdb "SELECT kind, COUNT(*) FROM slot_events GROUP BY kind"
   make load SCENARIO=tenx DURATION=60s
 Ctrl-C stops everything.

@@ -27,6 +27,8 @@ public enum AbandonCause
     /// <summary>The accept was answered but the response did not reach the caller (reset, or the
     /// caller's deadline fired while it was being sent).</summary>
     NotDelivered,
+    /// <summary>The producer reported the Reserve not written, but it may have reached the broker.</summary>
+    WriteUncertain,
 }
 
 /// <summary>
@@ -115,7 +117,7 @@ public sealed class CommandDispatcher : IDisposable
         try
         {
             producer.Produce(settings.Topics.Commands, new Message<string, byte[]> { Key = command.Slot, Value = command.ToByteArray() },
-                report => CommandDelivered(report, command));
+                report => CommandDelivered(report, command, id));
         }
         catch (Exception e) when (e is KafkaException or InvalidOperationException)
         {
@@ -125,7 +127,19 @@ public sealed class CommandDispatcher : IDisposable
             return CommandOutcome.NotAnswered(CommandOutcome.Miss.NotWritten, "could not write the command to Kafka: " + e.Message);
         }
 
-        var reply = await router.WaitAsync(pending, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline), callAborted).ConfigureAwait(false);
+        SlotReply? reply;
+        try
+        {
+            reply = await router.WaitAsync(pending, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline), callAborted).ConfigureAwait(false);
+        }
+        catch (CommandNotWrittenException e)
+        {
+            // Ends the call now rather than at the deadline. A write that may have reached the broker
+            // could still be applied: a Reserve is then abandoned, behind it on the same key.
+            if (abandonOnMiss is not null && e.PossiblyWritten) Abandon(command.Slot, abandonOnMiss, AbandonCause.WriteUncertain, id);
+            return CommandOutcome.NotAnswered(CommandOutcome.Miss.NotWritten, "could not write the command to Kafka: " + e.Message,
+                abandoned: abandonOnMiss is not null && e.PossiblyWritten);
+        }
         // A reply that raced the caller's cancellation would be answered to nobody: an accept in it
         // would hold capacity for a caller told nothing, so it is undone like a miss.
         var callerGone = callAborted.IsCancellationRequested;
@@ -162,6 +176,7 @@ public sealed class CommandDispatcher : IDisposable
     {
         AbandonCause.Deadline => "Deadline missed",
         AbandonCause.CallerGone => "Caller gone before the reply",
+        AbandonCause.WriteUncertain => "Write reported failed but possibly persisted",
         _ => "Accept not delivered to the caller",
     };
 
@@ -219,11 +234,12 @@ public sealed class CommandDispatcher : IDisposable
             reply.ReservationId, reply.Slot, reply.Status, id.Incarnation);
     }
 
-    private void CommandDelivered(DeliveryReport<string, byte[]> report, SlotCommand command)
+    private void CommandDelivered(DeliveryReport<string, byte[]> report, SlotCommand command, string correlationId)
     {
-        if (report.Error.IsError)
-            logger.LogError("Command {CommandId} ({Kind}) for slot {Slot} was not written: {Reason}",
-                command.CommandId, command.BodyCase, command.Slot, report.Error.Reason);
+        if (!report.Error.IsError) return;
+        logger.LogError("Command {CommandId} ({Kind}) for slot {Slot} was not written ({Persistence}): {Reason}",
+            command.CommandId, command.BodyCase, command.Slot, report.Status, report.Error.Reason);
+        router.NotWritten(correlationId, report.Error.Reason, possiblyWritten: report.Status != PersistenceStatus.NotPersisted);
     }
 
     /// <summary>Waits until every command written so far is acknowledged and every Abandon written or

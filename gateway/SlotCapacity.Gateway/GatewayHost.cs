@@ -194,7 +194,7 @@ public sealed class GatewayCore(
         var (lagRecords, lagMs) = follower.Lag();
         var owned = replies.OwnedPartitions;
         var (late, duplicate, unknown) = router.Dropped;
-        var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && dispatcher.FatalError is null;
+        var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && dispatcher.FatalError is null && replies.FatalError is null;
         var (retries, failed, orphaned) = dispatcher.AbandonCounts;
         return new GatewayStatus(settings.Instance, ready, gate.Stopping,
             follower.CaughtUp, view.SlotCount, follower.SlotsFromCheckpoint, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed,

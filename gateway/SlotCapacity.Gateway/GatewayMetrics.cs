@@ -70,6 +70,7 @@ public sealed class GatewayMetrics : IDisposable
     {
         AbandonCause.Deadline => "deadline",
         AbandonCause.CallerGone => "caller_gone",
+        AbandonCause.WriteUncertain => "write_uncertain",
         _ => "not_delivered",
     }));
     public void AbandonRetried() => abandonRetries.Add(1);

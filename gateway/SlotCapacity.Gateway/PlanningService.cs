@@ -38,7 +38,7 @@ public sealed class PlanningService(
     public async Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        var problems = RequestValidation.Configure(request, out var slot);
+        var problems = RequestValidation.Configure(request, DateTimeOffset.UtcNow, out var slot);
         if (problems.Any) Refuse("configure", started, problems);
         return await AdmittedChange("configure", started, request.Slot,
             new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, ct);
@@ -75,6 +75,8 @@ public sealed class PlanningService(
     {
         var started = Stopwatch.GetTimestamp();
         if (request.Slots.Count == 0) Refuse("apply_plan", started, Problem("slots", "is empty"));
+        if (request.Slots.Count > RequestValidation.MaxPlanSlots)
+            Refuse("apply_plan", started, Problem("slots", $"has {request.Slots.Count} slots, more than {RequestValidation.MaxPlanSlots}: split the plan"));
         var duplicates = request.Slots
             .Where(s => s.Slot?.Start is not null)
             .GroupBy(s => (s.Slot.Hub, s.Slot.Start.Seconds))
@@ -92,7 +94,7 @@ public sealed class PlanningService(
             {
                 var index = i;
                 var change = request.Slots[i];
-                var problems = RequestValidation.Configure(change, out var slot);
+                var problems = RequestValidation.Configure(change, DateTimeOffset.UtcNow, out var slot);
                 if (problems.Any)
                 {
                     results[index] = new SlotChangeResult { Slot = change.Slot, Applied = false, Reason = RejectReason.Invalid, Detail = problems.ToString() };

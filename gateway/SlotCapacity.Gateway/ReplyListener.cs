@@ -28,6 +28,14 @@ public sealed class ReplyListener : IDisposable
     private int[] owned = [];
     private int nextPick;
     private Thread? thread;
+    private volatile string? fatal;
+
+    /// <summary>How long a rebalance callback may spend positioning all its new partitions together.</summary>
+    private static readonly TimeSpan PositioningBudget = TimeSpan.FromSeconds(3);
+
+    /// <summary>Set when the reply consumer failed for good: this instance reads no reply any more,
+    /// owns no partition (so no call names one) and reports not ready, to be restarted.</summary>
+    public string? FatalError => fatal;
 
     /// <summary>Called for a reply no call of this process waits for and that another incarnation's
     /// call asked for (see <see cref="CorrelationId"/>).</summary>
@@ -60,7 +68,11 @@ public sealed class ReplyListener : IDisposable
             .SetPartitionsAssignedHandler((c, partitions) => Assigned(c, partitions))
             .SetPartitionsRevokedHandler((_, partitions) => Removed(partitions.Select(p => p.TopicPartition), "revoked"))
             .SetPartitionsLostHandler((_, partitions) => Removed(partitions.Select(p => p.TopicPartition), "lost"))
-            .SetErrorHandler((_, e) => logger.LogWarning("Reply consumer error {Code}: {Reason}", e.Code, e.Reason))
+            .SetErrorHandler((_, e) =>
+            {
+                if (e.IsFatal) Failed(e.Code, e.Reason);
+                else logger.LogWarning("Reply consumer error {Code}: {Reason}", e.Code, e.Reason);
+            })
             .SetLogHandler((_, m) => logger.LogDebug("librdkafka {Facility}: {Message}", m.Facility, m.Message))
             .Build();
     }
@@ -94,7 +106,7 @@ public sealed class ReplyListener : IDisposable
 
     private void Run()
     {
-        while (!stop.IsCancellationRequested)
+        while (!stop.IsCancellationRequested && fatal is null)
         {
             ConsumeResult<string, byte[]>? record;
             try
@@ -103,6 +115,11 @@ public sealed class ReplyListener : IDisposable
             }
             catch (OperationCanceledException)
             {
+                break;
+            }
+            catch (ConsumeException e) when (e.Error.IsFatal)
+            {
+                Failed(e.Error.Code, e.Error.Reason);
                 break;
             }
             catch (ConsumeException e)
@@ -152,11 +169,14 @@ public sealed class ReplyListener : IDisposable
         if (partitions.Count == 0) return [];
         var positioned = new List<TopicPartitionOffset>(partitions.Count);
         var usable = new List<int>(partitions.Count);
-        foreach (var partition in partitions)
+        // Assign at the current end explicitly rather than trusting auto.offset.reset, so the
+        // position is known before any command names this partition. All partitions are queried
+        // at once within one budget: the rebalance waits for this callback.
+        var ends = EndOffsets(c, partitions);
+        for (var i = 0; i < partitions.Count; i++)
         {
-            // Assign at the current end explicitly rather than trusting auto.offset.reset, so the
-            // position is known before any command names this partition.
-            if (EndOffset(c, partition) is { } end)
+            var partition = partitions[i];
+            if (ends[i] is { } end)
             {
                 positioned.Add(new TopicPartitionOffset(partition, end));
                 usable.Add(partition.Partition.Value);
@@ -179,20 +199,40 @@ public sealed class ReplyListener : IDisposable
         return positioned;
     }
 
-    private Offset? EndOffset(IConsumer<string, byte[]> c, TopicPartition partition)
+    /// <summary>The end offset of each partition, null where it could not be learnt within
+    /// <see cref="PositioningBudget"/> (queried together, retried until the budget is spent).</summary>
+    private Offset?[] EndOffsets(IConsumer<string, byte[]> c, List<TopicPartition> partitions)
     {
-        for (var attempt = 1; attempt <= 3; attempt++)
+        var until = DateTime.UtcNow + PositioningBudget;
+        var queries = partitions.Select(partition => Task.Run(() =>
         {
-            try
+            for (var attempt = 1; ; attempt++)
             {
-                return c.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(5)).High;
+                var left = until - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero) return (Offset?)null;
+                try
+                {
+                    return c.QueryWatermarkOffsets(partition, left).High;
+                }
+                catch (KafkaException e)
+                {
+                    logger.LogWarning("Reply partition {Partition}: end offset query {Attempt} failed: {Reason}", partition.Partition.Value, attempt, e.Error.Reason);
+                    Thread.Sleep(TimeSpan.FromMilliseconds(100));
+                }
             }
-            catch (KafkaException e)
-            {
-                logger.LogWarning("Reply partition {Partition}: end offset query {Attempt}/3 failed: {Reason}", partition.Partition.Value, attempt, e.Error.Reason);
-            }
-        }
-        return null;
+        })).ToArray();
+        Task.WaitAll(queries, PositioningBudget + TimeSpan.FromSeconds(1));
+        return [.. queries.Select(q => q.IsCompletedSuccessfully ? q.Result : null)];
+    }
+
+    /// <summary>A fatal consumer error: stop naming partitions (calls are answered UNAVAILABLE at once,
+    /// waiting ones run into their deadline) and report it; the readiness check turns false.</summary>
+    private void Failed(ErrorCode code, string reason)
+    {
+        if (fatal is not null) return;
+        fatal = $"{code}: {reason}";
+        lock (ownedLock) owned = [];
+        logger.LogCritical("Reply consumer failed for good ({Code}: {Reason}); this gateway reads no reply any more and must be restarted", code, reason);
     }
 
     private void Removed(IEnumerable<TopicPartition> partitions, string how)

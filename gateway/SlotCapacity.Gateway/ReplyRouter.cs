@@ -70,6 +70,17 @@ public sealed class ReplyRouter(ILogger<ReplyRouter> logger, GatewayMetrics metr
     /// <summary>Forgets a call whose command could not be written (no reply can come).</summary>
     public void Cancel(string correlationId) => waiting.TryRemove(correlationId, out _);
 
+    /// <summary>
+    /// Ends the wait of a call whose command the producer reports not written: its
+    /// <see cref="WaitAsync"/> throws <see cref="CommandNotWrittenException"/> at once instead of
+    /// running into the deadline. A call already answered or ended is left alone.
+    /// </summary>
+    public void NotWritten(string correlationId, string reason, bool possiblyWritten)
+    {
+        if (waiting.TryRemove(correlationId, out var waiter))
+            waiter.TrySetException(new CommandNotWrittenException(reason, possiblyWritten));
+    }
+
     /// <summary>Hands a reply to its waiting call; returns false when nobody waits (dropped).</summary>
     public bool Deliver(SlotReply reply)
     {
@@ -102,4 +113,11 @@ public sealed class ReplyRouter(ILogger<ReplyRouter> logger, GatewayMetrics metr
         while (endingOrder.Count > RememberedEndings && endingOrder.TryDequeue(out var oldest))
             endings.TryRemove(oldest, out _);
     }
+}
+
+/// <summary>The producer reported a command not written; <see cref="PossiblyWritten"/> when it may
+/// still have reached the broker (a timeout after sending), so it may be applied.</summary>
+public sealed class CommandNotWrittenException(string reason, bool possiblyWritten) : Exception(reason)
+{
+    public bool PossiblyWritten { get; } = possiblyWritten;
 }

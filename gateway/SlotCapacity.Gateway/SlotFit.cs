@@ -1,11 +1,12 @@
 using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
 
 namespace SlotCapacity.Gateway;
 
 /// <summary>
 /// Advisory answer to "could this slot take an order to this zone with these needs", computed from
-/// an availability snapshot. It mirrors the engine's rules (open, cut-off, zone rules, an eligible
-/// fleet counter with room, every shared counter the order draws on) but the engine alone decides.
+/// an availability snapshot with the engine's own rules (<see cref="SlotDecisions.Check"/>), so the
+/// answer is the engine's as of the snapshot; the engine alone decides.
 /// </summary>
 public static class SlotFit
 {
@@ -23,40 +24,45 @@ public static class SlotFit
         }
         var fill = capacity == 0 ? (used > 0 ? 1.0 : 0.0) : (double)used / capacity;
 
-        var requires = needs?.Requires ?? [];
+        var order = needs ?? new OrderNeeds();
+        var check = SlotDecisions.Check(ConfigOf(slot), new SnapshotUsage(slot), zone, order, now.ToUnixTimeMilliseconds(), slot.EndUnixMs);
+
         long remaining = 0;
-        var anyEligible = false;
         foreach (var counter in slot.Fleet)
         {
+            if (counter.Removed) continue;
             if (zone.Length > 0 && counter.Zones.Count > 0 && !counter.Zones.Contains(zone)) continue;
-            if (!requires.All(counter.Carries.Contains)) continue;
-            anyEligible = true;
+            if (!order.Requires.All(counter.Carries.Contains)) continue;
             remaining += Math.Max(0, counter.CapacityOrders - counter.UsedOrders);
         }
-
         var rule = zone.Length > 0 ? slot.Zones.FirstOrDefault(z => z.Zone == zone) : null;
         if (rule is { HasMaxOrders: true })
             remaining = Math.Min(remaining, Math.Max(0, rule.MaxOrders - rule.UsedOrders));
 
-        var reason = RejectReason.Unspecified;
-        if (!slot.Open) reason = RejectReason.SlotClosed;
-        else if (slot.CutoffUnixMs > 0 && now.ToUnixTimeMilliseconds() >= slot.CutoffUnixMs) reason = RejectReason.PastCutoff;
-        else if (rule is { Closed: true }) reason = RejectReason.ZoneRestricted;
-        else if (rule is { HasMaxOrders: true } && rule.UsedOrders >= rule.MaxOrders) reason = RejectReason.ZoneFull;
-        else if (!anyEligible) reason = RejectReason.NoEligibleFleet;
-        else if (remaining == 0 || SharedCounterShort(slot, needs)) reason = RejectReason.SlotFull;
-
-        return new Fit(reason == RejectReason.Unspecified, reason, fill, remaining);
+        return new Fit(check.Fits, check.Reason, fill, remaining);
     }
 
-    private static bool SharedCounterShort(AvailabilitySnapshot slot, OrderNeeds? needs)
+    /// <summary>The configuration a snapshot shows: its counters still configured, and its zone rules.</summary>
+    private static SlotConfig ConfigOf(AvailabilitySnapshot slot)
     {
-        foreach (var counter in slot.Shared)
+        var config = new SlotConfig { Open = slot.Open, CutoffUnixMs = slot.CutoffUnixMs };
+        foreach (var fleet in slot.Fleet.Where(f => !f.Removed))
+            config.Fleet.Add(new FleetCounterConfig { Name = fleet.Name, CapacityOrders = fleet.CapacityOrders, Zones = { fleet.Zones }, Carries = { fleet.Carries } });
+        foreach (var shared in slot.Shared.Where(s => !s.Removed))
+            config.Shared.Add(new SharedCounterConfig { Name = shared.Name, Measure = shared.Measure, Capacity = shared.Capacity });
+        foreach (var zone in slot.Zones)
         {
-            // Like the engine: an order that draws nothing on a counter is not limited by it.
-            var wanted = needs is not null && needs.Quantities.TryGetValue(counter.Measure, out var q) ? q : 0;
-            if (wanted > 0 && counter.Used + wanted > counter.Capacity) return true;
+            var rule = new ZoneRule { Zone = zone.Zone, Closed = zone.Closed };
+            if (zone.HasMaxOrders) rule.MaxOrders = zone.MaxOrders;
+            config.ZoneRules.Add(rule);
         }
-        return false;
+        return config;
+    }
+
+    private sealed class SnapshotUsage(AvailabilitySnapshot slot) : SlotDecisions.ISlotUsage
+    {
+        public long Fleet(string counter) => slot.Fleet.FirstOrDefault(f => f.Name == counter)?.UsedOrders ?? 0;
+        public long Shared(string counter) => slot.Shared.FirstOrDefault(s => s.Name == counter)?.Used ?? 0;
+        public long Zone(string zone) => slot.Zones.FirstOrDefault(z => z.Zone == zone)?.UsedOrders ?? 0;
     }
 }

@@ -3,53 +3,6 @@ using SlotCapacity.Contracts;
 namespace SlotCapacity.Domain;
 
 /// <summary>
-/// What a decision reads of a slot besides its state: the slot's other stored keys, read-only
-/// (the processor's store; memory in tests). Each lookup costs what it returns, never the size
-/// of the slot.
-/// </summary>
-public interface ISlotReader
-{
-    /// <summary>The stored record of a reservation id, null if none.</summary>
-    ReservationRecord? Reservation(string reservationId);
-
-    /// <summary>The slot's hold index entries whose expiry is at or before <paramref name="unixMs"/>,
-    /// earliest first; read lazily, so taking the first entry reads one.</summary>
-    IEnumerable<HoldIndexEntry> HoldsDueBy(long unixMs);
-
-    /// <summary>The slot's expired-hold marks of the command at <paramref name="offset"/> and every
-    /// later one, by offset; read lazily.</summary>
-    IEnumerable<ExpiredHold> ExpiredFrom(long offset);
-}
-
-/// <summary>What one command did to one slot.</summary>
-/// <param name="State">The slot state to store (with the command's position as last applied), or
-/// null when nothing must be written: a re-delivered command, or one whose slot key is unusable.</param>
-/// <param name="Reservations">Reservation records created or changed, to store BEFORE the slot state:
-/// a crash between the two leaves records stamped after the state's last applied offset, which
-/// the next decision on the slot undoes (see <see cref="SlotDecisions.Settle"/>).</param>
-/// <param name="Index">Hold index entries and expired-hold marks to add (BEFORE the slot state) and
-/// to remove (AFTER it).</param>
-/// <param name="Reply">The answer for the sender (sent only when the command names a reply partition).</param>
-/// <param name="Events">Accepted changes, in order; ids are "{partition}:{offset}:{index}".</param>
-/// <param name="Snapshot">The slot's new availability when capacity or configuration changed, else null.</param>
-public sealed record Decision(
-    SlotState? State, IReadOnlyList<ReservationRecord> Reservations, IndexChanges Index, SlotReply Reply,
-    IReadOnlyList<SlotEvent> Events, AvailabilitySnapshot? Snapshot);
-
-/// <summary>
-/// Changes to a slot's index keys. Added entries are stored with the records, before the slot
-/// state; removed ones after it. A crash before the state write thus leaves every entry the stored
-/// state still needs (added ones are written again when the command comes again); a crash after it
-/// leaves entries of holds that are no longer held, which the next due scan skips and removes.
-/// </summary>
-public sealed record IndexChanges(
-    IReadOnlyList<HoldIndexEntry> HoldsAdded, IReadOnlyList<HoldIndexEntry> HoldsRemoved,
-    IReadOnlyList<ExpiredHold> ExpiredAdded, IReadOnlyList<ExpiredHold> ExpiredRemoved)
-{
-    public static readonly IndexChanges None = new([], [], [], []);
-}
-
-/// <summary>
 /// How a reservation is decided. Pure: the outcome depends only on the slot's state and the
 /// command with its record timestamp and position, never on a clock, so re-processing after a
 /// crash gives the same answers.
@@ -59,14 +12,20 @@ public sealed record IndexChanges(
 /// <item>Every other command first frees the holds whose expiry is at or before its timestamp,
 /// by expiry then reservation id (ordinal), found in the slot's hold index.</item>
 /// <item>A Reserve is checked in this order: reservation id already known (same content = same
-/// answer, different content = INVALID, abandoned = UNAVAILABLE), slot configured, open, before
-/// cut-off, zone open, zone under its limit, some fleet counter serves the zone and carries every
-/// required capability, every shared counter has room for the order's quantity of its measure
-/// (all or nothing), and finally an eligible fleet counter has room: the one with the most room
-/// left wins, ties broken by name (ordinal).</item>
+/// answer, different content = INVALID, abandoned = UNAVAILABLE), slot configured, then
+/// <see cref="Check"/>: open, window not ended, before cut-off, zone open, zone under its limit,
+/// some fleet counter serves the zone and carries every required capability, every shared
+/// counter has room for the order's quantity of its measure (all or nothing), and finally an
+/// eligible fleet counter has room: the one with the most room left wins, ties broken by name
+/// (ordinal).</item>
 /// </list>
+/// This file reads as a decision runs: <see cref="Decide"/>, the commands on one slot, then the
+/// order-fit rules. The other parts: re-delivery (SlotDecisions.Redelivery.cs), the reservation
+/// book and index keys (SlotDecisions.Book.cs), the reply, events and snapshot
+/// (SlotDecisions.Outputs.cs); the types a decision returns are in Decision.cs, the input rules
+/// in SlotValidation.cs.
 /// </summary>
-public static class SlotDecisions
+public static partial class SlotDecisions
 {
     /// <summary>How long expired holds are remembered so a re-delivered command can re-emit their events.</summary>
     public static readonly TimeSpan RecentlyExpiredKept = TimeSpan.FromMinutes(10);
@@ -88,13 +47,13 @@ public static class SlotDecisions
                 $"slot '{command.Slot}' is not a slot key 'hub@yyyy-MM-ddTHH:mmZ'"), [], null);
 
         if (state is not null && IsRedelivery(state, at))
-            return AnswerRedelivery(state, stored, command, at);
+            return AnswerRedelivery(slotKey.Value, state, stored, command, at);
 
         state ??= new SlotState { Slot = command.Slot };
         var book = new Book(stored, state.LastApplied);
         var index = new SlotIndex(stored);
         MoveLegacyHolds(state, index, at);
-        var reply = new Slot(state, book, index, at).Apply(command);
+        var reply = new Slot(slotKey.Value, state, book, index, at).Apply(command);
         state.LastApplied = at;
         if (index.HoldsChanged) state.NextHoldExpiryUnixMs = index.EarliestHold(state.NextHoldExpiryUnixMs);
         var events = EventsAt(state, book, at, index.ExpiredBy(at), ReservationIdOf(command));
@@ -102,392 +61,8 @@ public static class SlotDecisions
         return new Decision(state, book.Changed, index.Changes(), reply, events, snapshot);
     }
 
-    /// <summary>
-    /// A state written before the hold index keeps its holds and expiry marks inside: they move to
-    /// index keys with this command (the state written with it no longer has them; a crash before
-    /// that write leaves them in place to move again).
-    /// </summary>
-    private static void MoveLegacyHolds(SlotState state, SlotIndex index, AppliedAt at)
-    {
-        foreach (var (id, expiry) in state.LegacyHeld) index.AddHold(expiry, id);
-        var keepAfter = KeepExpiredAfter(at);
-        foreach (var mark in state.LegacyRecentlyExpired)
-            if (mark.UnixMs >= keepAfter) index.MarkExpired(mark);
-        state.LegacyHeld.Clear();
-        state.LegacyRecentlyExpired.Clear();
-    }
-
-    private static long KeepExpiredAfter(AppliedAt at) => at.UnixMs - (long)RecentlyExpiredKept.TotalMilliseconds;
-
-    /// <summary>
-    /// A stored record as it was after the slot's last applied command: changes stamped later come
-    /// from a command whose slot state was never stored (a crash between the two writes) and are
-    /// undone, so that command is applied again cleanly. Returns null if the record did not exist yet.
-    /// </summary>
-    public static ReservationRecord? Settle(ReservationRecord? record, AppliedAt? lastApplied)
-    {
-        if (record is null) return null;
-        bool After(AppliedAt? a) => a is not null && (lastApplied is null || (a.Partition == lastApplied.Partition && a.Offset > lastApplied.Offset));
-        if (After(record.ReservedAt) || (!record.Reserved && After(record.EndedAt))) return null;
-        if (After(record.EndedAt))
-        {
-            record.EndedAt = null;
-            record.EndReason = "";
-            record.Status = record.ConfirmedAt is not null || record.HoldExpiresUnixMs == 0 ? ReservationStatus.Booked : ReservationStatus.Held;
-        }
-        if (After(record.ConfirmedAt))
-        {
-            record.ConfirmedAt = null;
-            record.Status = ReservationStatus.Held;
-        }
-        return record;
-    }
-
-    /// <summary>The slot's availability as of its last applied command.</summary>
-    public static AvailabilitySnapshot Snapshot(SlotState state, SlotKey key, AppliedAt asOf)
-    {
-        var config = state.Config ?? new SlotConfig();
-        var snapshot = new AvailabilitySnapshot
-        {
-            Slot = state.Slot,
-            Hub = key.Hub,
-            StartUnixMs = key.Start.ToUnixTimeMilliseconds(),
-            EndUnixMs = key.End.ToUnixTimeMilliseconds(),
-            Open = config.Open,
-            CutoffUnixMs = config.CutoffUnixMs,
-            AsOfUnixMs = asOf.UnixMs,
-            Version = asOf.Offset,
-        };
-        foreach (var fleet in config.Fleet)
-        {
-            var counter = new FleetCounterState
-            {
-                Name = fleet.Name,
-                CapacityOrders = fleet.CapacityOrders,
-                UsedOrders = Get(state.FleetUsed, fleet.Name),
-                HeldOrders = Get(state.FleetHeld, fleet.Name),
-            };
-            counter.Zones.AddRange(fleet.Zones);
-            counter.Carries.AddRange(fleet.Carries);
-            snapshot.Fleet.Add(counter);
-        }
-        // A counter removed by a planner while it still carries bookings shows with capacity 0.
-        foreach (var (name, used) in state.FleetUsed.OrderBy(p => p.Key, StringComparer.Ordinal))
-            if (used > 0 && !config.Fleet.Any(f => f.Name == name))
-                snapshot.Fleet.Add(new FleetCounterState { Name = name, UsedOrders = used, HeldOrders = Get(state.FleetHeld, name) });
-        foreach (var shared in config.Shared)
-            snapshot.Shared.Add(new SharedCounterState
-            {
-                Name = shared.Name,
-                Measure = shared.Measure,
-                Capacity = shared.Capacity,
-                Used = Get(state.SharedUsed, shared.Name),
-                Held = Get(state.SharedHeld, shared.Name),
-            });
-        foreach (var (name, used) in state.SharedUsed.OrderBy(p => p.Key, StringComparer.Ordinal))
-            if (used > 0 && !config.Shared.Any(s => s.Name == name))
-                snapshot.Shared.Add(new SharedCounterState { Name = name, Used = used, Held = Get(state.SharedHeld, name) });
-        var zones = config.ZoneRules.Select(r => r.Zone).Concat(state.ZoneUsed.Where(p => p.Value > 0).Select(p => p.Key))
-            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
-        foreach (var zone in zones)
-        {
-            var rule = config.ZoneRules.FirstOrDefault(r => r.Zone == zone);
-            var zoneState = new ZoneState { Zone = zone, Closed = rule?.Closed ?? false, UsedOrders = Get(state.ZoneUsed, zone) };
-            if (rule is { HasMaxOrders: true }) zoneState.MaxOrders = rule.MaxOrders;
-            snapshot.Zones.Add(zoneState);
-        }
-        snapshot.OverCommitted = snapshot.Fleet.Any(f => f.UsedOrders > f.CapacityOrders)
-            || snapshot.Shared.Any(s => s.Used > s.Capacity)
-            || snapshot.Zones.Any(z => z.HasMaxOrders && z.UsedOrders > z.MaxOrders);
-        return snapshot;
-    }
-
-    private static bool IsRedelivery(SlotState state, AppliedAt at) =>
-        state.LastApplied is { } last && last.Partition == at.Partition && at.Offset <= last.Offset;
-
-    /// <summary>
-    /// A re-delivered command was applied before: its effects are in the state, each stamped with
-    /// the position that caused it. The reply and events are rebuilt from those stamps. A command
-    /// that left no stamp had no effect; its answer is worked out again on a copy of the state,
-    /// and if that copy would now take an effect, the original must have been a reject whose
-    /// cause has since gone (say, capacity freed), so it is answered as a retryable reject.
-    /// </summary>
-    private static Decision AnswerRedelivery(SlotState state, ISlotReader stored, SlotCommand command, AppliedAt at)
-    {
-        var book = new Book(stored, state.LastApplied);
-        var reply = StampedReply(state, book, command, at);
-        if (reply is null)
-        {
-            var copy = state.Clone();
-            var trial = new Book(stored, state.LastApplied);
-            reply = new Slot(copy, trial, new SlotIndex(stored), at).ApplyWithoutExpiry(command);
-            if (!copy.Equals(state) || trial.Changed.Count > 0)
-                reply = Reject(command, at, RejectReason.Unavailable,
-                    "re-delivered command that was rejected before; its original reason no longer applies, try again");
-        }
-        reply.Replayed = true;
-        // The marks of the holds it expired: in index keys, or still in a state written before them.
-        var expired = stored.ExpiredFrom(at.Offset).TakeWhile(m => m.Offset == at.Offset)
-            .Concat(state.LegacyRecentlyExpired.Where(m => m.Offset == at.Offset))
-            .Select(m => m.ReservationId);
-        return new Decision(null, [], IndexChanges.None, reply, EventsAt(state, book, at, expired, ReservationIdOf(command)), null);
-    }
-
-    private static bool Here(AppliedAt? a, AppliedAt at) => a is not null && a.Partition == at.Partition && a.Offset == at.Offset;
-
-    private static SlotReply? StampedReply(SlotState state, Book book, SlotCommand command, AppliedAt at)
-    {
-        var id = ReservationIdOf(command);
-        var r = id.Length == 0 ? null : book.Get(id);
-        switch (command.BodyCase)
-        {
-            case SlotCommand.BodyOneofCase.Reserve when r is not null && Here(r.ReservedAt, at):
-                return Accept(command, at, r, r.HoldExpiresUnixMs > 0 ? ReservationStatus.Held : ReservationStatus.Booked);
-            case SlotCommand.BodyOneofCase.Confirm when r is not null && Here(r.ConfirmedAt, at):
-                return Accept(command, at, r, ReservationStatus.Booked);
-            case SlotCommand.BodyOneofCase.Release when r is not null && Here(r.EndedAt, at):
-                return Accept(command, at, r, ReservationStatus.Released);
-            case SlotCommand.BodyOneofCase.Abandon when r is not null && Here(r.EndedAt, at):
-                return Accept(command, at, r.Reserved ? r : null, ReservationStatus.Abandoned);
-            case SlotCommand.BodyOneofCase.Configure or SlotCommand.BodyOneofCase.SetOpen when Here(state.ConfiguredAt, at):
-                return Accept(command, at, null, ReservationStatus.Unspecified);
-            default:
-                return null;
-        }
-    }
-
-    /// <summary>
-    /// The events caused by the command at <paramref name="at"/>, rebuilt from the stamps in the
-    /// state and records: first the holds it expired (<paramref name="expiredIds"/>, any order;
-    /// emitted by expiry, then id), then its own change. Building the events of a fresh command the
-    /// same way makes a re-delivery emit identical events.
-    /// </summary>
-    private static List<SlotEvent> EventsAt(SlotState state, Book book, AppliedAt at, IEnumerable<string> expiredIds, string ownReservationId)
-    {
-        var events = new List<SlotEvent>();
-        var expired = expiredIds.Distinct(StringComparer.Ordinal).Select(book.Get)
-            .Where(r => r is not null && Here(r.EndedAt, at)).Select(r => r!)
-            .OrderBy(r => r.HoldExpiresUnixMs).ThenBy(r => r.ReservationId, StringComparer.Ordinal);
-        foreach (var record in expired)
-            events.Add(ReservationEvent(state, at, events.Count, record, SlotEventKind.HoldExpired, -1));
-        if (ownReservationId.Length > 0 && book.Get(ownReservationId) is { } own)
-        {
-            SlotEventKind? kind = null;
-            if (Here(own.EndedAt, at) && own.Status != ReservationStatus.Expired)
-                kind = own.Status == ReservationStatus.Released ? SlotEventKind.ReservationReleased : SlotEventKind.ReservationAbandoned;
-            else if (Here(own.ConfirmedAt, at))
-                kind = SlotEventKind.ReservationConfirmed;
-            else if (Here(own.ReservedAt, at))
-                kind = own.HoldExpiresUnixMs > 0 ? SlotEventKind.ReservationHeld : SlotEventKind.ReservationBooked;
-            if (kind is { } ownKind)
-            {
-                var sign = ownKind switch
-                {
-                    SlotEventKind.ReservationHeld or SlotEventKind.ReservationBooked => 1,
-                    SlotEventKind.ReservationConfirmed => 0,
-                    _ => own.Reserved ? -1 : 0,
-                };
-                events.Add(ReservationEvent(state, at, events.Count, own, ownKind, sign));
-            }
-        }
-        if (Here(state.ConfiguredAt, at))
-            events.Add(new SlotEvent
-            {
-                EventId = EventId(at, events.Count),
-                Slot = state.Slot,
-                Kind = SlotEventKind.SlotConfigured,
-                OccurredUnixMs = state.ConfiguredAt.UnixMs,
-                CommandId = state.ConfiguredAt.CommandId,
-                Config = state.Config,
-            });
-        return events;
-    }
-
-    private static SlotEvent ReservationEvent(SlotState state, AppliedAt at, int index, ReservationRecord record, SlotEventKind kind, int sign)
-    {
-        var stamp = kind switch
-        {
-            SlotEventKind.ReservationHeld or SlotEventKind.ReservationBooked => record.ReservedAt,
-            SlotEventKind.ReservationConfirmed => record.ConfirmedAt,
-            _ => record.EndedAt,
-        };
-        var e = new SlotEvent
-        {
-            EventId = EventId(at, index),
-            Slot = state.Slot,
-            Kind = kind,
-            OccurredUnixMs = stamp.UnixMs,
-            CommandId = stamp.CommandId,
-            ReservationId = record.ReservationId,
-            OrderId = record.OrderId,
-            Zone = record.Zone,
-            FleetCounter = record.FleetCounter,
-            FleetUnits = sign,
-            HoldExpiresUnixMs = record.HoldExpiresUnixMs,
-            Reason = kind switch
-            {
-                SlotEventKind.ReservationHeld => "held",
-                SlotEventKind.ReservationBooked => "booked",
-                SlotEventKind.ReservationConfirmed => "hold confirmed",
-                _ => record.EndReason,
-            },
-        };
-        if (sign != 0)
-            foreach (var (name, units) in record.SharedUnits)
-                e.SharedUnits[name] = sign * units;
-        return e;
-    }
-
-    private static string EventId(AppliedAt at, int index) => $"{at.Partition}:{at.Offset}:{index}";
-
-    private static long Get(Google.Protobuf.Collections.MapField<string, long> map, string key) =>
-        map.TryGetValue(key, out var value) ? value : 0;
-
-    private static void Add(Google.Protobuf.Collections.MapField<string, long> map, string key, long delta)
-    {
-        var value = Get(map, key) + delta;
-        if (value == 0) map.Remove(key);
-        else map[key] = value;
-    }
-
-    private static SlotReply NewReply(SlotCommand command, AppliedAt at) => new()
-    {
-        CorrelationId = command.CorrelationId,
-        CommandId = command.CommandId,
-        Slot = command.Slot,
-        ReservationId = ReservationIdOf(command),
-        CommandPartition = at.Partition,
-        CommandOffset = at.Offset,
-    };
-
-    private static SlotReply Accept(SlotCommand command, AppliedAt at, ReservationRecord? record, ReservationStatus status)
-    {
-        var reply = NewReply(command, at);
-        reply.Accepted = true;
-        reply.Status = status;
-        if (record is not null)
-        {
-            reply.FleetCounter = record.FleetCounter;
-            if (status == ReservationStatus.Held) reply.HoldExpiresUnixMs = record.HoldExpiresUnixMs;
-        }
-        return reply;
-    }
-
-    private static SlotReply Reject(SlotCommand command, AppliedAt at, RejectReason reason, string detail,
-        ReservationStatus status = ReservationStatus.Rejected)
-    {
-        var reply = NewReply(command, at);
-        reply.Reason = reason;
-        reply.Detail = detail;
-        reply.Status = status;
-        return reply;
-    }
-
-    private static string ReservationIdOf(SlotCommand command) => command.BodyCase switch
-    {
-        SlotCommand.BodyOneofCase.Reserve => command.Reserve.ReservationId,
-        SlotCommand.BodyOneofCase.Confirm => command.Confirm.ReservationId,
-        SlotCommand.BodyOneofCase.Release => command.Release.ReservationId,
-        SlotCommand.BodyOneofCase.Abandon => command.Abandon.ReservationId,
-        _ => "",
-    };
-
-    /// <summary>The reservations one command reads and changes, loaded on demand.</summary>
-    private sealed class Book(ISlotReader stored, AppliedAt? lastApplied)
-    {
-        private readonly Dictionary<string, ReservationRecord?> _loaded = new(StringComparer.Ordinal);
-        private readonly HashSet<string> _changedIds = new(StringComparer.Ordinal);
-        public List<ReservationRecord> Changed { get; } = [];
-
-        public ReservationRecord? Get(string id)
-        {
-            if (!_loaded.TryGetValue(id, out var record))
-                _loaded[id] = record = Settle(stored.Reservation(id)?.Clone(), lastApplied);
-            return record;
-        }
-
-        public void Write(ReservationRecord record)
-        {
-            _loaded[record.ReservationId] = record;
-            if (_changedIds.Add(record.ReservationId)) Changed.Add(record);
-        }
-    }
-
-    /// <summary>
-    /// The slot's index keys as one command sees them: the stored entries with the command's own
-    /// additions and removals laid over them.
-    /// </summary>
-    private sealed class SlotIndex(ISlotReader stored)
-    {
-        // Sets: a state moved from the previous version adds every hold of the slot at once, and
-        // its due ones are removed again in the same command.
-        private readonly HashSet<(long Expiry, string Id)> _holdsAdded = [];
-        private readonly HashSet<(long Expiry, string Id)> _holdsRemoved = [];
-        private readonly List<ExpiredHold> _expiredAdded = [];
-        private readonly List<ExpiredHold> _expiredRemoved = [];
-        private bool _dueRead;
-
-        public bool HoldsChanged => _holdsAdded.Count > 0 || _holdsRemoved.Count > 0 || _dueRead;
-
-        public void AddHold(long expiry, string id) => _holdsAdded.Add((expiry, id));
-
-        public void RemoveHold(long expiry, string id)
-        {
-            _holdsAdded.Remove((expiry, id));
-            _holdsRemoved.Add((expiry, id));
-        }
-
-        /// <summary>The holds due at <paramref name="unixMs"/>, by expiry then id (ordinal, whatever
-        /// order the store's bytes sort in).</summary>
-        public List<(long Expiry, string Id)> HoldsDue(long unixMs)
-        {
-            _dueRead = true;
-            var due = stored.HoldsDueBy(unixMs).Select(e => (Expiry: e.ExpiresUnixMs, Id: e.ReservationId))
-                .Where(e => !_holdsRemoved.Contains(e))
-                .Concat(_holdsAdded.Where(e => e.Expiry <= unixMs))
-                .Distinct().ToList();
-            due.Sort((a, b) => a.Expiry != b.Expiry ? a.Expiry.CompareTo(b.Expiry) : string.CompareOrdinal(a.Id, b.Id));
-            return due;
-        }
-
-        /// <summary>The earliest hold expiry left, 0 if none. <paramref name="before"/> (the slot's
-        /// earliest before this command) stands for the stored entries while this command only
-        /// added some; otherwise they are read up to the first this command did not remove.</summary>
-        public long EarliestHold(long before)
-        {
-            var earliest = _holdsRemoved.Count == 0 && !_dueRead
-                ? before == 0 ? long.MaxValue : before
-                : stored.HoldsDueBy(long.MaxValue).Select(e => (Expiry: e.ExpiresUnixMs, Id: e.ReservationId))
-                .Where(e => !_holdsRemoved.Contains(e)).Select(e => e.Expiry).DefaultIfEmpty(long.MaxValue).First();
-            foreach (var (expiry, _) in _holdsAdded) earliest = Math.Min(earliest, expiry);
-            return earliest == long.MaxValue ? 0 : earliest;
-        }
-
-        public void MarkExpired(ExpiredHold mark) => _expiredAdded.Add(mark);
-
-        /// <summary>Ids of the holds expired by the command at <paramref name="at"/>.</summary>
-        public IEnumerable<string> ExpiredBy(AppliedAt at) =>
-            _expiredAdded.Where(m => m.Offset == at.Offset).Select(m => m.ReservationId);
-
-        /// <summary>Removes the marks older than <paramref name="keepAfter"/>, reading from the
-        /// oldest offset and stopping at the first younger one: O(marks removed).</summary>
-        public void PruneExpired(long keepAfter)
-        {
-            foreach (var mark in stored.ExpiredFrom(0))
-            {
-                if (mark.UnixMs >= keepAfter) break;
-                _expiredRemoved.Add(mark);
-            }
-        }
-
-        public IndexChanges Changes() => new(
-            [.. _holdsAdded.Select(Entry)], [.. _holdsRemoved.Select(Entry)], _expiredAdded, _expiredRemoved);
-
-        private static HoldIndexEntry Entry((long Expiry, string Id) e) => new() { ExpiresUnixMs = e.Expiry, ReservationId = e.Id };
-    }
-
     /// <summary>One slot while one command is applied to it.</summary>
-    private readonly struct Slot(SlotState state, Book book, SlotIndex index, AppliedAt at)
+    private readonly struct Slot(SlotKey key, SlotState state, Book book, SlotIndex index, AppliedAt at)
     {
         private SlotConfig Config => state.Config ?? new SlotConfig();
 
@@ -536,8 +111,8 @@ public static class SlotDecisions
 
         private SlotReply Reserve(SlotCommand command, Reserve reserve)
         {
-            var problem = ReserveProblem(reserve);
-            if (problem is not null) return Reject(command, at, RejectReason.Invalid, problem);
+            var problems = SlotValidation.Reserve(reserve, at.UnixMs);
+            if (problems.Count > 0) return Reject(command, at, RejectReason.Invalid, FieldProblem.Join(problems));
 
             if (book.Get(reserve.ReservationId) is { } known)
             {
@@ -565,48 +140,9 @@ public static class SlotDecisions
 
             if (!state.Configured)
                 return Reject(command, at, RejectReason.UnknownSlot, $"slot {state.Slot} is not configured");
-            var config = Config;
-            if (!config.Open)
-                return Reject(command, at, RejectReason.SlotClosed, $"slot {state.Slot} is closed");
-            if (config.CutoffUnixMs != 0 && at.UnixMs >= config.CutoffUnixMs)
-                return Reject(command, at, RejectReason.PastCutoff,
-                    $"command timestamp {at.UnixMs} is at or after the slot's cut-off {config.CutoffUnixMs}");
-
-            var rule = config.ZoneRules.FirstOrDefault(r => r.Zone == reserve.Zone);
-            if (rule is { Closed: true })
-                return Reject(command, at, RejectReason.ZoneRestricted, $"zone {reserve.Zone} is closed in this slot");
-            if (rule is { HasMaxOrders: true } && Get(state.ZoneUsed, reserve.Zone) >= rule.MaxOrders)
-                return Reject(command, at, RejectReason.ZoneFull, $"zone {reserve.Zone} has its {rule.MaxOrders} orders");
-
             var needs = reserve.Needs ?? new OrderNeeds();
-            var eligible = config.Fleet.Where(f => (f.Zones.Count == 0 || f.Zones.Contains(reserve.Zone))
-                                                  && needs.Requires.All(f.Carries.Contains)).ToList();
-            if (eligible.Count == 0)
-                return Reject(command, at, RejectReason.NoEligibleFleet,
-                    $"no fleet counter serves zone {reserve.Zone}" + (needs.Requires.Count > 0 ? $" carrying {string.Join(", ", needs.Requires)}" : ""));
-
-            var draws = new List<(string Counter, long Units)>();
-            foreach (var shared in config.Shared)
-            {
-                if (!needs.Quantities.TryGetValue(shared.Measure, out var units) || units == 0) continue;
-                if (Get(state.SharedUsed, shared.Name) + units > shared.Capacity)
-                    return Reject(command, at, RejectReason.SlotFull,
-                        $"shared counter {shared.Name} has {Math.Max(0, shared.Capacity - Get(state.SharedUsed, shared.Name))} {shared.Measure} left, the order needs {units}");
-                draws.Add((shared.Name, units));
-            }
-
-            FleetCounterConfig? chosen = null;
-            long chosenRoom = 0;
-            foreach (var fleet in eligible)
-            {
-                var room = fleet.CapacityOrders - Get(state.FleetUsed, fleet.Name);
-                if (room <= 0) continue;
-                if (chosen is null || room > chosenRoom || (room == chosenRoom && string.CompareOrdinal(fleet.Name, chosen.Name) < 0))
-                    (chosen, chosenRoom) = (fleet, room);
-            }
-            if (chosen is null)
-                return Reject(command, at, RejectReason.SlotFull,
-                    $"every fleet counter that can take this order is full ({string.Join(", ", eligible.Select(f => f.Name))})");
+            var check = Check(Config, new StateUsage(state), reserve.Zone, needs, at.UnixMs, key.End.ToUnixTimeMilliseconds());
+            if (check.Counter is not { } chosen) return Reject(command, at, check.Reason, check.Detail);
 
             var held = reserve.HoldExpiresUnixMs > 0;
             var record = new ReservationRecord
@@ -623,7 +159,7 @@ public static class SlotDecisions
             };
             Add(state.FleetUsed, chosen.Name, 1);
             if (held) Add(state.FleetHeld, chosen.Name, 1);
-            foreach (var (counter, units) in draws)
+            foreach (var (counter, units) in check.Draws)
             {
                 record.SharedUnits[counter] = units;
                 Add(state.SharedUsed, counter, units);
@@ -633,19 +169,6 @@ public static class SlotDecisions
             if (held) index.AddHold(record.HoldExpiresUnixMs, record.ReservationId);
             book.Write(record);
             return Accept(command, at, record, record.Status);
-        }
-
-        private string? ReserveProblem(Reserve reserve)
-        {
-            if (string.IsNullOrEmpty(reserve.ReservationId)) return "reservation id is empty";
-            if (string.IsNullOrEmpty(reserve.Zone)) return "zone is empty";
-            if (reserve.Needs is { } needs)
-                foreach (var (measure, units) in needs.Quantities)
-                    if (units < 0) return $"needs {units} {measure}: units must not be negative";
-            if (reserve.HoldExpiresUnixMs < 0) return "hold expiry must not be negative";
-            if (reserve.HoldExpiresUnixMs > 0 && reserve.HoldExpiresUnixMs <= at.UnixMs)
-                return $"hold expiry {reserve.HoldExpiresUnixMs} is not after the command timestamp {at.UnixMs}";
-            return null;
         }
 
         private SlotReply Confirm(SlotCommand command, string reservationId)
@@ -718,9 +241,8 @@ public static class SlotDecisions
 
         private SlotReply Configure(SlotCommand command, SlotConfig? config)
         {
-            if (config is null) return Reject(command, at, RejectReason.Invalid, "configure has no config");
-            var problem = ConfigProblem(config);
-            if (problem is not null) return Reject(command, at, RejectReason.Invalid, problem);
+            var problems = SlotValidation.Config(key, config, at.UnixMs);
+            if (problems.Count > 0 || config is null) return Reject(command, at, RejectReason.Invalid, FieldProblem.Join(problems));
             // Bookings are kept whatever the new capacities: a counter below its usage just takes no more.
             state.Config = config.Clone();
             state.Configured = true;
@@ -738,33 +260,100 @@ public static class SlotDecisions
             state.ConfiguredAt = at;
             return Accept(command, at, null, ReservationStatus.Unspecified);
         }
+    }
 
-        private static string? ConfigProblem(SlotConfig config)
+    /// <summary>Whether an order fits a slot. <paramref name="Counter"/> is the fleet counter it
+    /// takes and <paramref name="Draws"/> the units it draws on each shared counter; when it does
+    /// not fit, Counter is null and <paramref name="Reason"/> and <paramref name="Detail"/> say why.</summary>
+    public sealed record ReserveCheck(RejectReason Reason, string Detail, FleetCounterConfig? Counter, IReadOnlyList<(string Counter, long Units)> Draws)
+    {
+        public bool Fits => Counter is not null;
+    }
+
+    /// <summary>
+    /// The slot's rules for one order, checked in this order (the first that fails is the reason):
+    /// open; window not ended; before cut-off (0 = none); zone not closed; zone under its max
+    /// orders; some fleet counter serves the zone (its list has it, or is empty) and carries every
+    /// required capability; every shared counter the order needs units of has room for them;
+    /// an eligible fleet counter has room, the one with the most room left wins, ties broken by
+    /// name (ordinal). The engine decides a Reserve with it; the gateway answers "could this slot
+    /// take this order" with it from a snapshot, so the two cannot disagree.
+    /// </summary>
+    /// <param name="zone">Empty = any zone (an availability question; a Reserve always names one).</param>
+    public static ReserveCheck Check(SlotConfig config, ISlotUsage used, string zone, OrderNeeds needs, long atUnixMs, long slotEndUnixMs)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(used);
+        ArgumentNullException.ThrowIfNull(zone);
+        ArgumentNullException.ThrowIfNull(needs);
+        ReserveCheck No(RejectReason reason, string detail) => new(reason, detail, null, []);
+        if (!config.Open)
+            return No(RejectReason.SlotClosed, "the slot is closed");
+        if (atUnixMs >= slotEndUnixMs)
+            return No(RejectReason.PastCutoff,
+                $"the slot's window ended at {SlotValidation.Iso(slotEndUnixMs)} (command time {SlotValidation.Iso(atUnixMs)})");
+        if (config.CutoffUnixMs != 0 && atUnixMs >= config.CutoffUnixMs)
+            return No(RejectReason.PastCutoff,
+                $"command time {SlotValidation.Iso(atUnixMs)} is at or after the slot's cut-off {SlotValidation.Iso(config.CutoffUnixMs)}");
+
+        var rule = zone.Length == 0 ? null : config.ZoneRules.FirstOrDefault(r => r.Zone == zone);
+        if (rule is { Closed: true })
+            return No(RejectReason.ZoneRestricted, $"zone {zone} is closed in this slot");
+        if (rule is { HasMaxOrders: true } && used.Zone(zone) >= rule.MaxOrders)
+            return No(RejectReason.ZoneFull, $"zone {zone} has its {rule.MaxOrders} orders");
+
+        var eligible = config.Fleet.Where(f => (zone.Length == 0 || f.Zones.Count == 0 || f.Zones.Contains(zone))
+                                              && needs.Requires.All(f.Carries.Contains)).ToList();
+        if (eligible.Count == 0)
+            return No(RejectReason.NoEligibleFleet,
+                $"no fleet counter serves zone {zone}" + (needs.Requires.Count > 0 ? $" carrying {string.Join(", ", needs.Requires)}" : ""));
+
+        var draws = new List<(string Counter, long Units)>();
+        foreach (var shared in config.Shared)
         {
-            var names = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var fleet in config.Fleet)
-            {
-                if (string.IsNullOrEmpty(fleet.Name)) return "a fleet counter has no name";
-                if (!names.Add(fleet.Name)) return $"fleet counter {fleet.Name} appears twice";
-                if (fleet.CapacityOrders < 0) return $"fleet counter {fleet.Name} has negative capacity {fleet.CapacityOrders}";
-            }
-            names.Clear();
-            foreach (var shared in config.Shared)
-            {
-                if (string.IsNullOrEmpty(shared.Name)) return "a shared counter has no name";
-                if (!names.Add(shared.Name)) return $"shared counter {shared.Name} appears twice";
-                if (string.IsNullOrEmpty(shared.Measure)) return $"shared counter {shared.Name} has no measure";
-                if (shared.Capacity < 0) return $"shared counter {shared.Name} has negative capacity {shared.Capacity}";
-            }
-            names.Clear();
-            foreach (var rule in config.ZoneRules)
-            {
-                if (string.IsNullOrEmpty(rule.Zone)) return "a zone rule has no zone";
-                if (!names.Add(rule.Zone)) return $"zone {rule.Zone} has two rules";
-                if (rule.HasMaxOrders && rule.MaxOrders < 0) return $"zone {rule.Zone} has negative max orders {rule.MaxOrders}";
-            }
-            if (config.CutoffUnixMs < 0) return "cut-off must not be negative";
-            return null;
+            if (!needs.Quantities.TryGetValue(shared.Measure, out var units) || units == 0) continue;
+            if (used.Shared(shared.Name) + units > shared.Capacity)
+                return No(RejectReason.SlotFull,
+                    $"shared counter {shared.Name} has {Math.Max(0, shared.Capacity - used.Shared(shared.Name))} {shared.Measure} left, the order needs {units}");
+            draws.Add((shared.Name, units));
         }
+
+        FleetCounterConfig? chosen = null;
+        long chosenRoom = 0;
+        foreach (var fleet in eligible)
+        {
+            var room = fleet.CapacityOrders - used.Fleet(fleet.Name);
+            if (room <= 0) continue;
+            if (chosen is null || room > chosenRoom || (room == chosenRoom && string.CompareOrdinal(fleet.Name, chosen.Name) < 0))
+                (chosen, chosenRoom) = (fleet, room);
+        }
+        return chosen is null
+            ? No(RejectReason.SlotFull, $"every fleet counter that can take this order is full ({string.Join(", ", eligible.Select(f => f.Name))})")
+            : new ReserveCheck(RejectReason.Unspecified, "", chosen, draws);
+    }
+
+    /// <summary>What a slot has used of its counters, as <see cref="Check"/> reads it.</summary>
+    public interface ISlotUsage
+    {
+        long Fleet(string counter);
+        long Shared(string counter);
+        long Zone(string zone);
+    }
+
+    private sealed class StateUsage(SlotState state) : ISlotUsage
+    {
+        public long Fleet(string counter) => Get(state.FleetUsed, counter);
+        public long Shared(string counter) => Get(state.SharedUsed, counter);
+        public long Zone(string zone) => Get(state.ZoneUsed, zone);
+    }
+
+    private static long Get(Google.Protobuf.Collections.MapField<string, long> map, string key) =>
+        map.TryGetValue(key, out var value) ? value : 0;
+
+    private static void Add(Google.Protobuf.Collections.MapField<string, long> map, string key, long delta)
+    {
+        var value = Get(map, key) + delta;
+        if (value == 0) map.Remove(key);
+        else map[key] = value;
     }
 }

@@ -43,7 +43,9 @@ internal sealed class OutboundSerDes : AbstractSerDes<Outbound>
         throw new NotSupportedException("outbound records are only written by the slot processor");
 }
 
-/// <summary>Streamiz serde over plain protobuf bytes (the store value and its changelog).</summary>
+/// <summary>Streamiz serde over plain protobuf bytes, for reading the topology's output topics on
+/// the test driver (the engine bench and the tests); the topology itself writes with
+/// <see cref="OutboundSerDes"/> and its store holds raw bytes.</summary>
 public sealed class ProtobufSerDes<T> : AbstractSerDes<T> where T : IMessage<T>, new()
 {
     private static readonly MessageParser<T> Parser = new(() => new T());

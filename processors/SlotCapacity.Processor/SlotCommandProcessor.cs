@@ -14,7 +14,9 @@ namespace SlotCapacity.Processor;
 /// The Kafka adapter around <see cref="SlotDecisions"/>, one instance per stream task (partition):
 /// decode the command, load the slot's state, decide, store the changed records and index keys and
 /// the new state (with the command's offset), and forward the reply, events and snapshot. Bad
-/// input is answered and logged, never thrown, so the stream never stops on it.
+/// input is answered and logged, never thrown, so the stream never stops on it. A store failure
+/// is thrown (<see cref="SlotStoreException"/>): the task fails, the process exits and the command
+/// is delivered again, which is answered from state if it was applied (the offset is in the state).
 /// <para>
 /// Hold expiry without traffic: a wall-clock punctuator writes an ExpireHolds command for every
 /// slot with a due hold back into the commands topic, on the slot's own partition. The expiry is
@@ -32,6 +34,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     private readonly int _replyPartitions;
     private readonly ChangelogCheckpoints _checkpoints;
     private readonly ILogger _log;
+    private readonly Func<IKeyValueStore<string, byte[]>, IKeyValueStore<string, byte[]>> _storeAccess;
     private long _refusedCommands;
     private ProcessorContext<string, Outbound> _context = null!;
     private IKeyValueStore<string, byte[]> _store = null!;
@@ -46,10 +49,14 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
     /// <summary>Streamiz's builder (a new() constraint) makes one instance this way only to learn
     /// the type; every task's instance is made with the parameters given in <see cref="SlotTopology.Build"/>.</summary>
-    public SlotCommandProcessor() : this(new TopicNames(), 0, null!, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance) { }
+    public SlotCommandProcessor() : this(new TopicNames(), 0, null!, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, store => store) { }
 
-    public SlotCommandProcessor(TopicNames topics, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers)
+    /// <param name="storeAccess">How the task reaches its store: the store itself, or a wrapper
+    /// around it (tests inject failures this way).</param>
+    public SlotCommandProcessor(TopicNames topics, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers,
+        Func<IKeyValueStore<string, byte[]>, IKeyValueStore<string, byte[]>> storeAccess)
     {
+        _storeAccess = storeAccess;
         _topics = topics;
         _replyPartitions = replyPartitions;
         _checkpoints = checkpoints;
@@ -59,7 +66,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     public void Init(ProcessorContext<string, Outbound> context)
     {
         _context = context;
-        _store = (IKeyValueStore<string, byte[]>)context.GetStateStore(TopicNames.SlotStateStore);
+        _store = _storeAccess((IKeyValueStore<string, byte[]>)context.GetStateStore(TopicNames.SlotStateStore));
         context.Schedule(ExpiryTick, PunctuationType.PROCESSING_TIME, RequestDueExpiries);
     }
 
@@ -110,42 +117,42 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
             return null;
         }
 
+        // Only the command can be at fault inside the pure decision: its exception is answered and
+        // the command skipped. A store read or write that fails is the infrastructure's: it fails
+        // the task, so the command comes again and is answered from state if it was applied.
+        var slot = command.Slot;
         Decision decision;
         try
         {
-            var slot = command.Slot;
             decision = SlotDecisions.Decide(LoadState(slot), new StoredSlot(this, slot), command, timestamp, partition, offset);
         }
-        catch (Exception e)
+        catch (Exception e) when (e is not SlotStoreException)
         {
             // Decide updates the slot state in place: drop the cached copy, the store has the last good one.
-            _states.Remove(command.Slot);
+            _states.Remove(slot);
             _log.LogError(e, "Command {CommandId} at {Topic}[{Partition}]@{Offset} for slot {Slot} could not be decided",
-                command.CommandId, position.Topic, partition, offset, command.Slot);
-            ReplyRejected(command, partition, offset, timestamp, $"the processor could not decide this command ({e.Message})",
-                RejectReason.Unavailable);
+                command.CommandId, position.Topic, partition, offset, slot);
+            ReplyRejected(command, partition, offset, timestamp, $"the processor could not decide this command ({e.Message})");
             return null;
+        }
+        catch (SlotStoreException)
+        {
+            _states.Remove(slot);
+            throw;
         }
 
         if (decision.State is not null)
         {
-            // Records and added index keys first, the slot state (with the command's offset) next,
-            // removed index keys last: see Decision.Reservations and IndexChanges.
-            var slot = command.Slot;
-            foreach (var changed in decision.Reservations)
+            try
             {
-                var recordKey = RecordKey(slot, changed.ReservationId);
-                _store.Put(recordKey, changed.ToByteArray());
-                _records[recordKey] = changed;
+                Write(slot, decision.State, decision);
             }
-            var index = decision.Index;
-            foreach (var hold in index.HoldsAdded) _store.Put(HoldKey(slot, hold.ExpiresUnixMs, hold.ReservationId), hold.ToByteArray());
-            foreach (var mark in index.ExpiredAdded) _store.Put(ExpiredKey(slot, mark.Offset, mark.ReservationId), mark.ToByteArray());
-            _store.Put(slot, decision.State.ToByteArray());
-            _states[slot] = decision.State;
-            foreach (var hold in index.HoldsRemoved) _store.Delete(HoldKey(slot, hold.ExpiresUnixMs, hold.ReservationId));
-            foreach (var mark in index.ExpiredRemoved) _store.Delete(ExpiredKey(slot, mark.Offset, mark.ReservationId));
-            TrackExpiry(slot, decision.State.NextHoldExpiryUnixMs);
+            catch (Exception e)
+            {
+                // Whatever reached the store is undone or completed by the re-delivery (Settle).
+                _states.Remove(slot);
+                throw new SlotStoreException($"storing the decision of command {command.CommandId} at {position.Topic}[{partition}]@{offset} failed", e);
+            }
         }
         if (decision.Reply.Replayed)
             _log.LogInformation("Re-delivered command {CommandId} at {Topic}[{Partition}]@{Offset} answered from state",
@@ -161,6 +168,26 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         if (decision.Snapshot is not null)
             _context.Forward(command.Slot, new Outbound(_topics.Availability, partition, timestamp, decision.Snapshot));
         return null;
+    }
+
+    /// <summary>Records and added index keys first, the slot state (with the command's offset) next,
+    /// removed index keys last: see Decision.Reservations and IndexChanges.</summary>
+    private void Write(string slot, SlotState state, Decision decision)
+    {
+        foreach (var changed in decision.Reservations)
+        {
+            var recordKey = RecordKey(slot, changed.ReservationId);
+            _store.Put(recordKey, changed.ToByteArray());
+            _records[recordKey] = changed;
+        }
+        var index = decision.Index;
+        foreach (var hold in index.HoldsAdded) _store.Put(HoldKey(slot, hold.ExpiresUnixMs, hold.ReservationId), hold.ToByteArray());
+        foreach (var mark in index.ExpiredAdded) _store.Put(ExpiredKey(slot, mark.Offset, mark.ReservationId), mark.ToByteArray());
+        _store.Put(slot, state.ToByteArray());
+        _states[slot] = state;
+        foreach (var hold in index.HoldsRemoved) _store.Delete(HoldKey(slot, hold.ExpiresUnixMs, hold.ReservationId));
+        foreach (var mark in index.ExpiredRemoved) _store.Delete(ExpiredKey(slot, mark.Offset, mark.ReservationId));
+        TrackExpiry(slot, state.NextHoldExpiryUnixMs);
     }
 
     public void Close()
@@ -205,26 +232,38 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     /// <summary>Values of the keys from <paramref name="from"/> to <paramref name="to"/> (inclusive), in byte order, read lazily.</summary>
     private IEnumerable<T> Scan<T>(string from, string to, MessageParser<T> parser) where T : IMessage<T>
     {
-        using var range = _store.Range(from, to);
-        while (range.MoveNext())
-            if (range.Current is { Value: { } bytes }) yield return parser.ParseFrom(bytes);
+        using var range = Read(from, () => _store.Range(from, to));
+        while (Read(from, range.MoveNext))
+            if (range.Current is { Value: { } bytes }) yield return Read(from, () => parser.ParseFrom(bytes));
     }
 
     private SlotState? LoadState(string slot)
     {
         if (_states.TryGetValue(slot, out var cached)) return cached;
         if (_states.Count >= MaxCached) _states.Clear();
-        return _store.Get(slot) is { } bytes ? SlotState.Parser.ParseFrom(bytes) : null;
+        return Read(slot, () => _store.Get(slot) is { } bytes ? SlotState.Parser.ParseFrom(bytes) : null);
     }
 
     private ReservationRecord? LoadRecord(string key)
     {
         if (_records.TryGetValue(key, out var cached)) return cached;
         if (_records.Count >= MaxCached) _records.Clear();
-        if (_store.Get(key) is not { } bytes) return null;
-        var record = ReservationRecord.Parser.ParseFrom(bytes);
+        if (Read(key, () => _store.Get(key) is { } bytes ? ReservationRecord.Parser.ParseFrom(bytes) : null) is not { } record) return null;
         _records[key] = record;
         return record;
+    }
+
+    /// <summary>A store read: whatever goes wrong in it (RocksDB, a value that does not parse) is the store's failure.</summary>
+    private static T Read<T>(string key, Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e)
+        {
+            throw new SlotStoreException($"reading key '{key}' of the slot-state store failed", e);
+        }
     }
 
     private void ReplyRejected(SlotCommand address, int partition, long offset, long timestamp, string detail,
@@ -314,3 +353,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         }
     }
 }
+
+/// <summary>The slot-state store failed to read or write: the task fails and the command comes
+/// again, instead of being answered and skipped.</summary>
+public sealed class SlotStoreException(string message, Exception inner) : Exception(message, inner);

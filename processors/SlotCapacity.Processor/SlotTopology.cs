@@ -16,8 +16,10 @@ public static class SlotTopology
     /// <summary>
     /// commands (raw bytes, so a bad record is answered instead of failing the stream)
     /// -> decide with the `slot-state` store -> replies / events / availability / ExpireHolds commands.
+    /// <paramref name="storeAccess"/> wraps the task's store (null = the store itself); tests inject store failures with it.
     /// </summary>
-    public static Topology Build(TopicNames topics, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers)
+    public static Topology Build(TopicNames topics, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers,
+        Func<IKeyValueStore<string, byte[]>, IKeyValueStore<string, byte[]>>? storeAccess = null)
     {
         ArgumentNullException.ThrowIfNull(topics);
         ArgumentNullException.ThrowIfNull(checkpoints);
@@ -30,7 +32,7 @@ public static class SlotTopology
         var builder = new StreamBuilder();
         builder.Stream(topics.Commands, new ByteArraySerDes(), new ByteArraySerDes())
             .Transform(TransformerBuilder.New<byte[], byte[], string, Outbound>()
-                .Transformer<SlotCommandProcessor>(topics, replyPartitions, checkpoints, loggers)
+                .Transformer<SlotCommandProcessor>(topics, replyPartitions, checkpoints, loggers, storeAccess ?? (store => store))
                 .StateStore(store)
                 .Build(), "decide")
             .To(new OutboundTopic(), new StringSerDes(), new OutboundSerDes(), new OutboundTimestamp(), new OutboundPartition(), "write");

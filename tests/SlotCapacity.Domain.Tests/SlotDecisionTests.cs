@@ -133,6 +133,78 @@ public sealed class SlotDecisionTests
     }
 
     [Fact]
+    public void The_PAST_CUTOFF_detail_gives_both_times_in_ISO_and_a_cutoff_of_0_means_none()
+    {
+        var config = Config(Fleet("vans", 10));
+        config.CutoffUnixMs = T0 + 1000;
+        var slot = Configured(config);
+        var late = slot.Send(Reserve("r1"), at: T0 + 1000);
+        Assert.Equal("command time 2030-03-17T17:46:41.000Z is at or after the slot's cut-off 2030-03-17T17:46:41.000Z", late.Reply.Detail);
+
+        config.CutoffUnixMs = 0;
+        slot.Send(Configure(config), at: T0 + 1001);
+        var slotEnd = SlotKey.TryParse(Slot, out var key) ? key.Value.End.ToUnixTimeMilliseconds() : 0;
+        Assert.True(slot.Send(Reserve("r2"), at: slotEnd - 1).Reply.Accepted);
+    }
+
+    [Fact]
+    public void A_slot_whose_window_has_ended_can_be_neither_configured_nor_booked()
+    {
+        var slotEnd = SlotKey.TryParse(Slot, out var key) ? key.Value.End.ToUnixTimeMilliseconds() : 0;
+        var slot = Configured(Config(Fleet("vans", 10)));
+        var late = slot.Send(Reserve("r1"), at: slotEnd);
+        AssertRejected(late, RejectReason.PastCutoff);
+        Assert.StartsWith("the slot's window ended at 2030-05-06T12:00:00.000Z", late.Reply.Detail, StringComparison.Ordinal);
+
+        var reconfigure = slot.Send(Configure(Config(Fleet("vans", 20))), at: slotEnd);
+        AssertRejected(reconfigure, RejectReason.Invalid);
+        Assert.Contains("slot: the slot's window ended at 2030-05-06T12:00:00.000Z", reconfigure.Reply.Detail, StringComparison.Ordinal);
+        Assert.Equal(10, slot.State!.Config.Fleet.Single().CapacityOrders);
+    }
+
+    [Fact]
+    public void A_configuration_without_open_is_rejected_naming_the_field()
+    {
+        var config = Config(Fleet("vans", 10));
+        config.ClearOpen();
+        var decision = new SlotHarness().Send(Configure(config));
+        AssertRejected(decision, RejectReason.Invalid);
+        Assert.StartsWith("config.open: is not set", decision.Reply.Detail, StringComparison.Ordinal);
+
+        config.Open = false;
+        Assert.True(new SlotHarness().Send(Configure(config)).Reply.Accepted);
+    }
+
+    [Theory]
+    [InlineData("van s", "config.fleet[0].name")]
+    [InlineData("vans\n", "config.fleet[0].name")]
+    [InlineData("a|b", "config.fleet[0].name")]
+    [InlineData("", "config.fleet[0].name: is empty")]
+    public void Counter_names_outside_the_name_characters_are_rejected(string name, string field)
+    {
+        var decision = new SlotHarness().Send(Configure(Config(Fleet(name, 1))));
+        AssertRejected(decision, RejectReason.Invalid);
+        Assert.StartsWith(field, decision.Reply.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Map_and_list_sizes_are_bounded()
+    {
+        var slot = Configured(Config(Fleet("vans", 10)));
+        var reserve = Reserve("r1");
+        for (var i = 0; i < 20_000; i++) reserve.Reserve.Needs.Quantities["m" + i] = 1;
+        var decision = slot.Send(reserve);
+        AssertRejected(decision, RejectReason.Invalid);
+        Assert.Equal($"needs.quantities: has 20001 measures, more than {SlotValidation.MaxQuantities}", decision.Reply.Detail);
+
+        var config = Config([.. Enumerable.Range(0, SlotValidation.MaxFleetCounters + 1).Select(i => Fleet("f" + i, 1))]);
+        config.Shared.Add(new SharedCounterConfig { Name = "picking", Measure = "items", Capacity = SlotValidation.MaxCapacity + 1 });
+        var problems = slot.Send(Configure(config)).Reply.Detail;
+        Assert.Contains($"config.fleet: has {SlotValidation.MaxFleetCounters + 1} fleet counters, more than {SlotValidation.MaxFleetCounters}", problems, StringComparison.Ordinal);
+        Assert.Contains("config.shared[0].capacity: 1000000000001 is more than", problems, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_command_past_its_deadline_is_rejected_EXPIRED_DEADLINE_without_effect()
     {
         var slot = Configured(Config(Fleet("vans", 10)));
@@ -142,10 +214,13 @@ public sealed class SlotDecisionTests
     }
 
     [Theory]
-    [InlineData("", "north", 1, 0, "reservation id is empty")]
-    [InlineData("r1", "", 1, 0, "zone is empty")]
-    [InlineData("r1", "north", -1, 0, "must not be negative")]
-    [InlineData("r1", "north", 1, T0, "not after the command timestamp")]
+    [InlineData("", "north", 1, 0, "reservation_id: is empty")]
+    [InlineData("r1", "", 1, 0, "zone: is empty")]
+    [InlineData("r1", "north zone", 1, 0, "zone: 'north zone' has a character outside")]
+    [InlineData("r1", "north|x", 1, 0, "zone: 'north|x' has a character outside")]
+    [InlineData("r1", "north", -1, 0, "needs.quantities[items]: -1 is negative")]
+    [InlineData("r1", "north", SlotValidation.MaxUnits + 1, 0, "needs.quantities[items]: 1000000001 is more than")]
+    [InlineData("r1", "north", 1, T0, "hold_expires_unix_ms: 2030-03-17T17:46:40.000Z is not after the command time 2030-03-17T17:46:40.000Z")]
     public void Bad_reservations_are_rejected_INVALID_naming_what_is_wrong(string id, string zone, long items, long hold, string problem)
     {
         var slot = Configured(Config(Fleet("vans", 10)));

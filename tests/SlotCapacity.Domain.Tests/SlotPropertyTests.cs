@@ -35,7 +35,11 @@ public sealed class SlotPropertyTests
         return config;
     }
 
-    private static SlotHarness Run(List<Step> steps, Action<SlotHarness, SlotCommand, Decision, Model>? check = null,
+    // How many samples did crash, or store the previous version, at one of their steps.
+    private int _crashes;
+    private int _previousVersions;
+
+    private SlotHarness Run(List<Step> steps, Action<SlotHarness, SlotCommand, Decision, Model>? check = null,
         int crashAt = -1, int keep = 0, int previousVersionAt = -1)
     {
         var slot = new SlotHarness();
@@ -57,8 +61,16 @@ public sealed class SlotPropertyTests
                 6 => Configure(ConfigWith(step.CapacityA)),
                 _ => slot.Log[step.Earlier % slot.Log.Count].Command,
             };
-            if (index == crashAt) slot.CrashAfterPartialWrite(command, keep);
-            if (index == previousVersionAt) slot.ToPreviousVersion();
+            if (index == crashAt)
+            {
+                slot.CrashAfterPartialWrite(command, keep);
+                Interlocked.Increment(ref _crashes);
+            }
+            if (index == previousVersionAt)
+            {
+                slot.ToPreviousVersion();
+                Interlocked.Increment(ref _previousVersions);
+            }
             var expected = model.Decide(command, slot.Now);
             var decision = slot.Send(command);
             var reply = decision.Reply;
@@ -101,7 +113,10 @@ public sealed class SlotPropertyTests
     [Fact]
     public void A_crash_between_writing_reservations_and_the_slot_state_is_repaired_when_the_command_comes_again()
     {
-        Gen.Select(GenStep.List[1, 60], Gen.Int[0, 59], Gen.Int[0, 3]).Sample((steps, crashAt, keep) =>
+        // The crash is at one of the sample's own steps, so every sample crashes once.
+        var samples = from steps in GenStep.List[1, 60] from crashAt in Gen.Int[0, steps.Count - 1] from keep in Gen.Int[0, 3]
+                      select (steps, crashAt, keep);
+        samples.Sample((steps, crashAt, keep) =>
             Run(steps, (slot, _, _, model) =>
             {
                 foreach (var counter in new[] { "a", "b", "c" })
@@ -111,12 +126,14 @@ public sealed class SlotPropertyTests
                 foreach (var held in slot.Records.Values.Where(r => r.Status == ReservationStatus.Held))
                     Assert.Contains((held.HoldExpiresUnixMs, held.ReservationId), slot.Holds);
             }, crashAt, keep), iter: 300);
+        Assert.True(_crashes >= 300, $"only {_crashes} of 300 samples crashed");
     }
 
     [Fact]
     public void A_slot_stored_by_the_previous_version_at_any_point_decides_the_same_and_moves_its_holds_to_the_index()
     {
-        Gen.Select(GenStep.List[1, 60], Gen.Int[0, 59]).Sample((steps, at) =>
+        var samples = from steps in GenStep.List[1, 60] from at in Gen.Int[0, steps.Count - 1] select (steps, at);
+        samples.Sample((steps, at) =>
         {
             var slot = Run(steps, (slot, _, _, model) =>
             {
@@ -131,6 +148,7 @@ public sealed class SlotPropertyTests
                 Assert.Equal(original.Events.Where(e => e.Kind != SlotEventKind.SlotConfigured),
                     slot.Redeliver(command, timestamp, offset).Events.Where(e => e.Kind != SlotEventKind.SlotConfigured));
         }, iter: 300);
+        Assert.True(_previousVersions >= 300, $"only {_previousVersions} of 300 samples stored the previous version");
     }
 
     [Fact]

@@ -203,9 +203,13 @@ public partial class EndToEndTests(ITestOutputHelper output)
         Assert.Equal(RejectReason.Unavailable, missed.Reason);
         Assert.True(missed.Retryable);
         Assert.Equal(ReservationStatus.Abandoned, missed.Status);
-        // Not before its own deadline (it waited for the engine); how soon after depends on the machine's
-        // load, so that is measured by the load harness, not asserted here.
-        Assert.True(call.Elapsed >= deadline - TimeSpan.FromMilliseconds(5), $"answered after {call.Elapsed}, before the {deadline} deadline");
+        // The property, which holds however loaded the machine: the gateway gave up at its own deadline
+        // (ABANDONED: it waited for the engine, then abandoned), not at the caller's 10 s one. The
+        // client's clock starts before the gateway's, so it cannot read less than the deadline (a
+        // millisecond of timer rounding aside); how soon after it comes depends on the load, which the
+        // load harness measures.
+        Assert.True(call.Elapsed >= deadline - TimeSpan.FromMilliseconds(2), $"answered after {call.Elapsed}, before the {deadline} deadline");
+        Assert.True(call.Elapsed < TimeSpan.FromSeconds(10), $"answered after {call.Elapsed}: the gateway waited for the caller's deadline");
         Assert.EndsWith("retry with a new reservation_id", missed.Detail, StringComparison.Ordinal);
 
         // With one call allowed in flight, a second one while the first waits is shed at once.
@@ -311,14 +315,23 @@ public partial class EndToEndTests(ITestOutputHelper output)
                 return await Call(id, 1);
             }
         }
+        var cluster = system.Broker.Cluster;
         var restart = Task.Run(async () =>
         {
             await underWay.Task;
+            // Slow brokers keep the burst in flight long enough to be seen (the mock cluster only).
+            if (cluster is not null) for (var broker = 1; broker <= cluster.Brokers; broker++) cluster.SetBrokerRtt(broker, 50);
             burst = Enumerable.Range(0, 20).Select(i => BurstCall($"burst-{i}")).ToArray();
-            await WaitAsync(() => a.Status().InFlight > 0, TimeSpan.FromSeconds(5), () => "burst never in flight");
-            stopBeganMs = clock.Elapsed.TotalMilliseconds;
-            inFlightAtStop = a.Status().InFlight;
+            // Read together at the moment the wait ends: every call counted is still in flight when
+            // the stop begins right after, so gw-a must answer it after stopBeganMs.
+            await WaitAsync(() =>
+            {
+                stopBeganMs = clock.Elapsed.TotalMilliseconds;
+                inFlightAtStop = a.Status().InFlight;
+                return inFlightAtStop > 0;
+            }, TimeSpan.FromSeconds(10), () => "burst never in flight");
             await a.StopAsync();
+            if (cluster is not null) for (var broker = 1; broker <= cluster.Brokers; broker++) cluster.SetBrokerRtt(broker, 0);
             lock (live) live.RemoveAll(g => g.Name == "gw-a");
             var a2 = await system.StartGatewayAsync("gw-a2", deadline: TimeSpan.FromSeconds(1));
             lock (live) live.Add(("gw-a2", system.Checkout(a2)));
@@ -361,8 +374,11 @@ public partial class EndToEndTests(ITestOutputHelper output)
             Assert.Equal(RejectReason.Unavailable, r.Reply.Reason);
             Assert.True(r.Reply.Retryable);
         });
-
-
+        // Bounded: only a rebalance that takes a partition from a serving instance (the replacement
+        // joining; a graceful stop answers its calls first) ends calls this way, each call at most
+        // once, so at most the calls in flight at once (3 streams + 20 burst) per revoking round,
+        // of which a cooperative join has at most two.
+        Assert.True(notAccepted.Count <= 2 * (3 + 20), $"{notAccepted.Count} calls not accepted");
     }
 
     [Fact]
@@ -411,7 +427,8 @@ public partial class EndToEndTests(ITestOutputHelper output)
                     if (joined.Task.IsCompleted) afterJoin++;
                     if (i == 5) underWay.TrySetResult();
                     var call = Stopwatch.StartNew();
-                    var reply = await clients[(stream + i) % 2].ReserveAsync(Reserve($"s{stream}-{i}", slot));
+                    // A call that hung would end in DEADLINE_EXCEEDED and fail the test.
+                    var reply = await clients[(stream + i) % 2].ReserveAsync(Reserve($"s{stream}-{i}", slot), deadline: DateTime.UtcNow.AddSeconds(30));
                     replies.Add((reply, call.Elapsed));
                 }
                 return replies;
@@ -427,13 +444,19 @@ public partial class EndToEndTests(ITestOutputHelper output)
         output.WriteLine($"{answers.Count} calls, {answers.Count - missed.Count} accepted, {missed.Count} answered UNAVAILABLE at the deadline " +
                          $"(slowest {(missed.Count > 0 ? missed.Max(x => x.Took.TotalMilliseconds) : 0):0} ms); " +
                          $"partitions a [{string.Join(",", a.Status().ReplyPartitions)}] b [{string.Join(",", b.Status().ReplyPartitions)}] c [{string.Join(",", c!.Status().ReplyPartitions)}]");
+        // A call whose reply partition moved to gw-c ends as a deadline miss, abandoned; with 20 streams
+        // slowed by 40 ms brokers (the mock cluster; a real broker cannot be slowed), every partition
+        // has calls waiting on it when it moves.
+        if (cluster is not null) Assert.NotEmpty(missed);
         Assert.All(missed, x =>
         {
             Assert.Equal(RejectReason.Unavailable, x.Reply.Reason);
             Assert.True(x.Reply.Retryable);
             Assert.Equal(ReservationStatus.Abandoned, x.Reply.Status);
-            Assert.True(x.Took < deadline + TimeSpan.FromSeconds(1), $"{x.Reply.ReservationId} took {x.Took}");
         });
+        // Each stream has one call in flight, which a revocation ends at most once; a cooperative join
+        // revokes in at most two rounds.
+        Assert.True(missed.Count <= 2 * 20, $"{missed.Count} calls missed");
         Assert.Empty(a.Status().ReplyPartitions.Intersect(c.Status().ReplyPartitions).Concat(b.Status().ReplyPartitions.Intersect(c.Status().ReplyPartitions)));
     }
 

@@ -96,7 +96,8 @@ internal sealed class EngineAndGateways : IAsyncDisposable
 
     public static SlotId Slot(string hub, DateTimeOffset start) => new() { Hub = hub, Start = Timestamp.FromDateTimeOffset(start) };
 
-    /// <summary>Configures a slot through the planning API and waits until the gateway's view shows it.</summary>
+    /// <summary>Configures a slot through the planning API and asserts the engine applied it; the
+    /// gateway's view shows it a moment later (tests that read the view poll for it).</summary>
     public async Task ConfigureAsync(RunningGateway gateway, SlotId slot, SlotConfig config)
     {
         var result = await Planning(gateway).ConfigureSlotAsync(new ConfigureSlotRequest { Slot = slot, Config = config });

@@ -38,27 +38,35 @@ public class InFlightGateTests
     }
 
     [Fact]
-    public async Task Concurrent_entries_never_pass_the_limit()
+    public void Concurrent_entries_fill_the_limit_exactly_and_shed_the_rest()
     {
-        var gate = new InFlightGate(limit: 8);
-        var peak = 0;
-        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() =>
+        const int limit = 4, workers = 16, rounds = 50;
+        var gate = new InFlightGate(limit);
+        for (var round = 0; round < rounds; round++)
         {
-            for (var i = 0; i < 20_000; i++)
+            // Every worker tries at once; the ones let in stay in until all have tried, so the
+            // gate must let exactly `limit` in and shed the others, whatever the interleaving.
+            using var start = new Barrier(workers);
+            using var tried = new CountdownEvent(workers);
+            using var release = new ManualResetEventSlim();
+            var entered = 0;
+            var shed = 0;
+            var threads = Enumerable.Range(0, workers).Select(_ => new Thread(() =>
             {
-                if (gate.TryEnter() != InFlightGate.Entry.Entered) continue;
-                var now = gate.InFlight;
-                InterlockedMax(ref peak, now);
-                gate.Exit();
-            }
-        })));
-        Assert.InRange(peak, 1, 8);
-        Assert.Equal(0, gate.InFlight);
-    }
-
-    private static void InterlockedMax(ref int target, int value)
-    {
-        int seen;
-        while (value > (seen = Volatile.Read(ref target)) && Interlocked.CompareExchange(ref target, value, seen) != seen) { }
+                start.SignalAndWait();
+                var entry = gate.TryEnter();
+                if (entry == InFlightGate.Entry.Entered) Interlocked.Increment(ref entered);
+                else if (entry == InFlightGate.Entry.Shed) Interlocked.Increment(ref shed);
+                tried.Signal();
+                release.Wait();
+                if (entry == InFlightGate.Entry.Entered) gate.Exit();
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            tried.Wait();
+            Assert.Equal((limit, workers - limit, limit), (entered, shed, gate.InFlight));
+            release.Set();
+            threads.ForEach(t => t.Join());
+            Assert.Equal(0, gate.InFlight);
+        }
     }
 }

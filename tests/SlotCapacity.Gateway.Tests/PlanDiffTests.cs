@@ -31,7 +31,7 @@ public class PlanDiffTests
             LON1,2030-06-03,12:00,true,0,vans=10,,
             """, out var sources);
         var busy = Busy();
-        var preview = PlanDiff.Compute(plan, sources, slot => slot == busy.Slot ? busy : null);
+        var preview = PlanDiff.Compute(plan, sources, slot => slot == busy.Slot ? busy : null, DateTimeOffset.UtcNow);
 
         Assert.Empty(preview.Problems);
         Assert.Equal((1, 1, 0, 1), (preview.New, preview.Changed, preview.Unchanged, preview.OverCommitted));
@@ -51,7 +51,7 @@ public class PlanDiffTests
             LON1,2030-06-03,10:00,true,0,vans=10@north;bikes=4,picking:items=100,south:max=5;outer:closed
             """, out var sources);
         var busy = Busy();
-        var preview = PlanDiff.Compute(plan, sources, slot => slot == busy.Slot ? busy : null);
+        var preview = PlanDiff.Compute(plan, sources, slot => slot == busy.Slot ? busy : null, DateTimeOffset.UtcNow);
         Assert.Equal((0, 0, 1, 0), (preview.New, preview.Changed, preview.Unchanged, preview.OverCommitted));
     }
 
@@ -75,7 +75,7 @@ public class PlanDiffTests
             LON1,2026-12-01,08:30,true,0,vans=1,,
             LON1,2026-12-01,08:00,true,0,vans=2,,
             """, out var sources);
-        var preview = PlanDiff.Compute(plan, sources, _ => null);
+        var preview = PlanDiff.Compute(plan, sources, _ => null, DateTimeOffset.UtcNow);
         Assert.Empty(preview.Slots);
         Assert.Equal(2, preview.Problems.Count);
         Assert.StartsWith("plan.csv line 3: slot.start:", preview.Problems[0], StringComparison.Ordinal);

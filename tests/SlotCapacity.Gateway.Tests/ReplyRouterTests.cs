@@ -36,6 +36,29 @@ public sealed class ReplyRouterTests : IDisposable
     }
 
     [Fact]
+    public async Task A_command_reported_not_written_ends_its_wait_at_once_with_the_reason_not_at_the_deadline()
+    {
+        var pending = router.Register("c-unwritten");
+        // The deadline is far: only the report can end this wait within the test's time.
+        var wait = router.WaitAsync(pending, TimeSpan.FromHours(1), CancellationToken.None);
+        router.NotWritten("c-unwritten", "Broker: Message size too large", possiblyWritten: false);
+        var e = await Assert.ThrowsAsync<CommandNotWrittenException>(() => wait);
+        Assert.Equal(("Broker: Message size too large", false), (e.Message, e.PossiblyWritten));
+
+        // A reply that still comes for it is not handed to anyone.
+        Assert.False(router.Deliver(Reply("c-unwritten")));
+    }
+
+    [Fact]
+    public async Task A_not_written_report_after_the_reply_leaves_the_answer_alone()
+    {
+        var pending = router.Register("c-answered");
+        Assert.True(router.Deliver(Reply("c-answered")));
+        router.NotWritten("c-answered", "late report", possiblyWritten: true);
+        Assert.Equal("c-answered", (await router.WaitAsync(pending, TimeSpan.FromHours(1), CancellationToken.None))!.CorrelationId);
+    }
+
+    [Fact]
     public async Task A_reply_reaches_the_call_waiting_for_its_correlation_id()
     {
         var a = router.Register("a");

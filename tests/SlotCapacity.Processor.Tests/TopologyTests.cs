@@ -1,5 +1,4 @@
 using Google.Protobuf;
-using Microsoft.Extensions.Logging.Abstractions;
 using SlotCapacity.Contracts;
 using SlotCapacity.Kafka;
 using Streamiz.Kafka.Net;
@@ -14,38 +13,21 @@ namespace SlotCapacity.Processor.Tests;
 /// <summary>The processor's topology on Streamiz's TopologyTestDriver (no broker).</summary>
 public sealed class TopologyTests : IDisposable
 {
-    private static readonly DateTime Now = new(2030, 5, 6, 8, 0, 0, DateTimeKind.Utc);
-    private readonly TopicNames _topics = new("ttd.");
-    private readonly string _stateDirectory = Path.Combine(Path.GetTempPath(), "slot-ttd", Guid.NewGuid().ToString("N"));
-    private readonly ChangelogCheckpoints _checkpoints;
+    private static readonly DateTime Now = TopologyDriver.Now;
+    private readonly TopologyDriver _ttd = new();
+    private readonly TopicNames _topics;
     private readonly TopologyTestDriver _driver;
     private readonly TestInputTopic<string, byte[]> _commands;
     private readonly TestOutputTopic<string, SlotReply> _replies;
     private readonly TestOutputTopic<string, SlotEvent> _events;
     private readonly TestOutputTopic<string, AvailabilitySnapshot> _availability;
 
-    public TopologyTests()
-    {
-        var settings = new ProcessorSettings("127.0.0.1:1", _topics, _stateDirectory, "ttd");
-        _checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
-        var config = SlotTopology.Config(settings, _checkpoints, NullLoggerFactory.Instance);
-        // The test driver has no broker to check a changelog against: Streamiz's plain checkpoint files.
-        config.OffsetCheckpointManager = null;
-        _driver = new TopologyTestDriver(SlotTopology.Build(_topics, replyPartitions: 4, _checkpoints, NullLoggerFactory.Instance), config);
-        _commands = _driver.CreateInputTopic<string, byte[], StringSerDes, ByteArraySerDes>(_topics.Commands);
-        _replies = _driver.CreateOutputTopic<string, SlotReply, StringSerDes, ProtobufSerDes<SlotReply>>(_topics.Replies);
-        _events = _driver.CreateOutputTopic<string, SlotEvent, StringSerDes, ProtobufSerDes<SlotEvent>>(_topics.Events);
-        _availability = _driver.CreateOutputTopic<string, AvailabilitySnapshot, StringSerDes, ProtobufSerDes<AvailabilitySnapshot>>(_topics.Availability);
-    }
+    public TopologyTests() =>
+        (_topics, _driver, _commands, _replies, _events, _availability) = (_ttd.Topics, _ttd.Driver, _ttd.Commands, _ttd.Replies, _ttd.Events, _ttd.Availability);
 
-    public void Dispose()
-    {
-        _driver.Dispose();
-        _checkpoints.Dispose();
-        if (Directory.Exists(_stateDirectory)) Directory.Delete(_stateDirectory, recursive: true);
-    }
+    public void Dispose() => _ttd.Dispose();
 
-    private void Send(SlotCommand command, DateTime? at = null) => _commands.PipeInput(command.Slot, command.ToByteArray(), at ?? Now);
+    private void Send(SlotCommand command, DateTime? at = null) => _ttd.Send(command, at);
 
     [Fact]
     public void Reserve_is_answered_on_the_reply_topic_keyed_by_correlation_with_an_event_and_a_snapshot()

@@ -291,6 +291,6 @@ public static class ConsoleEndpoints
         {
             return (new ApplyPlanRequest(), new PlanDiff.Preview([], 0, 0, 0, 0, e.Message.Split('\n')));
         }
-        return (plan, PlanDiff.Compute(plan, sources, view.Get));
+        return (plan, PlanDiff.Compute(plan, sources, view.Get, DateTimeOffset.UtcNow));
     }
 }

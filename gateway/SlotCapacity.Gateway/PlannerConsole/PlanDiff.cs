@@ -16,7 +16,7 @@ public static class PlanDiff
     public sealed record Preview(IReadOnlyList<SlotDiff> Slots, int New, int Changed, int Unchanged, int OverCommitted, IReadOnlyList<string> Problems);
 
     /// <summary>The plan's problems (each naming where in the file), or its diff when it has none.</summary>
-    public static Preview Compute(ApplyPlanRequest plan, IReadOnlyList<string> sources, Func<string, AvailabilitySnapshot?> current)
+    public static Preview Compute(ApplyPlanRequest plan, IReadOnlyList<string> sources, Func<string, AvailabilitySnapshot?> current, DateTimeOffset now)
     {
         var problems = new List<string>();
         if (plan.Slots.Count == 0) problems.Add("the plan has no slot");
@@ -25,7 +25,7 @@ public static class PlanDiff
         for (var i = 0; i < plan.Slots.Count; i++)
         {
             var source = i < sources.Count ? sources[i] : $"slots[{i}]";
-            var check = RequestValidation.Configure(plan.Slots[i], out var key);
+            var check = RequestValidation.Configure(plan.Slots[i], now, out var key);
             if (check.Any)
             {
                 problems.Add($"{source}: {check}");
