@@ -299,6 +299,7 @@ public static class SlotDecisions
                 OccurredUnixMs = state.ConfiguredAt.UnixMs,
                 CommandId = state.ConfiguredAt.CommandId,
                 Config = state.Config,
+                ChangedBy = state.ConfiguredBy,
             });
         return events;
     }
@@ -725,6 +726,7 @@ public static class SlotDecisions
             state.Config = config.Clone();
             state.Configured = true;
             state.ConfiguredAt = at;
+            state.ConfiguredBy = command.Configure.ChangedBy;
             return Accept(command, at, null, ReservationStatus.Unspecified);
         }
 
@@ -736,6 +738,7 @@ public static class SlotDecisions
             config.Open = open;
             state.Config = config;
             state.ConfiguredAt = at;
+            state.ConfiguredBy = command.SetOpen.ChangedBy;
             return Accept(command, at, null, ReservationStatus.Unspecified);
         }
 
