@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using Grpc.Core;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.RateLimiting;
 using SlotCapacity.Contracts;
 
 namespace SlotCapacity.Gateway;
@@ -9,7 +11,11 @@ namespace SlotCapacity.Gateway;
 /// 5 s by default). A change that gets no reply in time is reported applied=false, reason UNAVAILABLE:
 /// it may still be applied later, and re-sending it is safe (a ConfigureSlot replaces the whole
 /// configuration). Utilisation is read from the availability view.
+/// Changes need role planner and name the caller (the token's subject) in their commands, so the
+/// SLOT_CONFIGURED events say who changed capacity; utilisation needs viewer or planner. Every call
+/// counts against the caller's planning rate limit.
 /// </summary>
+[EnableRateLimiting(SlotPolicies.PlanningRate)]
 public sealed class PlanningService(
     GatewaySettings settings,
     CommandDispatcher dispatcher,
@@ -19,23 +25,28 @@ public sealed class PlanningService(
     GatewayMetrics metrics,
     ILogger<PlanningService> logger) : Planning.PlanningBase
 {
+    [Authorize(Policy = SlotPolicies.Planner)]
     public override async Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, ServerCallContext context)
     {
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.Configure(request, out var slot);
         if (problems.Any) Refuse("configure", started, problems);
         return await AdmittedChange("configure", started, request.Slot,
-            new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, context.CancellationToken);
+            new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config, ChangedBy = Caller(context) } }, context.CancellationToken);
     }
 
+    [Authorize(Policy = SlotPolicies.Planner)]
     public override async Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, ServerCallContext context)
     {
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.SetOpen(request, out var slot);
         if (problems.Any) Refuse("set_open", started, problems);
         return await AdmittedChange("set_open", started, request.Slot,
-            new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open } }, context.CancellationToken);
+            new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open, ChangedBy = Caller(context) } }, context.CancellationToken);
     }
+
+    /// <summary>The authenticated caller's token subject (the authorization policy guarantees one).</summary>
+    private static string Caller(ServerCallContext context) => context.GetHttpContext().User.Identity?.Name ?? "";
 
     /// <summary>One slot change as one call: admitted against the in-flight limit, answered, measured.</summary>
     private async Task<SlotChangeResult> AdmittedChange(string call, long started, SlotId slotId, SlotCommand command, CancellationToken ct)
@@ -55,9 +66,11 @@ public sealed class PlanningService(
 
     /// <summary>Sends every valid slot's ConfigureSlot (a bounded number at once) and reports one result per slot, in request order.
     /// Invalid slots are reported INVALID and not sent; the others are applied regardless.</summary>
+    [Authorize(Policy = SlotPolicies.Planner)]
     public override async Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, ServerCallContext context)
     {
         var started = Stopwatch.GetTimestamp();
+        var caller = Caller(context);
         if (request.Slots.Count == 0) Refuse("apply_plan", started, Problem("slots", "is empty"));
         var duplicates = request.Slots
             .Where(s => s.Slot?.Start is not null)
@@ -89,7 +102,7 @@ public sealed class PlanningService(
                 {
                     try
                     {
-                        results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config } }, context.CancellationToken);
+                        results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config, ChangedBy = caller } }, context.CancellationToken);
                     }
                     finally
                     {
@@ -102,8 +115,8 @@ public sealed class PlanningService(
             reply.Applied = results.Count(r => r.Applied);
             reply.Failed = results.Length - reply.Applied;
             metrics.Answered("apply_plan", reply.Failed == 0 ? "accepted" : "partial", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            logger.LogInformation("Plan applied: {Applied} slots applied, {Failed} failed, in {ElapsedMs:0} ms",
-                reply.Applied, reply.Failed, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            logger.LogInformation("Plan applied by {Caller}: {Applied} slots applied, {Failed} failed, in {ElapsedMs:0} ms",
+                caller, reply.Applied, reply.Failed, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             return reply;
         }
         finally
@@ -112,6 +125,7 @@ public sealed class PlanningService(
         }
     }
 
+    [Authorize(Policy = SlotPolicies.Viewer)]
     public override Task<UtilisationReply> GetUtilisation(UtilisationRequest request, ServerCallContext context)
     {
         var started = Stopwatch.GetTimestamp();
