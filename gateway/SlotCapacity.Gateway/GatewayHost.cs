@@ -116,8 +116,9 @@ public static class GatewayHost
         services.AddGrpc(o =>
         {
             o.EnableDetailedErrors = false;
+            // Requests only: replies are bounded by the request, and a plan's reply must never fail
+            // after its changes were applied.
             o.MaxReceiveMessageSize = settings.Security.MaxMessageBytes;
-            o.MaxSendMessageSize = settings.Security.MaxMessageBytes;
         });
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o =>

@@ -4,6 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Authorization.Policy;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -76,7 +77,7 @@ public sealed record SecuritySettings
     /// <summary>PEM CA bundle (GATEWAY_TLS_CLIENT_CA_FILE): with it, the TLS handshake requires a client
     /// certificate issued by this CA (mTLS), on top of the token. Needs TLS.</summary>
     public string? ClientCaFile { get; init; }
-    /// <summary>Largest gRPC request or response message (GATEWAY_MAX_MESSAGE_BYTES).</summary>
+    /// <summary>Largest gRPC request message (GATEWAY_MAX_MESSAGE_BYTES); a bigger one is refused RESOURCE_EXHAUSTED unread.</summary>
     public int MaxMessageBytes { get; init; } = 1024 * 1024;
     /// <summary>Planning calls each caller may make per second (GATEWAY_PLANNING_RATE) ...</summary>
     public int PlanningCallsPerSecond { get; init; } = 5;
@@ -196,6 +197,9 @@ internal static class GatewaySecurity
 {
     public static void AddGatewaySecurity(this IServiceCollection services, SecuritySettings security)
     {
+        // Authentication brings data protection along; bearer tokens need none of it (no cookies, no
+        // state), so its keys stay in memory rather than in a key ring written to the home directory.
+        services.AddDataProtection().UseEphemeralDataProtectionProvider();
         services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer(o =>
         {
             // Keep "sub" and "role" as written instead of .NET's long claim URIs.

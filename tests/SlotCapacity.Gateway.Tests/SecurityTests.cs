@@ -94,7 +94,7 @@ public sealed class SecurityTests(ITestOutputHelper output)
     {
         await using var system = await EngineAndGateways.StartAsync(output, processors: 0);
         var gateway = await system.StartGatewayAsync("gw-limits",
-            security: EngineAndGateways.Security with { PlanningCallsPerSecond = 1, PlanningBurst = 2, MaxMessageBytes = 4_096 });
+            security: EngineAndGateways.Security with { PlanningCallsPerSecond = 1, PlanningBurst = 2, MaxMessageBytes = 2_048 });
         var request = new UtilisationRequest { Hub = "LIM1", From = Timestamp.FromDateTimeOffset(Start), To = Timestamp.FromDateTimeOffset(Start.AddDays(1)) };
 
         // A burst of 2, one more per second: 10 calls back to back go over whatever the machine's pace.
@@ -119,7 +119,7 @@ public sealed class SecurityTests(ITestOutputHelper output)
         var bob = new Planning.PlanningClient(system.Channel(gateway, EngineAndGateways.Token(SlotRoles.Viewer, "bob")));
         Assert.NotNull(await bob.GetUtilisationAsync(request));
 
-        // A plan bigger than the largest message the gateway takes (4 KiB here).
+        // A plan bigger than the largest message the gateway takes (2 KiB here): refused unread, nothing written.
         var big = new ApplyPlanRequest
         {
             Slots = { Enumerable.Range(0, 100).Select(i => new ConfigureSlotRequest { Slot = EngineAndGateways.Slot("LIM1", Start.AddHours(i)), Config = Vans(1) }) },
@@ -129,6 +129,7 @@ public sealed class SecurityTests(ITestOutputHelper output)
         var tooBig = await Assert.ThrowsAsync<RpcException>(async () => await carol.ApplyPlanAsync(big));
         output.WriteLine($"{tooBig.StatusCode}: {tooBig.Status.Detail}");
         Assert.Equal(StatusCode.ResourceExhausted, tooBig.StatusCode);
+        Assert.True(big.CalculateSize() > 2_048);
         Assert.Equal(commands, CommandsWritten(system));
     }
 
