@@ -40,7 +40,7 @@ public static class GatewayCli
         {
             var (positional, options) = Parse(args);
             var gateway = options.GetValueOrDefault("gateway", "http://127.0.0.1:5101");
-            var token = options.GetValueOrDefault("token") ?? Environment.GetEnvironmentVariable(SlotChannel.TokenVariable);
+            var token = options.GetValueOrDefault("token") is { Length: > 0 } given ? given : Environment.GetEnvironmentVariable(SlotChannel.TokenVariable);
             return positional switch
             {
                 ["token"] => IssueToken(options, stdout),

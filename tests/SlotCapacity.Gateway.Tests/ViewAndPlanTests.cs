@@ -127,6 +127,8 @@ public class ViewAndPlanTests
         Assert.Contains(plan.Slots, s => s.Config.ZoneRules.Any(z => z.Closed));
         Assert.Contains(plan.Slots, s => s.Config.ZoneRules.Any(z => z.HasMaxOrders));
         Assert.All(plan.Slots, s => Assert.NotEmpty(s.Config.Shared));
+        // One ApplyPlan call; a plan ten times this size still fits the default message limit.
+        Assert.True(plan.CalculateSize() * 10 < new SecuritySettings().MaxMessageBytes, $"{plan.CalculateSize()} bytes");
     }
 
     [Fact]
