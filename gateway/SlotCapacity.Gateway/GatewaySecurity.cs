@@ -277,18 +277,21 @@ internal static class GatewaySecurity
             var authorities = new X509Certificate2Collection();
             authorities.ImportFromPemFile(caFile);
             https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
-            https.ClientCertificateValidation = (client, _, _) => ChainsTo(client, authorities);
+            https.ClientCertificateValidation = (client, _, _) => ChainsTo(client, authorities, serverAuth: false);
         });
     }
 
-    internal static bool ChainsTo(X509Certificate2 client, X509Certificate2Collection authorities)
+    /// <summary>Whether <paramref name="certificate"/> chains to one of <paramref name="authorities"/> (and
+    /// only them, not the machine's store) and may be used for client (or server) authentication.</summary>
+    internal static bool ChainsTo(X509Certificate2 certificate, X509Certificate2Collection authorities, bool serverAuth)
     {
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.AddRange(authorities);
+        // Revocation lists are the operator's CA's business; a private CA usually publishes none.
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.2")); // client authentication
-        return chain.Build(client);
+        chain.ChainPolicy.ApplicationPolicy.Add(new Oid(serverAuth ? "1.3.6.1.5.5.7.3.1" : "1.3.6.1.5.5.7.3.2"));
+        return chain.Build(certificate);
     }
 
     internal const string FailureKey = "slot-auth-failure";

@@ -75,7 +75,7 @@ internal sealed class EngineAndGateways : IAsyncDisposable
             Security = security ?? Security,
             Topics = Topics,
             Instance = instance,
-            Url = "http://127.0.0.1:0",
+            Url = (security ?? Security).Tls ? "https://127.0.0.1:0" : "http://127.0.0.1:0",
             Deadline = deadline ?? TimeSpan.FromMilliseconds(150),
             MaxInFlight = maxInFlight,
             ReplyShare = share,
