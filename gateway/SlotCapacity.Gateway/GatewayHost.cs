@@ -148,12 +148,12 @@ public static class GatewayHost
         // Load balancers and orchestrators probe health without credentials; it tells only SERVING or not.
         app.MapGrpcHealthChecksService().AllowAnonymous();
         app.MapGrpcReflectionService().RequireAuthorization(SlotPolicies.Authenticated);
-        app.MapPrometheusScrapingEndpoint("/metrics");
+        app.MapPrometheusScrapingEndpoint("/metrics").AllowAnonymous();
         app.MapGet("/health", (GatewayCore core) =>
         {
             var status = core.Status();
             return Results.Json(status, JsonOptions, statusCode: status.Ready ? 200 : 503);
-        });
+        }).AllowAnonymous();
         return app;
     }
 

@@ -78,7 +78,7 @@ public sealed record SecuritySettings
     /// certificate issued by this CA (mTLS), on top of the token. Needs TLS.</summary>
     public string? ClientCaFile { get; init; }
     /// <summary>Largest gRPC request message (GATEWAY_MAX_MESSAGE_BYTES); a bigger one is refused RESOURCE_EXHAUSTED unread.</summary>
-    public int MaxMessageBytes { get; init; } = 1024 * 1024;
+    public int MaxMessageBytes { get; init; } = 4 * 1024 * 1024;
     /// <summary>Planning calls each caller may make per second (GATEWAY_PLANNING_RATE) ...</summary>
     public int PlanningCallsPerSecond { get; init; } = 5;
     /// <summary>... and at once after a quiet spell (GATEWAY_PLANNING_BURST).</summary>
@@ -100,7 +100,7 @@ public sealed record SecuritySettings
             TlsCertificateFile = Env("GATEWAY_TLS_CERT_FILE"),
             TlsKeyFile = Env("GATEWAY_TLS_KEY_FILE"),
             ClientCaFile = Env("GATEWAY_TLS_CLIENT_CA_FILE"),
-            MaxMessageBytes = PositiveInt("GATEWAY_MAX_MESSAGE_BYTES", 1024 * 1024),
+            MaxMessageBytes = PositiveInt("GATEWAY_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             PlanningCallsPerSecond = PositiveInt("GATEWAY_PLANNING_RATE", 5),
             PlanningBurst = PositiveInt("GATEWAY_PLANNING_BURST", 20),
         };
@@ -128,17 +128,9 @@ public sealed record SecuritySettings
                 throw new StartupException($"{name}='{file}' does not exist");
     }
 
-    private static string? Env(string name) =>
-        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
+    private static string? Env(string name) => GatewaySettings.Env(name);
 
-    private static int PositiveInt(string name, int fallback)
-    {
-        var text = Env(name);
-        if (text is null) return fallback;
-        return int.TryParse(text, out var value) && value > 0
-            ? value
-            : throw new StartupException($"{name}='{text}' is not a positive integer; set it to e.g. {fallback} or unset it");
-    }
+    private static int PositiveInt(string name, int fallback) => GatewaySettings.PositiveInt(name, fallback);
 }
 
 /// <summary>Issues the gateway's HS256 tokens (the CLI's <c>token</c> verb, <c>make run</c>, tests).</summary>
@@ -242,7 +234,10 @@ internal static class GatewaySecurity
             .AddPolicy(SlotPolicies.Checkout, p => p.RequireAuthenticatedUser().RequireRole(SlotRoles.Checkout))
             .AddPolicy(SlotPolicies.Planner, p => p.RequireAuthenticatedUser().RequireRole(SlotRoles.Planner))
             .AddPolicy(SlotPolicies.Viewer, p => p.RequireAuthenticatedUser().RequireRole(SlotRoles.Viewer, SlotRoles.Planner))
-            .AddPolicy(SlotPolicies.Authenticated, p => p.RequireAuthenticatedUser());
+            .AddPolicy(SlotPolicies.Authenticated, p => p.RequireAuthenticatedUser())
+            // Fail closed: an endpoint that names no policy still needs a valid token, unless it is
+            // explicitly AllowAnonymous (health, metrics).
+            .SetFallbackPolicy(new AuthorizationPolicyBuilder().RequireAuthenticatedUser().Build());
         services.AddSingleton<IAuthorizationMiddlewareResultHandler, GrpcAuthorizationResults>();
         services.AddRateLimiter(o =>
         {

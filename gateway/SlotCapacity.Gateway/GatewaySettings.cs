@@ -85,10 +85,12 @@ public sealed record GatewaySettings
         return new ReplyShare(ordinal, count);
     }
 
-    private static string? Env(string name) =>
+    /// <summary>An environment variable, null when unset or empty.</summary>
+    internal static string? Env(string name) =>
         Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
 
-    private static int PositiveInt(string name, int fallback)
+    /// <summary>A positive whole number from the environment, or <paramref name="fallback"/>; a bad one is a startup error naming it.</summary>
+    internal static int PositiveInt(string name, int fallback)
     {
         var text = Env(name);
         if (text is null) return fallback;

@@ -189,6 +189,29 @@ public class CliTests
         Assert.Equal(new DateTimeOffset(2027, 1, 4, 8, 0, 0, TimeSpan.Zero), plan.Slots[0].Slot.Start.ToDateTimeOffset());
     }
 
+    [Fact]
+    public async Task Token_signs_a_short_lived_token_with_the_key_file_and_refuses_unknown_roles_and_long_lifetimes()
+    {
+        var keyFile = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(keyFile, Convert.ToBase64String(EngineAndGateways.SigningKey));
+            var output = new StringWriter();
+            Assert.Equal(0, await GatewayCli.RunAsync(["token", "--role", "planner,viewer", "--subject", "alice", "--ttl", "90m", "--key-file", keyFile], output));
+            var token = new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(output.ToString().Trim());
+            Assert.Equal(("alice", "slot-capacity", "HS256"), (token.Subject, token.Issuer, token.Alg));
+            Assert.Equal(["planner", "viewer"], token.Claims.Where(c => c.Type == "role").Select(c => c.Value));
+            Assert.Equal(TimeSpan.FromMinutes(90), token.ValidTo - token.ValidFrom);
+
+            foreach (var bad in new[] { new[] { "--role", "admin", "--ttl", "1h" }, ["--role", "planner", "--ttl", "48h"] })
+                Assert.Equal(2, await GatewayCli.RunAsync(["token", "--subject", "alice", "--key-file", keyFile, .. bad], new StringWriter()));
+        }
+        finally
+        {
+            File.Delete(keyFile);
+        }
+    }
+
     [Theory]
     [InlineData("plan")]
     [InlineData("plan", "apply")]
