@@ -215,7 +215,10 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
             using var refused = Channel(gateway, token, ca, certificate);
             var failed = await Assert.ThrowsAsync<RpcException>(async () => await new Planning.PlanningClient(refused).GetUtilisationAsync(request));
             output.WriteLine($"client certificate {certificate?.Subject ?? "none"}: {failed.StatusCode} {failed.Status.Detail}");
-            Assert.Equal(StatusCode.Unavailable, failed.StatusCode);
+            // The server drops the connection in the TLS handshake; the client reports it as UNAVAILABLE
+            // or INTERNAL depending on when it notices (with TLS 1.3, after its own side finished).
+            Assert.True(failed.StatusCode is StatusCode.Unavailable or StatusCode.Internal, failed.ToString());
+            Assert.Contains("could not be established", failed.Status.Detail, StringComparison.Ordinal);
         }
     }
 
