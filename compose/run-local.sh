@@ -4,6 +4,8 @@
 # A processor or gateway that exits is started again (with backoff, keeping its state directory);
 # the local cluster lives in memory, so if it exits everything stops. Ctrl-C stops every process
 # it started. Logs go to .run/logs/, the pid of each running process to .run/pids/<name>.pid.
+# Callers need tokens: a local signing key is generated once in .run/auth/ (never committed) and
+# tokens for each role are written to .run/tokens/ (README "Security").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -73,7 +75,7 @@ stop_all() {
     for pidfile in "$pidfiles"/*.pid; do [ -e "$pidfile" ] && { kill -KILL "$(cat "$pidfile")" 2>/dev/null || true; }; done
   fi
   rm -f "$run/bootstrap" "$run/endpoints"
-  rm -rf "$pidfiles"
+  rm -rf "$pidfiles" "$run/tokens"
 }
 trap stop_all EXIT
 trap "stop_all; exit 0" INT TERM
@@ -86,6 +88,23 @@ for project in compose/LocalCluster/SlotCapacity.LocalCluster.csproj \
   dotnet build "$project" -c Release -v quiet -nologo >"$logs/build.log" 2>&1 || { cat "$logs/build.log"; exit 1; }
 done
 bin() { echo "$root/$1/bin/Release/net10.0/$2.dll"; }
+gateway_cli() { dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" "$@"; }
+
+# Gateways validate tokens with this key unless another key or an OpenID Connect authority is configured.
+if [ -z "${GATEWAY_JWT_SIGNING_KEY_FILE:-}" ] && [ -z "${GATEWAY_JWT_AUTHORITY:-}" ]; then
+  export GATEWAY_JWT_SIGNING_KEY_FILE="$run/auth/signing-key"
+  if [ ! -s "$GATEWAY_JWT_SIGNING_KEY_FILE" ]; then
+    (umask 077 && mkdir -p "$run/auth" && head -c 32 /dev/urandom | base64 >"$GATEWAY_JWT_SIGNING_KEY_FILE")
+    echo "generated a local token signing key: .run/auth/signing-key"
+  fi
+fi
+rm -rf "$run/tokens"
+if [ -n "${GATEWAY_JWT_SIGNING_KEY_FILE:-}" ]; then
+  (umask 077 && mkdir -p "$run/tokens")
+  for role in checkout planner viewer; do
+    (umask 077 && gateway_cli token --role "$role" --subject "local-$role" --ttl 12h >"$run/tokens/$role")
+  done
+fi
 
 if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   echo "using Kafka at $KAFKA_BOOTSTRAP_SERVERS"
@@ -132,7 +151,6 @@ for i in "${!GATEWAY_PORTS[@]}"; do
   echo "gateway-$((i + 1)) started (supervised, log .run/logs/gateway-$((i + 1)).log)"
 done
 
-gateway_cli() { dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" "$@"; }
 # The stable entry point for the printed examples: works from any directory.
 cli="$root/slot"
 echo "waiting for the gateways to be ready..."
@@ -153,23 +171,28 @@ printf '%s\n' "${endpoints[@]}" > "$run/endpoints"
 from=$(date -u -d tomorrow +%F)
 echo "applying the demo capacity plan (5 hubs x 14 days x 7 slots from $from)..."
 # A plan that does not fully apply leaves the system running: the planner can apply it again.
-gateway_cli plan sample --from "$from" --days 14 | gateway_cli plan apply - --gateway "${endpoints[0]}" | tail -3 \
-  || echo "warning: the demo plan did not fully apply; run: $cli plan apply gateway/plans/sample-plan.csv --gateway ${endpoints[0]}"
+planner_token=$(cat "$run/tokens/planner" 2>/dev/null || echo "${SLOT_PLANNER_TOKEN:-}")
+gateway_cli plan sample --from "$from" --days 14 | gateway_cli plan apply - --gateway "${endpoints[0]}" --token "$planner_token" | tail -3 \
+  || echo "warning: the demo plan did not fully apply; run: $cli plan apply gateway/plans/sample-plan.csv --gateway ${endpoints[0]} --token \"\$(cat .run/tokens/planner)\""
 
 cat <<EOT
 
 Slot capacity service is running.
-  gRPC (h2c, reflection on):  ${endpoints[*]}
+  gRPC (h2c, token needed):   ${endpoints[*]}
   health, metrics (HTTP/1.1): http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/health   http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/metrics
-  planners' console:          http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/console   (every gateway serves it on its admin port)
+  planners' console:          http://127.0.0.1:$((GATEWAY_PORTS[0] + 1000))/console#token=$(cat "$run/tokens/planner")
+                              (every gateway serves it on its admin port; the token after # stays in the browser)
   logs:                       .run/logs/   (restarts: .run/logs/supervisor.log)
   pids:                       .run/pids/   (kill -9 \$(cat .run/pids/processor-1.pid): it is started again)
-Example calls (from another terminal):
-  $cli reserve --gateway ${endpoints[0]} --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
-  $cli availability --gateway ${endpoints[0]} --hub LON1 --from $from --days 1 --zone north --items 12
-  $cli plan utilisation --gateway ${endpoints[0]} --hub LON1 --from $from --days 3
+  tokens (12 h, signed with .run/auth/signing-key): .run/tokens/checkout, .run/tokens/planner, .run/tokens/viewer
+    more: GATEWAY_JWT_SIGNING_KEY_FILE=.run/auth/signing-key $cli token --role planner --subject alice --ttl 8h
+Example calls (from another terminal; --token TOKEN, or export SLOT_TOKEN=...):
+  $cli reserve --gateway ${endpoints[0]} --token "\$(cat .run/tokens/checkout)" --hub LON1 --start ${from}T10:00Z --zone north --items 12 --hold 600
+  $cli availability --gateway ${endpoints[0]} --token "\$(cat .run/tokens/checkout)" --hub LON1 --from $from --days 1 --zone north --items 12
+  $cli plan utilisation --gateway ${endpoints[0]} --token "\$(cat .run/tokens/viewer)" --hub LON1 --from $from --days 3
   KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS $cli replay --hub LON1 --at $(date -u +%FT%TZ) --from $from --days 3   (as it was now)
   dotnet $(realpath --relative-to="$root" "$(bin processors/SlotCapacity.Warehouse SlotCapacity.Warehouse)") query --db .run/warehouse.duckdb "SELECT kind, COUNT(*) FROM slot_events GROUP BY kind"
+  grpcurl -plaintext -H "authorization: Bearer \$(cat .run/tokens/viewer)" ${endpoints[0]#http://} list
   make load SCENARIO=tenx DURATION=60s
 Ctrl-C stops everything.
 EOT

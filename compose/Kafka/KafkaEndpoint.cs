@@ -1,3 +1,6 @@
+using System.Collections;
+using Confluent.Kafka;
+
 namespace SlotCapacity.Kafka;
 
 public static class KafkaEndpoint
@@ -15,4 +18,51 @@ public static class KafkaEndpoint
                 $"{BootstrapVariable} is not set: set it to the broker list (e.g. 127.0.0.1:9092), or start everything with `make run`, which starts the local cluster and sets it.");
         return value.Trim();
     }
+
+    // librdkafka property families that say how to reach a secured cluster.
+    private static readonly string[] SecurityPrefixes = ["KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_", "KAFKA_ENABLE_SSL_"];
+
+    private static readonly Lazy<IReadOnlyList<KeyValuePair<string, string>>> FromEnvironment =
+        new(() => Security(Environment.GetEnvironmentVariables()));
+
+    /// <summary>
+    /// The client security settings of this process: every KAFKA_SECURITY_*, KAFKA_SASL_*, KAFKA_SSL_*
+    /// and KAFKA_ENABLE_SSL_* variable as the librdkafka property it names, lower case with dots
+    /// (KAFKA_SASL_MECHANISM=SCRAM-SHA-512 is sasl.mechanism). A name ending in _FILE reads the value
+    /// from that file (KAFKA_SASL_PASSWORD_FILE=/run/secrets/kafka is sasl.password), for secrets
+    /// mounted as files. Empty when none is set (the local cluster).
+    /// </summary>
+    public static IReadOnlyList<KeyValuePair<string, string>> Security() => FromEnvironment.Value;
+
+    public static IReadOnlyList<KeyValuePair<string, string>> Security(IDictionary environment)
+    {
+        ArgumentNullException.ThrowIfNull(environment);
+        var settings = new List<KeyValuePair<string, string>>();
+        foreach (DictionaryEntry entry in environment)
+        {
+            if (entry.Key is not string name || entry.Value is not string { Length: > 0 } value
+                || !SecurityPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal))) continue;
+            if (name.EndsWith("_FILE", StringComparison.Ordinal))
+            {
+                if (!File.Exists(value)) throw new StartupException($"{name}='{value}' does not exist: it names the file holding {Property(name[..^"_FILE".Length])}");
+                settings.Add(new(Property(name[..^"_FILE".Length]), File.ReadAllText(value).Trim()));
+            }
+            else
+            {
+                settings.Add(new(Property(name), value));
+            }
+        }
+        return settings.OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>The config with this process's security settings (<see cref="Security()"/>) added; every
+    /// producer, consumer and admin client of the system is built through it.</summary>
+    public static T Secured<T>(T config) where T : ClientConfig
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        foreach (var (key, value) in Security()) config.Set(key, value);
+        return config;
+    }
+
+    private static string Property(string variable) => variable["KAFKA_".Length..].ToLowerInvariant().Replace('_', '.');
 }

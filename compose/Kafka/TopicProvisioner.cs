@@ -87,13 +87,13 @@ public static class TopicProvisioner
     }
 
     private static IAdminClient Admin(string bootstrap) =>
-        new AdminClientBuilder(new AdminClientConfig
+        new AdminClientBuilder(KafkaEndpoint.Secured(new AdminClientConfig
         {
             BootstrapServers = bootstrap,
             SocketTimeoutMs = 10_000,
             // Bounded so a wrong address fails fast with a clear message instead of retrying forever.
             ReconnectBackoffMaxMs = 1_000,
-        }).SetLogHandler((_, _) => { }).Build();
+        })).SetLogHandler((_, _) => { }).Build();
 
     private static Metadata Metadata(IAdminClient admin, string bootstrap, TimeSpan timeout)
     {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Confluent.Kafka;
 using SlotCapacity.Contracts;
+using SlotCapacity.Kafka;
 
 namespace SlotCapacity.Gateway;
 
@@ -62,7 +63,7 @@ public sealed class AvailabilityFollower : IDisposable
             IsolationLevel = IsolationLevel.ReadCommitted,
             SocketNagleDisable = true,
         };
-        consumer = new ConsumerBuilder<string, byte[]>(config)
+        consumer = new ConsumerBuilder<string, byte[]>(KafkaEndpoint.Secured(config))
             .SetErrorHandler((_, e) => logger.LogWarning("Availability consumer error {Code}: {Reason}", e.Code, e.Reason))
             .SetLogHandler((_, m) => logger.LogDebug("librdkafka {Facility}: {Message}", m.Facility, m.Message))
             .Build();
@@ -82,7 +83,7 @@ public sealed class AvailabilityFollower : IDisposable
     /// view's records begin, and starts following.</summary>
     public void Start(TimeSpan metadataTimeout)
     {
-        using (var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = settings.BootstrapServers }).Build())
+        using (var admin = new AdminClientBuilder(KafkaEndpoint.Secured(new AdminClientConfig { BootstrapServers = settings.BootstrapServers })).Build())
         {
             var topic = admin.GetMetadata(settings.Topics.Availability, metadataTimeout).Topics.Single();
             if (topic.Error.IsError)

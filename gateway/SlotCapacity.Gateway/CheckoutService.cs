@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using Microsoft.AspNetCore.Authorization;
 using SlotCapacity.Contracts;
 
 namespace SlotCapacity.Gateway;
@@ -11,7 +12,9 @@ namespace SlotCapacity.Gateway;
 /// a gRPC error status would invite transparent client retries with the same, now abandoned,
 /// reservation id). Input errors are INVALID_ARGUMENT, overload RESOURCE_EXHAUSTED, a stopping
 /// instance UNAVAILABLE (nothing written: safe to retry on another instance).
+/// Callers need role checkout (anything else is refused UNAUTHENTICATED or PERMISSION_DENIED before this runs).
 /// </summary>
+[Authorize(Policy = SlotPolicies.Checkout)]
 public sealed class CheckoutService(
     GatewaySettings settings,
     CommandDispatcher dispatcher,

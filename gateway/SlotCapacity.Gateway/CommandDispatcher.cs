@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Confluent.Kafka;
 using Google.Protobuf;
 using SlotCapacity.Contracts;
+using SlotCapacity.Kafka;
 
 namespace SlotCapacity.Gateway;
 
@@ -75,7 +76,7 @@ public sealed class CommandDispatcher : IDisposable
             LingerMs = 0.5,
             SocketNagleDisable = true,
         };
-        producer = new ProducerBuilder<string, byte[]>(config)
+        producer = new ProducerBuilder<string, byte[]>(KafkaEndpoint.Secured(config))
             .SetErrorHandler((_, e) =>
             {
                 if (!e.IsFatal)

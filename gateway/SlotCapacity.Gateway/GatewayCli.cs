@@ -27,11 +27,15 @@ public static class GatewayCli
                                        [--hold SECONDS] [--reservation ID] [--order ID] [--gateway URL]
           SlotCapacity.Gateway confirm|release --hub HUB --start yyyy-MM-ddTHH:mmZ --reservation ID [--gateway URL]
           SlotCapacity.Gateway availability --hub HUB [--from yyyy-MM-dd] [--days N] [--zone ZONE] [--items N] [--requires a,b] [--gateway URL]
+          SlotCapacity.Gateway token --role checkout|planner|viewer[,...] --subject NAME [--ttl 8h] [--key-file FILE]
+        Calls to a gateway present --token TOKEN, else $SLOT_TOKEN: checkout calls need role checkout,
+        plan apply needs planner, plan utilisation viewer or planner. `token` signs with --key-file, else
+        $GATEWAY_JWT_SIGNING_KEY_FILE (issuer/audience: $GATEWAY_JWT_ISSUER/$GATEWAY_JWT_AUDIENCE, default slot-capacity).
         """;
 
     /// <summary>Whether the arguments are a CLI command rather than the service's own.</summary>
     public static bool IsCommand(string[] args) =>
-        args.Length > 0 && args[0] is "plan" or "replay" or "reserve" or "confirm" or "release" or "availability";
+        args.Length > 0 && args[0] is "plan" or "replay" or "reserve" or "confirm" or "release" or "availability" or "token";
 
     public static async Task<int> RunAsync(string[] args, TextWriter? output = null)
     {
@@ -40,15 +44,17 @@ public static class GatewayCli
         {
             var (positional, options) = Parse(args);
             var gateway = options.GetValueOrDefault("gateway", "http://127.0.0.1:5101");
+            var token = options.GetValueOrDefault("token") is { Length: > 0 } given ? given : Environment.GetEnvironmentVariable(SlotChannel.TokenVariable);
             return positional switch
             {
-                ["plan", "apply", var file] => await ApplyAsync(file, gateway, Retries(options), stdout),
-                ["plan", "utilisation"] => await UtilisationAsync(options, gateway, stdout),
+                ["token"] => IssueToken(options, stdout),
+                ["plan", "apply", var file] => await ApplyAsync(file, SlotChannel.ForAddress(gateway, token), Retries(options), stdout),
+                ["plan", "utilisation"] => await UtilisationAsync(options, SlotChannel.ForAddress(gateway, token), stdout),
                 ["plan", "sample"] => Sample(options, stdout),
                 ["replay"] => await ReplayAsync(options, stdout),
-                ["reserve"] => await ReserveAsync(options, gateway, stdout),
-                ["confirm" or "release"] => await EndAsync(positional[0], options, gateway, stdout),
-                ["availability"] => await AvailabilityAsync(options, gateway, stdout),
+                ["reserve"] => await ReserveAsync(options, SlotChannel.ForAddress(gateway, token), stdout),
+                ["confirm" or "release"] => await EndAsync(positional[0], options, SlotChannel.ForAddress(gateway, token), stdout),
+                ["availability"] => await AvailabilityAsync(options, SlotChannel.ForAddress(gateway, token), stdout),
                 _ => Fail(Usage),
             };
         }
@@ -66,7 +72,16 @@ public static class GatewayCli
         }
         catch (RpcException e)
         {
-            return Fail($"gateway answered {e.StatusCode}: {e.Status.Detail}");
+            return Fail($"gateway answered {e.StatusCode}: {e.Status.Detail}" + e.StatusCode switch
+            {
+                StatusCode.Unauthenticated => $" (pass --token TOKEN or set {SlotChannel.TokenVariable}; `make run` prints tokens)",
+                StatusCode.PermissionDenied => " (use a token with that role)",
+                _ => "",
+            });
+        }
+        catch (StartupException e)
+        {
+            return Fail(e.Message);
         }
         catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
         {
@@ -76,10 +91,10 @@ public static class GatewayCli
 
     private static int Retries(Dictionary<string, string> options) => (int)Number(options, "retries", 3, 100);
 
-    private static async Task<int> ApplyAsync(string file, string gateway, int retries, TextWriter stdout)
+    private static async Task<int> ApplyAsync(string file, GrpcChannel channel, int retries, TextWriter stdout)
     {
+        using var _ = channel;
         var plan = file == "-" ? PlanFile.ParseCsv("stdin", await Console.In.ReadToEndAsync()) : PlanFile.Read(file);
-        using var channel = GrpcChannel.ForAddress(gateway);
         var client = new Planning.PlanningClient(channel);
         var watch = Stopwatch.StartNew();
         var reply = await client.ApplyPlanAsync(plan, deadline: DateTime.UtcNow.AddMinutes(5));
@@ -105,10 +120,10 @@ public static class GatewayCli
         return reply.Failed == 0 ? 0 : 1;
     }
 
-    private static async Task<int> UtilisationAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)
+    private static async Task<int> UtilisationAsync(Dictionary<string, string> options, GrpcChannel channel, TextWriter stdout)
     {
+        using var _ = channel;
         var (from, to) = DayRange(options, DateOnly.FromDateTime(DateTime.UtcNow), defaultDays: 14);
-        using var channel = GrpcChannel.ForAddress(gateway);
         var client = new Planning.PlanningClient(channel);
         var reply = await client.GetUtilisationAsync(new UtilisationRequest
         {
@@ -167,8 +182,9 @@ public static class GatewayCli
         public void Report(ReplayProgress value) => Console.Error.WriteLine($"replay: {value}");
     }
 
-    private static async Task<int> ReserveAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)
+    private static async Task<int> ReserveAsync(Dictionary<string, string> options, GrpcChannel channel, TextWriter stdout)
     {
+        using var _ = channel;
         var request = new ReserveRequest
         {
             ReservationId = options.GetValueOrDefault("reservation", "cli-" + Guid.NewGuid().ToString("N")[..12]),
@@ -178,18 +194,17 @@ public static class GatewayCli
             HoldSeconds = (int)Number(options, "hold", 0, int.MaxValue),
         };
         request.OrderId = options.GetValueOrDefault("order", "order-" + request.ReservationId);
-        using var channel = GrpcChannel.ForAddress(gateway);
         var watch = Stopwatch.StartNew();
         var reply = await new Checkout.CheckoutClient(channel).ReserveAsync(request);
         stdout.WriteLine($"{reply} ({watch.Elapsed.TotalMilliseconds:0.0} ms)");
         return reply.Accepted ? 0 : 1;
     }
 
-    private static async Task<int> EndAsync(string what, Dictionary<string, string> options, string gateway, TextWriter stdout)
+    private static async Task<int> EndAsync(string what, Dictionary<string, string> options, GrpcChannel channel, TextWriter stdout)
     {
+        using var _ = channel;
         var slot = SlotOption(options);
         var id = Required(options, "reservation");
-        using var channel = GrpcChannel.ForAddress(gateway);
         var client = new Checkout.CheckoutClient(channel);
         var reply = what == "confirm"
             ? await client.ConfirmAsync(new ConfirmRequest { ReservationId = id, Slot = slot })
@@ -198,10 +213,10 @@ public static class GatewayCli
         return reply.Accepted ? 0 : 1;
     }
 
-    private static async Task<int> AvailabilityAsync(Dictionary<string, string> options, string gateway, TextWriter stdout)
+    private static async Task<int> AvailabilityAsync(Dictionary<string, string> options, GrpcChannel channel, TextWriter stdout)
     {
+        using var _ = channel;
         var (from, to) = DayRange(options, DateOnly.FromDateTime(DateTime.UtcNow), defaultDays: 1);
-        using var channel = GrpcChannel.ForAddress(gateway);
         var reply = await new Checkout.CheckoutClient(channel).QueryAvailabilityAsync(new AvailabilityRequest
         {
             Hub = Required(options, "hub"),
@@ -260,6 +275,33 @@ public static class GatewayCli
 
     private static string Required(Dictionary<string, string> options, string name) =>
         options.TryGetValue(name, out var value) ? value : throw new ArgumentException($"--{name} is required");
+
+    /// <summary>Prints a token signed with the gateway's key: `token --role planner --subject alice --ttl 8h`.</summary>
+    private static int IssueToken(Dictionary<string, string> options, TextWriter stdout)
+    {
+        var keyFile = options.GetValueOrDefault("key-file") ?? Environment.GetEnvironmentVariable("GATEWAY_JWT_SIGNING_KEY_FILE")
+            ?? throw new ArgumentException("--key-file is required (or set GATEWAY_JWT_SIGNING_KEY_FILE): the key the gateways validate with");
+        var roles = Required(options, "role").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        stdout.WriteLine(SlotTokens.Issue(SlotTokens.ReadKey(keyFile), Required(options, "subject"), roles, Ttl(options.GetValueOrDefault("ttl", "8h")),
+            Environment.GetEnvironmentVariable("GATEWAY_JWT_ISSUER") is { Length: > 0 } issuer ? issuer : SecuritySettings.DefaultIssuer,
+            Environment.GetEnvironmentVariable("GATEWAY_JWT_AUDIENCE") is { Length: > 0 } audience ? audience : SecuritySettings.DefaultAudience));
+        return 0;
+    }
+
+    /// <summary>--ttl as 90s, 30m or 8h.</summary>
+    private static TimeSpan Ttl(string text)
+    {
+        if (text.Length >= 2 && long.TryParse(text[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+        {
+            switch (text[^1])
+            {
+                case 's': return TimeSpan.FromSeconds(n);
+                case 'm': return TimeSpan.FromMinutes(n);
+                case 'h': return TimeSpan.FromHours(n);
+            }
+        }
+        throw new ArgumentException($"--ttl '{text}' is not a duration like 90s, 30m or 8h");
+    }
 
     private static int Sample(Dictionary<string, string> options, TextWriter stdout)
     {

@@ -52,9 +52,10 @@ public static class GatewayHost
 
     internal static WebApplication Build(GatewaySettings settings)
     {
-        var endpoint = Loopback(settings.Url);
+        settings.Security.Validate();
+        var endpoint = Loopback(settings.Url, settings.Security.Tls);
         var admin = settings.AdminUrl is { } adminUrl
-            ? Loopback(adminUrl)
+            ? Loopback(adminUrl, tls: false)
             : new IPEndPoint(endpoint.Address, endpoint.Port == 0 ? 0 : endpoint.Port + 1000);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
@@ -64,8 +65,13 @@ public static class GatewayHost
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // Without TLS Kestrel cannot offer HTTP/1.1 and HTTP/2 on one port: gRPC gets cleartext
-            // HTTP/2, /health and /metrics an HTTP/1.1 admin port (what Prometheus and curl speak).
-            kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+            // HTTP/2 (or TLS when a certificate is configured), /health and /metrics an HTTP/1.1
+            // admin port (what Prometheus and curl speak).
+            kestrel.Listen(endpoint, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                if (settings.Security.Tls) listen.UseGatewayTls(settings.Security);
+            });
             kestrel.Listen(admin, listen => listen.Protocols = HttpProtocols.Http1);
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.ShutdownTimeout + TimeSpan.FromSeconds(5));
@@ -107,7 +113,14 @@ public static class GatewayHost
         services.AddHostedService(sp => sp.GetRequiredService<GatewayCore>());
         services.AddConsole();
 
-        services.AddGrpc(o => o.EnableDetailedErrors = false);
+        services.AddGatewaySecurity(settings.Security);
+        services.AddGrpc(o =>
+        {
+            o.EnableDetailedErrors = false;
+            // Requests only: replies are bounded by the request, and a plan's reply must never fail
+            // after its changes were applied.
+            o.MaxReceiveMessageSize = settings.Security.MaxMessageBytes;
+        });
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o =>
             {
@@ -126,16 +139,22 @@ public static class GatewayHost
             .AddPrometheusExporter());
 
         var app = builder.Build();
+        // Who may call what is on each service and method ([Authorize(Policy = SlotPolicies...)]);
+        // the rate limiter runs after authorization so it counts per authenticated caller.
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseRateLimiter();
         app.MapGrpcService<CheckoutService>();
         app.MapGrpcService<PlanningService>();
-        app.MapGrpcHealthChecksService();
-        app.MapGrpcReflectionService();
-        app.MapPrometheusScrapingEndpoint("/metrics");
+        // Load balancers and orchestrators probe health without credentials; it tells only SERVING or not.
+        app.MapGrpcHealthChecksService().AllowAnonymous();
+        app.MapGrpcReflectionService().RequireAuthorization(SlotPolicies.Authenticated);
+        app.MapPrometheusScrapingEndpoint("/metrics").AllowAnonymous();
         app.MapGet("/health", (GatewayCore core) =>
         {
             var status = core.Status();
             return Results.Json(status, JsonOptions, statusCode: status.Ready ? 200 : 503);
-        });
+        }).AllowAnonymous();
         app.MapConsole();
         return app;
     }
@@ -143,14 +162,25 @@ public static class GatewayHost
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     /// <summary>
-    /// The gateway listens on loopback only; anything else is a startup error. The one exception is
-    /// http://0.0.0.0:PORT inside a .NET container image (DOTNET_RUNNING_IN_CONTAINER=true), where the
-    /// container's own network namespace and a 127.0.0.1-only port mapping are the boundary.
+    /// Without TLS the gateway listens on loopback only; anything else is a startup error. The one
+    /// exception is http://0.0.0.0:PORT inside a .NET container image (DOTNET_RUNNING_IN_CONTAINER=true),
+    /// where the container's own network namespace and a 127.0.0.1-only port mapping are the boundary.
+    /// With TLS (<paramref name="tls"/>) the URL is https://ADDRESS:PORT and any address may be bound:
+    /// tokens then never cross a network in clear.
     /// </summary>
-    internal static IPEndPoint Loopback(string url)
+    internal static IPEndPoint Loopback(string url, bool tls)
     {
+        if (tls)
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var secure) || secure.Scheme != "https")
+                throw new StartupException($"--urls '{url}': TLS is configured (GATEWAY_TLS_CERT_FILE), so use an https URL, e.g. --urls https://0.0.0.0:5101");
+            if (secure.Host == "localhost") return new IPEndPoint(IPAddress.Loopback, secure.Port);
+            return IPAddress.TryParse(secure.Host, out var address)
+                ? new IPEndPoint(address, secure.Port)
+                : throw new StartupException($"--urls '{url}': name the address to bind as an IP, e.g. https://0.0.0.0:{secure.Port}");
+        }
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "http")
-            throw new StartupException($"--urls '{url}' is not an http URL: use e.g. --urls http://127.0.0.1:5101");
+            throw new StartupException($"--urls '{url}' is not an http URL: use e.g. --urls http://127.0.0.1:5101 (https needs GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE)");
         if (uri.Host is "127.0.0.1" or "localhost") return new IPEndPoint(IPAddress.Loopback, uri.Port);
         if (uri.Host == "0.0.0.0" && Environment.GetEnvironmentVariable("DOTNET_RUNNING_IN_CONTAINER") == "true")
             return new IPEndPoint(IPAddress.Any, uri.Port);
@@ -257,7 +287,7 @@ public sealed class RunningGateway : IAsyncDisposable
         AdminAddress = adminAddress;
     }
 
-    /// <summary>gRPC (HTTP/2 cleartext), e.g. http://127.0.0.1:5101/.</summary>
+    /// <summary>gRPC (HTTP/2 cleartext, or TLS when configured), e.g. http://127.0.0.1:5101/.</summary>
     public Uri Address { get; }
 
     /// <summary>/health and /metrics over HTTP/1.1, e.g. http://127.0.0.1:6101/.</summary>

@@ -6,6 +6,8 @@ namespace SlotCapacity.Gateway;
 public sealed record GatewaySettings
 {
     public required string BootstrapServers { get; init; }
+    /// <summary>Caller authentication, TLS and abuse limits (see <see cref="SecuritySettings"/>).</summary>
+    public required SecuritySettings Security { get; init; }
     public TopicNames Topics { get; init; } = new();
     /// <summary>Name in logs and metrics; also part of every correlation id.</summary>
     public string Instance { get; init; } = Environment.MachineName;
@@ -55,11 +57,12 @@ public sealed record GatewaySettings
 
     /// <summary>Reads KAFKA_BOOTSTRAP_SERVERS, TOPIC_PREFIX, GATEWAY_INSTANCE, GATEWAY_DEADLINE_MS,
     /// GATEWAY_PLANNING_DEADLINE_MS, GATEWAY_MAX_IN_FLIGHT, GATEWAY_REPLY_FETCH_WAIT_MS, GATEWAY_VIEW_FETCH_WAIT_MS, GATEWAY_ADMIN_URL, GATEWAY_LOG_LEVEL, GATEWAY_ORDINAL,
-    /// GATEWAY_COUNT, GATEWAY_VIEW_CHECKPOINT; throws
+    /// GATEWAY_COUNT, GATEWAY_VIEW_CHECKPOINT and the security settings (<see cref="SecuritySettings.FromEnvironment"/>); throws
     /// <see cref="StartupException"/> naming the variable on a bad value.</summary>
     public static GatewaySettings FromEnvironment(string url) => new()
     {
         BootstrapServers = KafkaEndpoint.BootstrapServers(),
+        Security = SecuritySettings.FromEnvironment(),
         Topics = TopicNames.FromEnvironment(),
         Instance = Env("GATEWAY_INSTANCE") ?? $"gateway-{Environment.ProcessId}",
         Url = url,
@@ -90,10 +93,12 @@ public sealed record GatewaySettings
         return new ReplyShare(ordinal, count);
     }
 
-    private static string? Env(string name) =>
+    /// <summary>An environment variable, null when unset or empty.</summary>
+    internal static string? Env(string name) =>
         Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
 
-    private static int PositiveInt(string name, int fallback)
+    /// <summary>A positive whole number from the environment, or <paramref name="fallback"/>; a bad one is a startup error naming it.</summary>
+    internal static int PositiveInt(string name, int fallback)
     {
         var text = Env(name);
         if (text is null) return fallback;

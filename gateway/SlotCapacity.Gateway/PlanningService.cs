@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using Grpc.Core;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.RateLimiting;
 using SlotCapacity.Contracts;
 using SlotCapacity.Domain;
 
@@ -10,7 +12,11 @@ namespace SlotCapacity.Gateway;
 /// 5 s by default). A change that gets no reply in time is reported applied=false, reason UNAVAILABLE:
 /// it may still be applied later, and re-sending it is safe (a ConfigureSlot replaces the whole
 /// configuration). Utilisation is read from the availability view.
+/// Changes need role planner and name the caller (the token's subject) in their commands, so the
+/// SLOT_CONFIGURED events say who changed capacity; utilisation needs viewer or planner. Every call
+/// counts against the caller's planning rate limit.
 /// </summary>
+[EnableRateLimiting(SlotPolicies.PlanningRate)]
 public sealed class PlanningService(
     GatewaySettings settings,
     CommandDispatcher dispatcher,
@@ -20,38 +26,46 @@ public sealed class PlanningService(
     GatewayMetrics metrics,
     ILogger<PlanningService> logger) : Planning.PlanningBase
 {
+    [Authorize(Policy = SlotPolicies.Planner)]
     public override Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, ServerCallContext context) =>
-        ConfigureSlot(request, context.CancellationToken);
+        ConfigureSlot(request, Caller(context), context.CancellationToken);
 
+    [Authorize(Policy = SlotPolicies.Planner)]
     public override Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, ServerCallContext context) =>
-        SetSlotOpen(request, context.CancellationToken);
+        SetSlotOpen(request, Caller(context), context.CancellationToken);
 
+    [Authorize(Policy = SlotPolicies.Planner)]
     public override Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, ServerCallContext context) =>
-        ApplyPlan(request, context.CancellationToken);
+        ApplyPlan(request, Caller(context), context.CancellationToken);
 
+    [Authorize(Policy = SlotPolicies.Viewer)]
     public override Task<UtilisationReply> GetUtilisation(UtilisationRequest request, ServerCallContext context) =>
         Task.FromResult(GetUtilisation(request));
 
-    // The same calls in process (the planners' console): the same validation, limits and metrics;
-    // bad input throws the same RpcException (INVALID_ARGUMENT, every problem named).
+    // The same calls in process (the planners' console, whose routes need role planner): the same
+    // validation, limits and metrics; bad input throws the same RpcException (INVALID_ARGUMENT, every
+    // problem named). changedBy is the caller's token subject, written into the commands and events.
 
-    public async Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, CancellationToken ct)
+    public async Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, string changedBy, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.Configure(request, DateTimeOffset.UtcNow, out var slot);
         if (problems.Any) Refuse("configure", started, problems);
         return await AdmittedChange("configure", started, request.Slot,
-            new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config } }, ct);
+            new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config, ChangedBy = changedBy } }, ct);
     }
 
-    public async Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, CancellationToken ct)
+    public async Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, string changedBy, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         var problems = RequestValidation.SetOpen(request, out var slot);
         if (problems.Any) Refuse("set_open", started, problems);
         return await AdmittedChange("set_open", started, request.Slot,
-            new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open } }, ct);
+            new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open, ChangedBy = changedBy } }, ct);
     }
+
+    /// <summary>The authenticated caller's token subject (the authorization policy guarantees one).</summary>
+    private static string Caller(ServerCallContext context) => context.GetHttpContext().User.Identity?.Name ?? "";
 
     /// <summary>One slot change as one call: admitted against the in-flight limit, answered, measured.</summary>
     private async Task<SlotChangeResult> AdmittedChange(string call, long started, SlotId slotId, SlotCommand command, CancellationToken ct)
@@ -71,7 +85,7 @@ public sealed class PlanningService(
 
     /// <summary>Sends every valid slot's ConfigureSlot (a bounded number at once) and reports one result per slot, in request order.
     /// Invalid slots are reported INVALID and not sent; the others are applied regardless.</summary>
-    public async Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, CancellationToken ct)
+    public async Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, string changedBy, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         if (request.Slots.Count == 0) Refuse("apply_plan", started, Problem("slots", "is empty"));
@@ -107,7 +121,7 @@ public sealed class PlanningService(
                 {
                     try
                     {
-                        results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config } }, ct);
+                        results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config, ChangedBy = changedBy } }, ct);
                     }
                     finally
                     {
@@ -120,8 +134,8 @@ public sealed class PlanningService(
             reply.Applied = results.Count(r => r.Applied);
             reply.Failed = results.Length - reply.Applied;
             metrics.Answered("apply_plan", reply.Failed == 0 ? "accepted" : "partial", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            logger.LogInformation("Plan applied: {Applied} slots applied, {Failed} failed, in {ElapsedMs:0} ms",
-                reply.Applied, reply.Failed, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            logger.LogInformation("Plan applied by {Caller}: {Applied} slots applied, {Failed} failed, in {ElapsedMs:0} ms",
+                changedBy, reply.Applied, reply.Failed, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             return reply;
         }
         finally

@@ -8,7 +8,7 @@ if (GatewayCli.IsCommand(args))
 try
 {
     var settings = GatewaySettings.FromEnvironment(UrlArgument(args) ?? "http://127.0.0.1:5101");
-    GatewayHost.Loopback(settings.Url);
+    GatewayHost.Loopback(settings.Url, settings.Security.Tls);
     var slotPartitions = PartitionsFromEnvironment("SLOT_PARTITIONS", TopicNames.DefaultSlotPartitions);
     var replyPartitions = PartitionsFromEnvironment("REPLY_PARTITIONS", TopicNames.DefaultReplyPartitions);
     var needed = settings.Topics.Specs(slotPartitions, replyPartitions)

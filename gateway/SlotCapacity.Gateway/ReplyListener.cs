@@ -1,5 +1,6 @@
 using Confluent.Kafka;
 using SlotCapacity.Contracts;
+using SlotCapacity.Kafka;
 
 namespace SlotCapacity.Gateway;
 
@@ -64,7 +65,7 @@ public sealed class ReplyListener : IDisposable
             FetchWaitMaxMs = settings.FetchWaitMaxMs,
             SocketNagleDisable = true,
         };
-        consumer = new ConsumerBuilder<string, byte[]>(config)
+        consumer = new ConsumerBuilder<string, byte[]>(KafkaEndpoint.Secured(config))
             .SetPartitionsAssignedHandler((c, partitions) => Assigned(c, partitions))
             .SetPartitionsRevokedHandler((_, partitions) => Removed(partitions.Select(p => p.TopicPartition), "revoked"))
             .SetPartitionsLostHandler((_, partitions) => Removed(partitions.Select(p => p.TopicPartition), "lost"))
@@ -149,7 +150,7 @@ public sealed class ReplyListener : IDisposable
     private void AssignShare(ReplyShare share, TimeSpan metadataTimeout)
     {
         int count;
-        using (var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = settings.BootstrapServers }).Build())
+        using (var admin = new AdminClientBuilder(KafkaEndpoint.Secured(new AdminClientConfig { BootstrapServers = settings.BootstrapServers })).Build())
         {
             var topic = admin.GetMetadata(settings.Topics.Replies, metadataTimeout).Topics.Single();
             if (topic.Error.IsError)

@@ -13,6 +13,7 @@ const string Usage = """
       --step D            length of each step of a ramped scenario        (default: 10s)
       --max-multiplier X  highest ramp step, in multiples of nominal      (default: 100)
       --gateways URLS     comma list of loopback gateway URLs             (default: LOAD_GATEWAYS or http://127.0.0.1:5101,http://127.0.0.1:5102)
+                          tokens: SLOT_CHECKOUT_TOKEN and SLOT_PLANNER_TOKEN, else .run/tokens/ (written by `make run`)
       --kafka LIST        bootstrap servers for the audit                 (default: KAFKA_BOOTSTRAP_SERVERS)
       --topic-prefix P    topic prefix of the system under test           (default: TOPIC_PREFIX)
       --out DIR           results directory                               (default: load/results)
@@ -118,7 +119,7 @@ try
     var targetNames = Opt("targets", "system").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     var factories = targetNames.Select(name => name switch
     {
-        "system" => (Func<ITarget>)(() => new SystemTarget(gateways, kafka, topics, channelShape, FindSystem)),
+        "system" => (Func<ITarget>)(() => new SystemTarget(gateways, kafka, topics, channelShape, FindSystem, SystemTarget.GatewayTokens.FromEnvironment())),
         "redis" => () => new RedisTarget(),
         "postgres" => () => new PostgresTarget(),
         "postgres-async" => () => new PostgresTarget(synchronousCommit: false),

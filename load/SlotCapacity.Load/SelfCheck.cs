@@ -58,7 +58,9 @@ public sealed class SelfCheck(IReadOnlyList<double> multipliers, TimeSpan step, 
             var gateways = ports.Select(p => new Uri($"http://127.0.0.1:{p}")).ToList();
             var serverProcess = new WatchedProcess("echo-server", server.Id);
             await using var target = new SystemTarget(gateways, null, new TopicNames(""), channels,
-                () => new SystemProcesses.Found([serverProcess], "child process"));
+                () => new SystemProcesses.Found([serverProcess], "child process"),
+                // The echo server checks nothing, but the harness pays for presenting a token as it does against the system.
+                new SystemTarget.GatewayTokens("self-check-token", "self-check-token"));
             var plan = SlotPlan.Spread("self", DateTimeOffset.UtcNow.Date.AddDays(3), 24, 3, 10_000);
             await target.PrepareAsync(plan, ct);
             var meter = new CpuMeter(target.Processes);

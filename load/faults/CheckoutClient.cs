@@ -31,11 +31,15 @@ internal sealed class CheckoutClient : IDisposable
     private readonly List<Checkout.CheckoutClient> _checkout;
     private readonly Planning.PlanningClient _planning;
 
-    public CheckoutClient(IReadOnlyList<string> gateways)
+    /// <param name="checkoutToken">token with role checkout (reserves, availability)</param>
+    /// <param name="plannerToken">token with role planner (configures the slots, reads utilisation)</param>
+    public CheckoutClient(IReadOnlyList<string> gateways, string? checkoutToken, string? plannerToken)
     {
-        _channels = gateways.Select(g => GrpcChannel.ForAddress(g)).ToList();
+        _channels = gateways.Select(g => SlotChannel.ForAddress(g, checkoutToken)).ToList();
         _checkout = _channels.Select(c => new Checkout.CheckoutClient(c)).ToList();
-        _planning = new Planning.PlanningClient(_channels[0]);
+        var planning = SlotChannel.ForAddress(gateways[0], plannerToken);
+        _channels.Add(planning);
+        _planning = new Planning.PlanningClient(planning);
     }
 
     public async Task<List<SlotId>> ConfigureSlotsAsync(string hub, int count, int capacity)

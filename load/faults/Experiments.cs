@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Confluent.Kafka;
+using SlotCapacity.Kafka;
 
 namespace SlotCapacity.Faults;
 
@@ -83,7 +84,7 @@ internal static class Experiments
     /// <summary>Random bytes, keyed junk-N, straight into the commands topic (also the fault suite's test).</summary>
     internal static void WriteMalformedCommands(string bootstrap, string topic, int count)
     {
-        using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 5 })
+        using var producer = new ProducerBuilder<string, byte[]>(KafkaEndpoint.Secured(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 5 }))
             .SetLogHandler((_, _) => { }).Build();
         for (var i = 0; i < count; i++)
         {

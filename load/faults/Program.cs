@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using SlotCapacity.Contracts;
 using SlotCapacity.Faults;
 
 // The fault suite (`make chaos`): one experiment against the running system (`make run`): a steady
@@ -18,7 +19,8 @@ if (experiment is null)
 }
 
 var system = new RunningSystem(options.RunDirectory);
-using var client = new CheckoutClient(system.Gateways());
+// The tokens `make run` issued (or $SLOT_CHECKOUT_TOKEN / $SLOT_PLANNER_TOKEN).
+using var client = new CheckoutClient(system.Gateways(), SlotChannel.TokenFor("checkout", system.Directory), SlotChannel.TokenFor("planner", system.Directory));
 var hub = $"FAULT-{experiment.Name}-{DateTime.UtcNow:HHmmss}";
 var slots = await client.ConfigureSlotsAsync(hub, options.SlotCount, options.Capacity);
 Console.WriteLine($"{experiment.Name}: {options.Rate} reserves/s for {options.Seconds} s on {slots.Count} slots of {options.Capacity} "

@@ -108,6 +108,7 @@ public static partial class SlotDecisions
                 OccurredUnixMs = state.ConfiguredAt.UnixMs,
                 CommandId = state.ConfiguredAt.CommandId,
                 Config = state.Config,
+                ChangedBy = state.ConfiguredBy,
             });
         return events;
     }

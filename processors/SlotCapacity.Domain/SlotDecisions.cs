@@ -247,6 +247,7 @@ public static partial class SlotDecisions
             state.Config = config.Clone();
             state.Configured = true;
             state.ConfiguredAt = at;
+            state.ConfiguredBy = command.Configure.ChangedBy;
             return Accept(command, at, null, ReservationStatus.Unspecified);
         }
 
@@ -258,6 +259,7 @@ public static partial class SlotDecisions
             config.Open = open;
             state.Config = config;
             state.ConfiguredAt = at;
+            state.ConfiguredBy = command.SetOpen.ChangedBy;
             return Accept(command, at, null, ReservationStatus.Unspecified);
         }
     }

@@ -35,13 +35,13 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
         _settings = settings;
         _log = loggers.CreateLogger<ChangelogCheckpoints>();
         // Only asks for watermarks: it never subscribes, so its group id is never joined.
-        _watermarks = new Lazy<IConsumer<byte[], byte[]>>(() => new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        _watermarks = new Lazy<IConsumer<byte[], byte[]>>(() => new ConsumerBuilder<byte[], byte[]>(KafkaEndpoint.Secured(new ConsumerConfig
         {
             BootstrapServers = settings.BootstrapServers,
             GroupId = settings.Topics.ProcessorApplicationId + "-restore-check",
             ClientId = settings.InstanceName + "-restore-check",
             EnableAutoCommit = false,
-        }).SetLogHandler((_, _) => { }).Build());
+        })).SetLogHandler((_, _) => { }).Build());
     }
 
     /// <summary>Why the task of this command partition is refused, or null when it is served.</summary>

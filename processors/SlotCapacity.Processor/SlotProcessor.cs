@@ -64,7 +64,7 @@ public static class SlotProcessor
     /// <summary>Slot topics share the commands topic's partition count; replies have their own.</summary>
     private static (int Slot, int Reply) PartitionCounts(ProcessorSettings settings)
     {
-        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = settings.BootstrapServers, SocketTimeoutMs = 10_000 })
+        using var admin = new AdminClientBuilder(KafkaEndpoint.Secured(new AdminClientConfig { BootstrapServers = settings.BootstrapServers, SocketTimeoutMs = 10_000 }))
             .SetLogHandler((_, _) => { }).Build();
         Metadata metadata;
         try

@@ -45,10 +45,16 @@ public static class SlotTopology
     /// (see processors/README.md). Polling and fetch waits are short because a reply is on the
     /// checkout path.
     /// </summary>
-    public static StreamConfig Config(ProcessorSettings settings, ChangelogCheckpoints checkpoints, ILoggerFactory loggers)
+    public static StreamConfig Config(ProcessorSettings settings, ChangelogCheckpoints checkpoints, ILoggerFactory loggers) =>
+        Config(settings, checkpoints, loggers, KafkaEndpoint.Security());
+
+    /// <param name="security">librdkafka security settings given to every client Streamiz builds (consumers, producers, admin)</param>
+    public static StreamConfig Config(ProcessorSettings settings, ChangelogCheckpoints checkpoints, ILoggerFactory loggers,
+        IReadOnlyList<KeyValuePair<string, string>> security)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        return new StreamConfig<StringSerDes, StringSerDes>
+        ArgumentNullException.ThrowIfNull(security);
+        var config = new StreamConfig<StringSerDes, StringSerDes>
         {
             ApplicationId = settings.Topics.ProcessorApplicationId,
             ClientId = settings.InstanceName,
@@ -72,5 +78,29 @@ public static class SlotTopology
             NumStreamThreads = 1,
             Logger = loggers,
         };
+        foreach (var (key, value) in security) config.AddConfig(key, Typed(key, value));
+        return config;
+    }
+
+    /// <summary>
+    /// Streamiz sets a key it knows through its typed property (an enum for security.protocol, a
+    /// bool for enable.ssl.certificate.verification), so the text becomes the type of Confluent's
+    /// ClientConfig property of the same name: SASL_SSL is SecurityProtocol.SaslSsl.
+    /// </summary>
+    private static object Typed(string key, string value)
+    {
+        var property = typeof(ClientConfig).GetProperty(string.Concat(key.Split('.').Select(w => w.Length == 0 ? w : char.ToUpperInvariant(w[0]) + w[1..])));
+        if (property is null) return value;
+        var type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+        try
+        {
+            return type.IsEnum ? Enum.Parse(type, value.Replace("_", "", StringComparison.Ordinal).Replace("-", "", StringComparison.Ordinal), ignoreCase: true)
+                : type == typeof(string) ? value
+                : Convert.ChangeType(value, type, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
+        {
+            throw new StartupException($"Kafka setting {key}='{value}' (KAFKA_{key.ToUpperInvariant().Replace('.', '_')}) is not a valid {type.Name}: {e.Message}");
+        }
     }
 }

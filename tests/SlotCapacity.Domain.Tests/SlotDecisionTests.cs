@@ -123,6 +123,22 @@ public sealed class SlotDecisionTests
     }
 
     [Fact]
+    public void A_configuration_an_open_and_a_close_name_the_planner_who_made_them_also_when_redelivered()
+    {
+        var slot = new SlotHarness();
+        var configure = Configure(Config(Fleet("vans", 10)));
+        configure.Configure.ChangedBy = "alice";
+        var configured = Assert.Single(slot.Send(configure).Events);
+        Assert.Equal((SlotEventKind.SlotConfigured, "alice"), (configured.Kind, configured.ChangedBy));
+
+        var close = SetOpen(false);
+        close.SetOpen.ChangedBy = "bob";
+        var closed = Assert.Single(slot.Send(close).Events);
+        Assert.Equal(("bob", false), (closed.ChangedBy, closed.Config.Open));
+        Assert.Equal("bob", Assert.Single(slot.Redeliver(close, T0, offset: 1).Events).ChangedBy);
+    }
+
+    [Fact]
     public void Reservations_at_or_after_the_cutoff_are_rejected_PAST_CUTOFF_by_record_timestamp()
     {
         var config = Config(Fleet("vans", 10));

@@ -111,6 +111,8 @@ public sealed class ConsoleTests(ITestOutputHelper output)
         browser.Until(() => browser.Cell(Key(slot))?.GetAttribute("data-open") == "false" ? true : (bool?)null, "the cell shows the slot closed");
         // The close is an event of the slot too (configured, held, configured): the open detail reads it live.
         browser.Until(() => browser.Driver.FindElements(By.CssSelector("#detail-events .events tr")).Count == 4 ? true : (bool?)null, "the close in the slot's events");
+        // ...naming who closed it: the token's subject of the planner at the page.
+        Assert.Contains($" by {EngineAndGateways.PlannerName}", browser.Driver.FindElement(By.Id("detail-events")).Text, StringComparison.Ordinal);
 
         var capacity = browser.Driver.FindElement(By.CssSelector("input[data-kind='fleet'][data-name='vans']"));
         capacity.Clear();
@@ -154,7 +156,7 @@ public sealed class ConsoleTests(ITestOutputHelper output)
         Assert.Contains("broken.csv line 3, column open: 'maybe' is not true or false", problems, StringComparison.Ordinal);
         Assert.Contains("broken.csv line 4, column fleet: 'vans=-2' needs a whole number", problems, StringComparison.Ordinal);
         Assert.False(browser.Driver.FindElement(By.Id("plan-apply")).Enabled);
-        using (var http = new HttpClient { BaseAddress = gateway.AdminAddress })
+        using (var http = ConsoleClient(gateway, SlotRoles.Planner))
         {
             var refused = await http.PostAsync("/console/api/plan/apply?name=broken.csv", new StringContent(await File.ReadAllTextAsync(bad)));
             Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
@@ -187,7 +189,7 @@ public sealed class ConsoleTests(ITestOutputHelper output)
     {
         var (system, gateway, _) = await StartAsync();
         await using var owned = system;
-        using var http = new HttpClient { BaseAddress = gateway.AdminAddress };
+        using var http = ConsoleClient(gateway, SlotRoles.Planner);
         async Task<string> Refused(HttpResponseMessage response, HttpStatusCode status)
         {
             var body = await response.Content.ReadAsStringAsync();
@@ -195,6 +197,20 @@ public sealed class ConsoleTests(ITestOutputHelper output)
             Assert.DoesNotContain("   at ", body, StringComparison.Ordinal);
             return JsonDocument.Parse(body).RootElement.GetProperty("error").GetString()!;
         }
+        // The page itself is open; its data needs a token, its changes a planner's.
+        using (var anonymous = new HttpClient { BaseAddress = gateway.AdminAddress })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/console")).StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/console/api/utilisation")).StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsync("/console/api/slot/open", JsonContent("""{"slot":"LON1@2030-06-03T10:00Z","open":false}"""))).StatusCode);
+        }
+        using (var viewer = ConsoleClient(gateway, SlotRoles.Viewer))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await viewer.GetAsync("/console/api/utilisation")).StatusCode);
+            Assert.Equal(HttpStatusCode.Forbidden, (await viewer.PostAsync("/console/api/slot/open", JsonContent("""{"slot":"LON1@2030-06-03T10:00Z","open":false}"""))).StatusCode);
+        }
+        using (var checkout = ConsoleClient(gateway, SlotRoles.Checkout))
+            Assert.Equal(HttpStatusCode.Forbidden, (await checkout.GetAsync("/console/api/utilisation")).StatusCode);
         Assert.Contains("is not a slot key", await Refused(await http.GetAsync("/console/api/slot?key=nonsense"), HttpStatusCode.BadRequest), StringComparison.Ordinal);
         Assert.Contains("not known", await Refused(await http.GetAsync("/console/api/slot?key=LON1@2030-06-03T10:00Z"), HttpStatusCode.NotFound), StringComparison.Ordinal);
         Assert.Contains("from: 'soon' is not a date", await Refused(await http.GetAsync("/console/api/utilisation?from=soon"), HttpStatusCode.BadRequest), StringComparison.Ordinal);
@@ -293,7 +309,8 @@ public sealed class ConsoleTests(ITestOutputHelper output)
 
         public void Open(RunningGateway gateway, string path)
         {
-            Driver.Navigate().GoToUrl(new Uri(gateway.AdminAddress, path));
+            // A planner's token in the fragment, as make run prints the link: the page keeps it for the tab.
+            Driver.Navigate().GoToUrl(new Uri(gateway.AdminAddress, path + "#token=" + EngineAndGateways.Token(SlotRoles.Planner, EngineAndGateways.PlannerName)));
             output.WriteLine($"opened {Driver.Url}: {Driver.Title}");
         }
 
@@ -338,5 +355,13 @@ public sealed class ConsoleTests(ITestOutputHelper output)
             Driver.Quit();
             Driver.Dispose();
         }
+    }
+
+    /// <summary>An HTTP client of the console's JSON API with a token of <paramref name="role"/>.</summary>
+    private static HttpClient ConsoleClient(RunningGateway gateway, string role)
+    {
+        var http = new HttpClient { BaseAddress = gateway.AdminAddress };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", EngineAndGateways.Token(role, EngineAndGateways.PlannerName));
+        return http;
     }
 }

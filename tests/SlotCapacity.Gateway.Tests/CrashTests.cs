@@ -20,6 +20,8 @@ public partial class EndToEndTests
 
         var (port, adminPort) = (FreePort(), FreePort());
         var logs = new ConcurrentQueue<string>();
+        var keyFile = system.StatePath("signing-key");
+        await File.WriteAllTextAsync(keyFile, Convert.ToBase64String(EngineAndGateways.SigningKey));
         Process StartGatewayProcess()
         {
             var info = new ProcessStartInfo("dotnet")
@@ -37,6 +39,7 @@ public partial class EndToEndTests
             info.Environment["GATEWAY_COUNT"] = "2";
             info.Environment["GATEWAY_DEADLINE_MS"] = "10000";
             info.Environment["GATEWAY_ADMIN_URL"] = $"http://127.0.0.1:{adminPort}";
+            info.Environment["GATEWAY_JWT_SIGNING_KEY_FILE"] = keyFile;
             var process = Process.Start(info) ?? throw new InvalidOperationException("cannot start the gateway process");
             process.OutputDataReceived += (_, e) => { if (e.Data is { } line) logs.Enqueue(line); };
             process.ErrorDataReceived += (_, e) => { if (e.Data is { } line) logs.Enqueue(line); };
@@ -65,7 +68,7 @@ public partial class EndToEndTests
         {
             await WaitReadyAsync();
             await system.StopProcessorsAsync();
-            using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{port}");
+            using var channel = SlotChannel.ForAddress($"http://127.0.0.1:{port}", EngineAndGateways.Token(SlotRoles.Checkout));
             var call = new Checkout.CheckoutClient(channel).ReserveAsync(Reserve("crash-victim", slot)).ResponseAsync;
             await WaitForAsync(async () => (await HealthAsync()).Contains("\"inFlight\": 1", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "the Reserve never in flight");
             first.Kill();

@@ -167,7 +167,7 @@ public partial class EndToEndTests(ITestOutputHelper output)
         var grpcHealth = new Grpc.Health.V1.Health.HealthClient(Grpc.Net.Client.GrpcChannel.ForAddress(gateway.Address));
         var serving = await grpcHealth.CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
         Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, serving.Status);
-        var reflection = new Grpc.Reflection.V1Alpha.ServerReflection.ServerReflectionClient(Grpc.Net.Client.GrpcChannel.ForAddress(gateway.Address));
+        var reflection = new Grpc.Reflection.V1Alpha.ServerReflection.ServerReflectionClient(system.Channel(gateway, EngineAndGateways.Token(SlotRoles.Viewer)));
         using var listing = reflection.ServerReflectionInfo();
         await listing.RequestStream.WriteAsync(new Grpc.Reflection.V1Alpha.ServerReflectionRequest { ListServices = "" });
         await listing.RequestStream.CompleteAsync();

@@ -26,6 +26,16 @@ internal sealed class EngineAndGateways : IAsyncDisposable
     public TestBroker Broker { get; }
     public TopicNames Topics { get; }
 
+    /// <summary>The key every test gateway validates tokens with (one per test process).</summary>
+    public static readonly byte[] SigningKey = SlotTokens.NewKey();
+    public const string PlannerName = "test-planner";
+
+    /// <summary>A token signed with <see cref="SigningKey"/>, valid for an hour.</summary>
+    public static string Token(string role, string subject = "test-caller") =>
+        SlotTokens.Issue(SigningKey, subject, [role], TimeSpan.FromHours(1));
+
+    public static SecuritySettings Security { get; } = new() { SigningKey = SigningKey };
+
     private EngineAndGateways(ITestOutputHelper output, TestBroker broker, TopicNames topics)
     {
         this.output = output;
@@ -56,15 +66,16 @@ internal sealed class EngineAndGateways : IAsyncDisposable
     }
 
     public async Task<RunningGateway> StartGatewayAsync(string instance, TimeSpan? deadline = null, int maxInFlight = 2_000,
-        ReplyShare? share = null, string? viewCheckpoint = null)
+        ReplyShare? share = null, string? viewCheckpoint = null, SecuritySettings? security = null)
     {
         var started = System.Diagnostics.Stopwatch.StartNew();
         var gateway = await GatewayHost.StartAsync(new GatewaySettings
         {
             BootstrapServers = Broker.BootstrapServers,
+            Security = security ?? Security,
             Topics = Topics,
             Instance = instance,
-            Url = "http://127.0.0.1:0",
+            Url = (security ?? Security).Tls ? "https://127.0.0.1:0" : "http://127.0.0.1:0",
             Deadline = deadline ?? TimeSpan.FromMilliseconds(150),
             MaxInFlight = maxInFlight,
             ReplyShare = share,
@@ -84,12 +95,15 @@ internal sealed class EngineAndGateways : IAsyncDisposable
         return Path.Combine(stateRoot, name);
     }
 
-    public Checkout.CheckoutClient Checkout(RunningGateway gateway) => new(Channel(gateway));
-    public Planning.PlanningClient Planning(RunningGateway gateway) => new(Channel(gateway));
+    /// <summary>Checkout calls with a checkout token.</summary>
+    public Checkout.CheckoutClient Checkout(RunningGateway gateway) => new(Channel(gateway, Token(SlotRoles.Checkout)));
+    /// <summary>Planning calls with the token of planner <see cref="PlannerName"/>.</summary>
+    public Planning.PlanningClient Planning(RunningGateway gateway) => new(Channel(gateway, Token(SlotRoles.Planner, PlannerName)));
 
-    private GrpcChannel Channel(RunningGateway gateway)
+    /// <summary>A channel presenting <paramref name="token"/> (none when null), closed with the system.</summary>
+    public GrpcChannel Channel(RunningGateway gateway, string? token)
     {
-        var channel = GrpcChannel.ForAddress(gateway.Address);
+        var channel = SlotChannel.ForAddress(gateway.Address, token);
         channels.Add(channel);
         return channel;
     }

@@ -18,7 +18,8 @@ public sealed class FaultSuiteTests(ITestOutputHelper output)
         await using var system = await EngineAndGateways.StartAsync(output, processors: 2);
         var first = await system.StartGatewayAsync("gateway-a");
         var second = await system.StartGatewayAsync("gateway-b");
-        using var client = new CheckoutClient([first.Address.ToString(), second.Address.ToString()]);
+        using var client = new CheckoutClient([first.Address.ToString(), second.Address.ToString()],
+            EngineAndGateways.Token(SlotRoles.Checkout), EngineAndGateways.Token(SlotRoles.Planner));
         const int Rate = 50, Calls = 400;
         var hub = $"FAULT-malformed-{Guid.NewGuid():N}"[..24];
         var slots = await client.ConfigureSlotsAsync(hub, count: 8, capacity: 30);

@@ -128,6 +128,8 @@ public class ViewAndPlanTests
         Assert.Contains(plan.Slots, s => s.Config.ZoneRules.Any(z => z.Closed));
         Assert.Contains(plan.Slots, s => s.Config.ZoneRules.Any(z => z.HasMaxOrders));
         Assert.All(plan.Slots, s => Assert.NotEmpty(s.Config.Shared));
+        // One ApplyPlan call; a plan ten times this size still fits the default message limit.
+        Assert.True(plan.CalculateSize() * 10 < new SecuritySettings().MaxMessageBytes, $"{plan.CalculateSize()} bytes");
     }
 
     [Fact]
@@ -186,6 +188,29 @@ public class CliTests
         var plan = PlanFile.ParseCsv("sample", output.ToString());
         Assert.Equal(5 * 2 * 7, plan.Slots.Count);
         Assert.Equal(new DateTimeOffset(2027, 1, 4, 8, 0, 0, TimeSpan.Zero), plan.Slots[0].Slot.Start.ToDateTimeOffset());
+    }
+
+    [Fact]
+    public async Task Token_signs_a_short_lived_token_with_the_key_file_and_refuses_unknown_roles_and_long_lifetimes()
+    {
+        var keyFile = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(keyFile, Convert.ToBase64String(EngineAndGateways.SigningKey));
+            var output = new StringWriter();
+            Assert.Equal(0, await GatewayCli.RunAsync(["token", "--role", "planner,viewer", "--subject", "alice", "--ttl", "90m", "--key-file", keyFile], output));
+            var token = new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(output.ToString().Trim());
+            Assert.Equal(("alice", "slot-capacity", "HS256"), (token.Subject, token.Issuer, token.Alg));
+            Assert.Equal(["planner", "viewer"], token.Claims.Where(c => c.Type == "role").Select(c => c.Value));
+            Assert.Equal(TimeSpan.FromMinutes(90), token.ValidTo - token.ValidFrom);
+
+            foreach (var bad in new[] { new[] { "--role", "admin", "--ttl", "1h" }, ["--role", "planner", "--ttl", "48h"] })
+                Assert.Equal(2, await GatewayCli.RunAsync(["token", "--subject", "alice", "--key-file", keyFile, .. bad], new StringWriter()));
+        }
+        finally
+        {
+            File.Delete(keyFile);
+        }
     }
 
     [Theory]

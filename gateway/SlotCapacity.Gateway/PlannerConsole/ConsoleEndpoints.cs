@@ -34,11 +34,14 @@ public static class ConsoleEndpoints
     public static void MapConsole(this IEndpointRouteBuilder app)
     {
         var console = app.MapGroup("/console").AddEndpointFilter(ClearErrors);
-        var reads = console.MapGroup("");
-        var writes = console.MapGroup("");
+        // The page and its assets hold no data: open, so a browser can load them and then send its
+        // token (Authorization: Bearer, from the page's token box or the URL's #token=) with every call.
+        var page = console.MapGroup("").AllowAnonymous();
+        var reads = console.MapGroup("").RequireAuthorization(SlotPolicies.Viewer);
+        var writes = console.MapGroup("").RequireAuthorization(SlotPolicies.Planner).RequireRateLimiting(SlotPolicies.PlanningRate);
 
-        reads.MapGet("", () => Asset("console.html"));
-        reads.MapGet("/assets/{name}", (string name) => Asset(name));
+        page.MapGet("", () => Asset("console.html"));
+        page.MapGet("/assets/{name}", (string name) => Asset(name));
         reads.MapGet("/api/utilisation", (PlanningService planning, string? hub, string? from, string? to) =>
             Proto(planning.GetUtilisation(UtilisationQuery(hub, from, to, out _))));
         reads.MapGet("/api/stream", Stream);
@@ -48,10 +51,10 @@ public static class ConsoleEndpoints
         writes.MapPost("/api/slot/open", async (HttpRequest request, PlanningService planning, CancellationToken ct) =>
         {
             var change = await Body<OpenChange>(request, ct);
-            return Proto(await planning.SetSlotOpen(new SetSlotOpenRequest { Slot = SlotId(change.Slot), Open = change.Open }, ct));
+            return Proto(await planning.SetSlotOpen(new SetSlotOpenRequest { Slot = SlotId(change.Slot), Open = change.Open }, Planner(request), ct));
         });
         writes.MapPost("/api/slot/capacity", async (HttpRequest request, PlanningService planning, AvailabilityView view, CancellationToken ct) =>
-            Proto(await planning.ConfigureSlot(Reconfigure(view, await Body<CapacityChange>(request, ct)), ct)));
+            Proto(await planning.ConfigureSlot(Reconfigure(view, await Body<CapacityChange>(request, ct)), Planner(request), ct)));
         writes.MapPost("/api/plan/preview", async (HttpRequest request, AvailabilityView view, string? name) =>
         {
             var (_, preview) = await ReadPlan(request, view, name);
@@ -62,9 +65,12 @@ public static class ConsoleEndpoints
             var (plan, preview) = await ReadPlan(request, view, name);
             // All or nothing at the file level: a plan with any bad slot is refused before one is sent.
             if (preview.Problems.Count > 0) return Results.Json(preview, WebJson, statusCode: 400);
-            return Proto(await planning.ApplyPlan(plan, ct));
+            return Proto(await planning.ApplyPlan(plan, Planner(request), ct));
         });
     }
+
+    /// <summary>The planner making a change (the token's subject), written into its commands and events.</summary>
+    private static string Planner(HttpRequest request) => request.HttpContext.User.Identity?.Name ?? "";
 
     public sealed record OpenChange(string Slot, bool Open);
 

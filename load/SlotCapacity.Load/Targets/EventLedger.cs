@@ -81,7 +81,7 @@ internal static class TopicReader
         List<string> problems, Action<string, byte[]> onRecord, Func<bool> satisfied, CancellationToken ct)
     {
         List<int> partitions;
-        using (var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).Build())
+        using (var admin = new AdminClientBuilder(KafkaEndpoint.Secured(new AdminClientConfig { BootstrapServers = bootstrap })).Build())
         {
             var metadata = admin.GetMetadata(topic, TimeSpan.FromSeconds(10));
             var t = metadata.Topics.FirstOrDefault(x => x.Topic == topic);
@@ -101,7 +101,7 @@ internal static class TopicReader
             EnablePartitionEof = true,
             FetchWaitMaxMs = 5,
         };
-        using var consumer = new ConsumerBuilder<string, byte[]>(config).Build();
+        using var consumer = new ConsumerBuilder<string, byte[]>(KafkaEndpoint.Secured(config)).Build();
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(topic, p, Offset.Beginning)));
         // An audit over a history the cluster has partly dropped would report its gaps as missing bookings.
         foreach (var partition in partitions)

@@ -47,8 +47,9 @@ public sealed class SystemTarget : IHoldingTarget
     private string _processesFoundBy = "";
 
     /// <param name="findProcesses">the processes of the system for CPU accounting; null: none</param>
+    /// <param name="tokens">what the calls present: checkout calls the checkout token, slot configuration and utilisation the planner's</param>
     public SystemTarget(IReadOnlyList<Uri> gateways, string? kafkaBootstrap, TopicNames topics, ChannelShape? shape = null,
-        Func<SystemProcesses.Found>? findProcesses = null)
+        Func<SystemProcesses.Found>? findProcesses = null, GatewayTokens? tokens = null)
     {
         foreach (var g in gateways) RequireLoopback(g);
         _gateways = gateways;
@@ -80,16 +81,25 @@ public sealed class SystemTarget : IHoldingTarget
                 };
                 if (_shape.DirectHttpClient) options.HttpClient = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
                 else options.HttpHandler = handler;
-                var channel = GrpcChannel.ForAddress(g, options);
+                var channel = SlotChannel.ForAddress(g, tokens?.Checkout, options);
                 _channels.Add(channel);
                 clients[c] = new Checkout.CheckoutClient(channel);
-                if (c == 0) _planning.Add(new Planning.PlanningClient(channel));
             }
+            var planning = SlotChannel.ForAddress(g, tokens?.Planner);
+            _channels.Add(planning);
+            _planning.Add(new Planning.PlanningClient(planning));
             _checkout.Add(clients);
         }
     }
 
     public IReadOnlyList<WatchedProcess> Processes { get; private set; } = [];
+
+    /// <summary>Bearer tokens for the gateways: role checkout, and role planner.</summary>
+    public sealed record GatewayTokens(string? Checkout, string? Planner)
+    {
+        /// <summary>$SLOT_CHECKOUT_TOKEN / $SLOT_PLANNER_TOKEN, else the tokens `make run` wrote in .run/tokens/.</summary>
+        public static GatewayTokens FromEnvironment() => new(SlotChannel.TokenFor("checkout"), SlotChannel.TokenFor("planner"));
+    }
 
     /// <summary>The harness sends load only to this machine.</summary>
     public static void RequireLoopback(Uri uri)

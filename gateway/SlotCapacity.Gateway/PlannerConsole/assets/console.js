@@ -4,12 +4,43 @@
 "use strict";
 
 // The one place requests leave the page: an Authorization header would be added here.
-function requestHeaders() { return {}; }
+// The caller's bearer token (viewer reads, planner changes): from the URL's #token= (make run prints
+// such a link; a fragment never reaches a server) or the token box, kept for this tab only.
+const tokenKey = "slot-console-token";
+(function takeTokenFromUrl() {
+  const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (!match) return;
+  sessionStorage.setItem(tokenKey, decodeURIComponent(match[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+})();
+
+function requestHeaders() {
+  const token = sessionStorage.getItem(tokenKey);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
 
 async function request(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { ...requestHeaders(), ...(options.headers || {}) } });
+  if (response.status === 401) showSignIn("Sign in: paste a viewer or planner token (make run prints a console link with one).");
   return response;
 }
+
+function showSignIn(why) {
+  const form = document.getElementById("sign-in");
+  if (!form) return;
+  form.hidden = false;
+  document.getElementById("sign-in-why").textContent = why;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("sign-in");
+  if (!form) return;
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    const token = document.getElementById("sign-in-token").value.trim();
+    if (token) { sessionStorage.setItem(tokenKey, token); location.reload(); }
+  });
+});
 
 async function api(path, options) {
   const response = await request(path, options);
@@ -17,7 +48,10 @@ async function api(path, options) {
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
   if (!response.ok) {
-    const error = new Error(body && body.error ? body.error : `${response.status} ${response.statusText}`);
+    const fallback = response.status === 401 ? "not signed in: no valid token"
+      : response.status === 403 ? "this token's role may not do that: changes need role planner"
+      : `${response.status} ${response.statusText}`;
+    const error = new Error(body && body.error ? body.error : fallback);
     error.body = body;
     throw error;
   }
@@ -343,7 +377,7 @@ function renderEvents(detail) {
   if (!box) return;
   const table = el("table", { class: "events" }, el("tr", {}, ...["when (UTC)", "what", "reservation", "order", "fleet", "±"].map(h => el("th", { text: h }))));
   for (const e of detail.events) table.append(el("tr", {}, el("td", { text: new Date(n(e.occurredUnixMs)).toISOString().slice(5, 19).replace("T", " ") }),
-    el("td", { text: KIND(e.kind) + (e.reason && !KIND(e.kind).endsWith(e.reason) ? ` (${e.reason})` : "") + (e.config ? configSummary(e.config) : "") }), el("td", { text: e.reservationId }), el("td", { text: e.orderId }),
+    el("td", { text: KIND(e.kind) + (e.reason && !KIND(e.kind).endsWith(e.reason) ? ` (${e.reason})` : "") + (e.config ? configSummary(e.config) : "") + (e.changedBy ? ` by ${e.changedBy}` : "") }), el("td", { text: e.reservationId }), el("td", { text: e.orderId }),
     el("td", { text: e.fleetCounter }), el("td", { class: "num", text: n(e.fleetUnits) ? (n(e.fleetUnits) > 0 ? "+" : "") + n(e.fleetUnits) : "" })));
   put(box,
     el("div", { class: "hint", text: `${detail.eventsFound} events found in the last ${detail.recordsScanned} records of the slot's partition${detail.eventsFound > detail.events.length ? `, newest ${detail.events.length} shown` : ""}` }),
