@@ -66,7 +66,7 @@ public sealed class ReplayTests(ITestOutputHelper output)
 
         // The CLI: `replay` prints the table `plan utilisation` prints.
         var live = new StringWriter();
-        Assert.Equal(0, await GatewayCli.RunAsync(["plan", "utilisation", "--gateway", gateway.Address.ToString(), "--from", "2030-07-01", "--days", "3"], live));
+        Assert.Equal(0, await GatewayCli.RunAsync(["plan", "utilisation", "--gateway", gateway.Address.ToString(), "--token", EngineAndGateways.Token(SlotRoles.Viewer), "--from", "2030-07-01", "--days", "3"], live));
         var replayed = new StringWriter();
         Assert.Equal(0, await GatewayCli.RunAsync(["replay", "--bootstrap", system.Broker.BootstrapServers, "--topic-prefix", system.Topics.Prefix,
             "--from", "2030-07-01", "--days", "3"], replayed));
