@@ -53,7 +53,7 @@ public static class SlotEventsReader
             FetchWaitMaxMs = 5,
             EnablePartitionEof = true,
         };
-        using var consumer = new ConsumerBuilder<string?, byte[]?>(config)
+        using var consumer = new ConsumerBuilder<string?, byte[]?>(KafkaEndpoint.Secured(config))
             .SetLogHandler((_, m) => { if (m.Level <= SyslogLevel.Error) logger.LogWarning("replay consumer: {Message}", m.Message); })
             .Build();
         var partitions = Partitions(bootstrapServers, topic);

@@ -44,7 +44,7 @@ public sealed class WarehouseLoader : IDisposable
         _settings = settings;
         _store = store;
         _logger = logger;
-        _consumer = new ConsumerBuilder<string?, byte[]?>(new ConsumerConfig
+        _consumer = new ConsumerBuilder<string?, byte[]?>(KafkaEndpoint.Secured(new ConsumerConfig
         {
             BootstrapServers = settings.BootstrapServers,
             GroupId = settings.GroupId,
@@ -54,7 +54,7 @@ public sealed class WarehouseLoader : IDisposable
             FetchWaitMaxMs = 5,
             // Real Kafka's smallest by default: a loader that died hands its partitions on after 6 s, not 45.
             SessionTimeoutMs = 6_000,
-        })
+        }))
             .SetLogHandler((_, m) => { if (m.Level <= SyslogLevel.Warning) logger.LogWarning("warehouse consumer: {Message}", m.Message); })
             .SetPartitionsAssignedHandler((c, partitions) => Assigned(c, partitions))
             .SetPartitionsRevokedHandler((_, partitions) => { foreach (var p in partitions) _expected.Remove(p.Partition.Value); })

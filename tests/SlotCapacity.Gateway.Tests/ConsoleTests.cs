@@ -76,6 +76,9 @@ public sealed class ConsoleTests(ITestOutputHelper output)
         browser.Until(() => browser.Driver.FindElement(By.Id("live")).Text == "live" ? true : (bool?)null, "the live stream is connected");
         browser.Driver.ExecuteScript("window.notReloaded = true");
 
+        // A whole second after every booking so far and before the next one: the instant to travel back to.
+        var beforeLive = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 1);
+        await Task.Delay(beforeLive - DateTimeOffset.UtcNow + TimeSpan.FromMilliseconds(200));
         var clock = Stopwatch.StartNew();
         var booked = await checkout.ReserveAsync(Reserve("live-1", slot));
         Assert.True(booked.Accepted, booked.Detail);
@@ -88,6 +91,14 @@ public sealed class ConsoleTests(ITestOutputHelper output)
         Assert.Contains("live-1", browser.Driver.FindElement(By.Id("detail-events")).Text, StringComparison.Ordinal);
         browser.Until(() => browser.Driver.FindElements(By.CssSelector("#chart-curve svg polyline")).Count > 0 ? true : (bool?)null, "the fill curve is drawn");
         browser.Screenshot("console-overview.png");
+
+        // Time travel: "As of" an instant before that booking rebuilds the view from the events alone.
+        browser.Driver.ExecuteScript($"const i = document.getElementById('as-of'); i.value = '{beforeLive.UtcDateTime:yyyy-MM-ddTHH:mm:ss}'; i.dispatchEvent(new Event('change'));");
+        browser.Until(() => browser.Driver.FindElement(By.Id("live")).Text.StartsWith("as of", StringComparison.Ordinal) ? true : (bool?)null, "the view rebuilt as of the instant");
+        Assert.Equal(usedBefore.ToString(System.Globalization.CultureInfo.InvariantCulture), browser.Cell(Key(slot))!.GetAttribute("data-used"));
+        Assert.Equal("false", browser.Cell(Key(closed))!.GetAttribute("data-open"));
+        browser.Driver.FindElement(By.Id("as-of-now")).Click();
+        browser.Until(() => browser.Cell(Key(slot))?.GetAttribute("data-used") == (usedBefore + 1).ToString() ? true : (bool?)null, "back to the live view");
     }
 
     [Fact]

@@ -5,6 +5,7 @@ using Confluent.Kafka;
 using Google.Protobuf;
 using Grpc.Core;
 using SlotCapacity.Contracts;
+using SlotCapacity.History;
 
 namespace SlotCapacity.Gateway;
 
@@ -29,6 +30,10 @@ public static class ConsoleEndpoints
         services.AddSingleton<SlotEventsTail>();
         // One instance for gRPC calls and the console, so both run the same code with the same state.
         services.AddSingleton<PlanningService>();
+        services.AddSingleton(provider => new UtilisationReplay(
+            provider.GetRequiredService<GatewaySettings>().BootstrapServers,
+            provider.GetRequiredService<GatewaySettings>().Topics,
+            provider.GetRequiredService<ILoggerFactory>().CreateLogger<UtilisationReplay>()));
     }
 
     public static void MapConsole(this IEndpointRouteBuilder app)
@@ -44,6 +49,7 @@ public static class ConsoleEndpoints
         page.MapGet("/assets/{name}", (string name) => Asset(name));
         reads.MapGet("/api/utilisation", (PlanningService planning, string? hub, string? from, string? to) =>
             Proto(planning.GetUtilisation(UtilisationQuery(hub, from, to, out _))));
+        reads.MapGet("/api/history", History);
         reads.MapGet("/api/stream", Stream);
         reads.MapGet("/api/slot", SlotDetail);
         reads.MapGet("/api/fill-curve", FillCurve);
@@ -147,6 +153,40 @@ public static class ConsoleEndpoints
             : throw new ConsoleRequestException($"slot '{slot}' is not a slot key (hub@yyyy-MM-ddTHH:mmZ)");
 
     /// <summary>from / to as yyyy-MM-dd (UTC days, to exclusive) or instants; default today and 14 days on.</summary>
+    /// <summary>The longest a time-travel read may take: it reads the whole events topic.</summary>
+    private static readonly TimeSpan HistoryTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Time travel: the same reply as /api/utilisation, rebuilt from `slot-events` as it was
+    /// at <paramref name="at"/>. Refused when the topic no longer holds its oldest events.</summary>
+    private static async Task<IResult> History(UtilisationReplay replay, string? hub, string? from, string? to, string? at, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(at)) throw new ConsoleRequestException("at: give the instant to rebuild, e.g. 2026-11-26T08:00:00Z");
+        var asOf = Instant("at", at);
+        if (asOf > DateTimeOffset.UtcNow) throw new ConsoleRequestException($"at: {asOf:yyyy-MM-dd'T'HH:mm:ss'Z'} is in the future; the live view shows now");
+        UtilisationQuery(hub, from, to, out var range);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(HistoryTimeout);
+        ReplayedSlots slots;
+        try
+        {
+            slots = await replay.ReplayAsync(hub ?? "", asOf, progress: null, timeout.Token);
+        }
+        catch (IncompleteHistoryException e)
+        {
+            throw new ConsoleRequestException("the events topic no longer holds its oldest events, so the past cannot be rebuilt: " + e.Message, 409);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new ConsoleRequestException($"reading the events topic took longer than {HistoryTimeout.TotalSeconds:0} s", 503);
+        }
+        var (start, end) = (range.From.ToUnixTimeMilliseconds(), range.To.ToUnixTimeMilliseconds());
+        var inRange = slots.Snapshots().Where(s => s.StartUnixMs >= start && s.StartUnixMs < end).OrderBy(s => s.StartUnixMs).ThenBy(s => s.Hub, StringComparer.Ordinal).ToList();
+        var reply = new UtilisationReply();
+        reply.Days.AddRange(SlotCapacity.Domain.Utilisation.PerHubAndDay(inRange));
+        reply.Slots.AddRange(inRange);
+        return Proto(reply);
+    }
+
     private static UtilisationRequest UtilisationQuery(string? hub, string? from, string? to, out (DateTimeOffset From, DateTimeOffset To) range)
     {
         var start = from is null ? new DateTimeOffset(DateTime.UtcNow.Date, TimeSpan.Zero) : Instant("from", from);

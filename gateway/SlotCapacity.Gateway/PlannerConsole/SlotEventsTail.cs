@@ -23,7 +23,7 @@ public sealed class SlotEventsTail(GatewaySettings settings, ILogger<SlotEventsT
 
     public Tail Read(IReadOnlyCollection<string> slots)
     {
-        using var consumer = new ConsumerBuilder<string, byte[]>(new ConsumerConfig
+        using var consumer = new ConsumerBuilder<string, byte[]>(KafkaEndpoint.Secured(new ConsumerConfig
         {
             BootstrapServers = settings.BootstrapServers,
             // Assigned by hand, nothing committed: the group id is only required by the client.
@@ -33,7 +33,7 @@ public sealed class SlotEventsTail(GatewaySettings settings, ILogger<SlotEventsT
             EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Earliest,
             FetchWaitMaxMs = settings.FetchWaitMaxMs,
-        }).SetLogHandler((_, m) => logger.LogDebug("librdkafka {Facility}: {Message}", m.Facility, m.Message)).Build();
+        })).SetLogHandler((_, m) => logger.LogDebug("librdkafka {Facility}: {Message}", m.Facility, m.Message)).Build();
         var clock = Stopwatch.StartNew();
         var partitions = PartitionCount(consumer);
         var wanted = new HashSet<string>(slots, StringComparer.Ordinal);

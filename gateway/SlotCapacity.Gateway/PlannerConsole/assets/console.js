@@ -222,7 +222,16 @@ function draw() {
 
 function showError(message) { const e = $("error"); e.textContent = message || ""; e.hidden = !message; }
 
+/** The instant picked in "As of" (UTC), or null for the live view. */
+function asOf() {
+  const value = $("as-of").value;
+  return value ? new Date(value + "Z").toISOString() : null;
+}
+
 async function load() {
+  const at = asOf();
+  $("as-of-now").hidden = !at;
+  if (at) return loadPast(at);
   try {
     state.reply = await api(`/console/api/utilisation?${rangeQuery()}`);
     showError(null);
@@ -233,6 +242,20 @@ async function load() {
     draw();
   } catch (e) { showError(e.message); }
   follow();
+}
+
+/** Time travel: the view rebuilt from the events topic as it was at an instant; no live updates. */
+async function loadPast(at) {
+  state.stream = null;
+  const live = $("live");
+  live.className = "live off"; live.textContent = `rebuilding as of ${at.slice(0, 16).replace("T", " ")} UTC…`;
+  try {
+    state.reply = await api(`/console/api/history?${rangeQuery()}&at=${encodeURIComponent(at)}`);
+    showError(null);
+    live.textContent = `as of ${at.slice(0, 16).replace("T", " ")} UTC (from the events)`;
+    $("lag").textContent = "";
+    draw();
+  } catch (e) { live.textContent = "as of: failed"; showError(e.message); }
 }
 
 /** Merges an update (changed slots and their days) into the current reply. */
@@ -435,7 +458,8 @@ if (typeof document !== "undefined" && $("heatmap")) {
   $("from").value = query.get("from") || new Date().toISOString().slice(0, 10);
   if (query.get("days")) $("days").value = query.get("days");
   if (query.get("hub")) { $("hub").append(el("option", { value: query.get("hub"), text: query.get("hub") })); $("hub").value = query.get("hub"); }
-  for (const id of ["hub", "from", "days"]) $(id).addEventListener("change", load);
+  for (const id of ["hub", "from", "days", "as-of"]) $(id).addEventListener("change", load);
+  $("as-of-now").addEventListener("click", () => { $("as-of").value = ""; load(); });
   $("plan-preview").addEventListener("click", () => sendPlan("preview"));
   $("plan-apply").addEventListener("click", () => sendPlan("apply"));
   $("plan-file").addEventListener("change", () => { $("plan-apply").disabled = true; $("plan-result").replaceChildren(); });
