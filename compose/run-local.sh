@@ -135,7 +135,7 @@ for n in $(seq 1 "$PROCESSORS"); do
 done
 
 # The warehouse loader: slot-events into .run/warehouse.duckdb, exactly once by event id.
-WAREHOUSE_DB="$run/warehouse.duckdb" supervise warehouse dotnet "$(bin processors/SlotCapacity.Warehouse SlotCapacity.Warehouse)"
+WAREHOUSE_DB="$run/warehouse.duckdb" WAREHOUSE_BATCH_WINDOW_MS=${WAREHOUSE_BATCH_WINDOW_MS:-5000} supervise warehouse dotnet "$(bin processors/SlotCapacity.Warehouse SlotCapacity.Warehouse)"
 echo "warehouse loader started (supervised, log .run/logs/warehouse.log, database .run/warehouse.duckdb)"
 
 endpoints=()

@@ -10,8 +10,10 @@ namespace SlotCapacity.Warehouse;
 public sealed record WarehouseSettings(string BootstrapServers, TopicNames Topics, string GroupId)
 {
     public const int MaxBatch = 2_000;
-    /// <summary>How long a batch gathers records once the first has come.</summary>
-    public static readonly TimeSpan BatchWindow = TimeSpan.FromMilliseconds(500);
+    /// <summary>How long a batch gathers records once the first has come (WAREHOUSE_BATCH_WINDOW_MS).
+    /// Each batch is one transaction on a database opened for it, which costs far more than its rows
+    /// at a trickle: make run uses 5 s (the tables trail by that much).</summary>
+    public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(500);
 }
 
 /// <summary>One consumed batch: the rows to write and, per partition, the offset to commit once they are written.</summary>
@@ -111,7 +113,7 @@ public sealed class WarehouseLoader : IDisposable
             if (left <= TimeSpan.Zero) break;
             var record = _consumer.Consume(left);
             if (record is null) break;
-            if (batch.Records == 0) deadline = DateTime.UtcNow + WarehouseSettings.BatchWindow;
+            if (batch.Records == 0) deadline = DateTime.UtcNow + _settings.BatchWindow;
             var partition = record.Partition.Value;
             CheckContinuity(partition, record.Offset.Value, batch);
             Take(record, batch);
