@@ -164,7 +164,7 @@ public sealed class CommandDispatcher : IDisposable
         {
             CommandId = Guid.NewGuid().ToString("N"),
             Slot = slot,
-            Abandon = new Abandon { ReservationId = reservationId },
+            Abandon = new Abandon { ReservationId = reservationId, ReserveCommandId = missedCommandId },
         };
         metrics.Abandoned(cause);
         logger.LogWarning("{Cause} for command {CommandId}: abandoning reservation {ReservationId} on slot {Slot} with command {AbandonCommandId}",

@@ -30,6 +30,9 @@ public static partial class SlotDecisions
     /// <summary>How long expired holds are remembered so a re-delivered command can re-emit their events.</summary>
     public static readonly TimeSpan RecentlyExpiredKept = TimeSpan.FromMinutes(10);
 
+    /// <summary>Reserve attempts (the first and its retries) remembered per reservation as answered accepted.</summary>
+    public const int MaxAcceptedAttempts = 16;
+
     /// <summary>
     /// Decides one command for one slot. <paramref name="state"/> is the slot's stored state (null if
     /// the slot was never seen); it is updated in place and returned as <see cref="Decision.State"/>,
@@ -126,7 +129,15 @@ public static partial class SlotDecisions
                     return Reject(command, at, RejectReason.Invalid,
                         $"reservation id {reserve.ReservationId} was already used with different content");
                 if (known.Status is ReservationStatus.Held or ReservationStatus.Booked)
+                {
+                    // This attempt's caller may now hold the accept: an Abandon of an earlier attempt must not free it.
+                    if (!known.AcceptedCommandIds.Contains(command.CommandId) && known.AcceptedCommandIds.Count < MaxAcceptedAttempts)
+                    {
+                        known.AcceptedCommandIds.Add(command.CommandId);
+                        book.Write(known);
+                    }
                     return Accept(command, at, known, known.Status);
+                }
                 // It took capacity once and gave it back: answering "accepted" would tell checkout it
                 // holds a place it does not hold.
                 return known.Status == ReservationStatus.Abandoned
@@ -156,6 +167,7 @@ public static partial class SlotDecisions
                 FleetCounter = chosen.Name,
                 Reserved = true,
                 ReservedAt = at,
+                AcceptedCommandIds = { command.CommandId },
             };
             Add(state.FleetUsed, chosen.Name, 1);
             if (held) Add(state.FleetHeld, chosen.Name, 1);
@@ -216,9 +228,30 @@ public static partial class SlotDecisions
                 return status == ReservationStatus.Abandoned
                     ? Accept(command, at, null, ReservationStatus.Abandoned)
                     : Reject(command, at, RejectReason.UnknownReservation, $"reservation {reservationId} was abandoned before it was reserved");
+            if (status == ReservationStatus.Abandoned && record.Status is ReservationStatus.Held or ReservationStatus.Booked
+                && StillAcceptedElsewhere(record, command.Abandon.ReserveCommandId))
+                return Accept(command, at, record, record.Status);
             if (record.Status is ReservationStatus.Held or ReservationStatus.Booked)
                 Free(record, status, reason);
             return Accept(command, at, record, record.Status);
+        }
+
+        /// <summary>
+        /// An Abandon gives up one Reserve attempt. Checkout retries with the same reservation id on
+        /// another gateway, and a retry answered accepted from state may reach its caller while the
+        /// first attempt's gateway abandons: freeing then would lose an accept the caller holds (it was
+        /// seen at 10x overload). The attempt is struck off; the reservation stays while any other
+        /// attempt answered accepted is left. An attempt not in the list (answered otherwise, or past
+        /// the cap) frees nothing: capacity held too long beats an accept lost.
+        /// </summary>
+        private bool StillAcceptedElsewhere(ReservationRecord record, string reserveCommandId)
+        {
+            // Writers before the attempt ids, and records before them: the reservation is freed.
+            if (string.IsNullOrEmpty(reserveCommandId) || record.AcceptedCommandIds.Count == 0) return false;
+            if (!record.AcceptedCommandIds.Remove(reserveCommandId)) return true;
+            if (record.AcceptedCommandIds.Count == 0) return false;
+            book.Write(record);
+            return true;
         }
 
         private void Free(ReservationRecord record, ReservationStatus status, string reason)

@@ -125,6 +125,8 @@ internal sealed class SlotHarness : ISlotReader
     public static SlotCommand Confirm(string id) => Command(c => c.Confirm = new Confirm { ReservationId = id });
     public static SlotCommand Release(string id) => Command(c => c.Release = new Release { ReservationId = id, Reason = "order cancelled" });
     public static SlotCommand Abandon(string id) => Command(c => c.Abandon = new Abandon { ReservationId = id });
+    public static SlotCommand AbandonAttempt(string id, SlotCommand attempt) =>
+        Command(c => c.Abandon = new Abandon { ReservationId = id, ReserveCommandId = attempt.CommandId });
     public static SlotCommand ExpireHolds() => Command(c => c.ExpireHolds = new ExpireHolds());
     public static SlotCommand SetOpen(bool open) => Command(c => c.SetOpen = new SetSlotOpen { Open = open });
 
