@@ -158,6 +158,8 @@ public sealed class CommandDispatcher : IDisposable
     /// any Reserve of it this instance wrote. A failed write is retried (backoff doubling from
     /// <see cref="GatewaySettings.AbandonRetryBackoff"/>, <see cref="GatewaySettings.AbandonAttempts"/> in all).
     /// </summary>
+    private static readonly TimeSpan MaxAbandonRetryWait = TimeSpan.FromSeconds(2);
+
     public void Abandon(string slot, string reservationId, AbandonCause cause, string missedCommandId)
     {
         var abandon = new SlotCommand
@@ -210,7 +212,9 @@ public sealed class CommandDispatcher : IDisposable
                 abandon.CommandId, reservationId, abandon.Slot, attempt, reason);
             return;
         }
-        var wait = settings.AbandonRetryBackoff * (1 << (attempt - 1));
+        // Doubling up to 2 s: after a refused record the idempotent producer fails those behind it until
+        // it has reset its sequence, which took longer than the first few retries on a loaded machine.
+        var wait = TimeSpan.FromTicks(Math.Min(settings.AbandonRetryBackoff.Ticks * (1L << (attempt - 1)), MaxAbandonRetryWait.Ticks));
         Interlocked.Increment(ref abandonRetries);
         metrics.AbandonRetried();
         logger.LogWarning("Abandon {AbandonCommandId} of reservation {ReservationId} on slot {Slot} not written (attempt {Attempt} of {Attempts}: {Reason}); retrying in {RetryMs} ms",

@@ -47,7 +47,7 @@ public sealed record GatewaySettings
     /// (GATEWAY_VIEW_CHECKPOINT); a restart loads it and reads only what was written since. Null = none.</summary>
     public string? ViewCheckpoint { get; init; }
     /// <summary>Attempts to write one Abandon before it is given up (logged as an error, counted).</summary>
-    public int AbandonAttempts { get; init; } = 5;
+    public int AbandonAttempts { get; init; } = 8;
     /// <summary>Wait before the second attempt to write an Abandon; doubled for each further one.</summary>
     public TimeSpan AbandonRetryBackoff { get; init; } = TimeSpan.FromMilliseconds(50);
     /// <summary>Replaces the JSON console logs (tests route logs to their output).</summary>
