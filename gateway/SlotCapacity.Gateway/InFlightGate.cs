@@ -17,7 +17,6 @@ public sealed class InFlightGate(int limit)
     private volatile bool stopping;
 
     public int InFlight => Volatile.Read(ref inFlight);
-    public int Limit => limit;
     public bool Stopping => stopping;
 
     public Entry TryEnter()
