@@ -9,14 +9,14 @@ WORKDIR /src
 # Project files first: the restore layer is reused until a project file or package version changes.
 COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY schemas/SlotCapacity.Schemas.csproj schemas/
-COPY compose/Kafka/SlotCapacity.Kafka.csproj compose/Kafka/
+COPY processors/SlotCapacity.Kafka/SlotCapacity.Kafka.csproj processors/SlotCapacity.Kafka/
 COPY processors/SlotCapacity.Domain/SlotCapacity.Domain.csproj processors/SlotCapacity.Domain/
 COPY processors/SlotCapacity.History/SlotCapacity.History.csproj processors/SlotCapacity.History/
 COPY gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj gateway/SlotCapacity.Gateway/
 RUN dotnet restore gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj --use-current-runtime
 
 COPY schemas/ schemas/
-COPY compose/Kafka/ compose/Kafka/
+COPY processors/SlotCapacity.Kafka/ processors/SlotCapacity.Kafka/
 COPY processors/SlotCapacity.Domain/ processors/SlotCapacity.Domain/
 COPY processors/SlotCapacity.History/ processors/SlotCapacity.History/
 COPY gateway/SlotCapacity.Gateway/ gateway/SlotCapacity.Gateway/

@@ -8,13 +8,13 @@ WORKDIR /src
 # Project files first: the restore layer is reused until a project file or package version changes.
 COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY schemas/SlotCapacity.Schemas.csproj schemas/
-COPY compose/Kafka/SlotCapacity.Kafka.csproj compose/Kafka/
+COPY processors/SlotCapacity.Kafka/SlotCapacity.Kafka.csproj processors/SlotCapacity.Kafka/
 COPY processors/SlotCapacity.Domain/SlotCapacity.Domain.csproj processors/SlotCapacity.Domain/
 COPY processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj processors/SlotCapacity.Processor/
 RUN dotnet restore processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj --use-current-runtime
 
 COPY schemas/ schemas/
-COPY compose/Kafka/ compose/Kafka/
+COPY processors/SlotCapacity.Kafka/ processors/SlotCapacity.Kafka/
 COPY processors/SlotCapacity.Domain/ processors/SlotCapacity.Domain/
 COPY processors/SlotCapacity.Processor/ processors/SlotCapacity.Processor/
 # bin/ and obj/ from a developer's checkout (when .dockerignore does not exclude them) hold

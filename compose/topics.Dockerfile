@@ -4,11 +4,11 @@
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props ./
-COPY compose/Kafka/SlotCapacity.Kafka.csproj compose/Kafka/
+COPY processors/SlotCapacity.Kafka/SlotCapacity.Kafka.csproj processors/SlotCapacity.Kafka/
 COPY compose/LocalCluster/SlotCapacity.LocalCluster.csproj compose/LocalCluster/
 RUN dotnet restore compose/LocalCluster/SlotCapacity.LocalCluster.csproj --use-current-runtime
 
-COPY compose/Kafka/ compose/Kafka/
+COPY processors/SlotCapacity.Kafka/ processors/SlotCapacity.Kafka/
 COPY compose/LocalCluster/ compose/LocalCluster/
 RUN find . -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + \
  && dotnet publish compose/LocalCluster/SlotCapacity.LocalCluster.csproj \

@@ -11,14 +11,14 @@ namespace SlotCapacity.Gateway;
 /// reason UNAVAILABLE and retryable=true (gRPC status OK: it is an answer about this reservation, and
 /// a gRPC error status would invite transparent client retries with the same, now abandoned,
 /// reservation id). Input errors are INVALID_ARGUMENT, overload RESOURCE_EXHAUSTED, a stopping
-/// instance UNAVAILABLE (nothing written: safe to retry on another instance).
+/// instance UNAVAILABLE (nothing written: safe to retry on another instance); admission, and the
+/// count of those refusals, are <see cref="GatewayCalls"/>' (the gRPC interceptor's).
 /// Callers need role checkout (anything else is refused UNAUTHENTICATED or PERMISSION_DENIED before this runs).
 /// </summary>
 [Authorize(Policy = SlotPolicies.Checkout)]
 public sealed class CheckoutService(
     GatewaySettings settings,
     CommandDispatcher dispatcher,
-    InFlightGate gate,
     AvailabilityView view,
     AvailabilityFollower follower,
     GatewayMetrics metrics,
@@ -27,8 +27,7 @@ public sealed class CheckoutService(
     public override Task<ReservationReply> Reserve(ReserveRequest request, ServerCallContext context)
     {
         var started = Stopwatch.GetTimestamp();
-        var problems = RequestValidation.Reserve(request, out var slot);
-        Invalid(problems, "reserve", started);
+        RequestValidation.Reserve(request, out var slot).ThrowIfAny();
         var body = new Reserve
         {
             ReservationId = request.ReservationId,
@@ -45,7 +44,7 @@ public sealed class CheckoutService(
     public override Task<ReservationReply> Confirm(ConfirmRequest request, ServerCallContext context)
     {
         var started = Stopwatch.GetTimestamp();
-        Invalid(RequestValidation.Confirm(request, out var slot), "confirm", started);
+        RequestValidation.Confirm(request, out var slot).ThrowIfAny();
         var command = new SlotCommand { Slot = slot.ToString(), Confirm = new Confirm { ReservationId = request.ReservationId } };
         return Write("confirm", started, command, request.ReservationId, abandonOnMiss: false, context);
     }
@@ -53,7 +52,7 @@ public sealed class CheckoutService(
     public override Task<ReservationReply> Release(ReleaseRequest request, ServerCallContext context)
     {
         var started = Stopwatch.GetTimestamp();
-        Invalid(RequestValidation.Release(request, out var slot), "release", started);
+        RequestValidation.Release(request, out var slot).ThrowIfAny();
         var command = new SlotCommand { Slot = slot.ToString(), Release = new Release { ReservationId = request.ReservationId, Reason = request.Reason } };
         return Write("release", started, command, request.ReservationId, abandonOnMiss: false, context);
     }
@@ -61,7 +60,7 @@ public sealed class CheckoutService(
     public override Task<AvailabilityReply> QueryAvailability(AvailabilityRequest request, ServerCallContext context)
     {
         var started = Stopwatch.GetTimestamp();
-        Invalid(RequestValidation.Availability(request, out var from, out var to), "availability", started);
+        RequestValidation.Availability(request, out var from, out var to).ThrowIfAny();
         var now = DateTimeOffset.UtcNow;
         var (lagRecords, lagMs) = follower.Lag();
         var reply = new AvailabilityReply { ViewLagRecords = lagRecords, ViewLagMs = lagMs };
@@ -84,37 +83,21 @@ public sealed class CheckoutService(
         return Task.FromResult(reply);
     }
 
-    private void Invalid(RequestValidation.Problems problems, string method, long started)
-    {
-        if (!problems.Any) return;
-        metrics.Answered(method, "invalid", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        metrics.Rejected("INVALID_ARGUMENT");
-        problems.ThrowIfAny();
-    }
-
     private async Task<ReservationReply> Write(string method, long started, SlotCommand command, string reservationId, bool abandonOnMiss, ServerCallContext context)
     {
-        gate.Admit(method, metrics, started);
-        try
-        {
-            var (deadline, deadlineAt) = CallDeadline(settings.Deadline, settings.ClientDeadlineMargin, started, context.Deadline);
-            var outcome = await dispatcher.SendAsync(command, deadline, deadlineAt, abandonOnMiss ? reservationId : null, context.CancellationToken);
-            var reply = outcome.Reply is { } r ? FromEngine(r) : Unavailable(reservationId, outcome.Why, outcome.Abandoned);
-            if (abandonOnMiss && reply.Accepted) AbandonIfNotDelivered(context, command.Slot, reservationId, command.CommandId);
-            var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            if (outcome.Missed == CommandOutcome.Miss.DeadlineMissed) metrics.DeadlineMissed(method);
-            if (!reply.Accepted) metrics.Rejected(reply.Reason);
-            metrics.Answered(method, outcome.Missed == CommandOutcome.Miss.CallerGone ? "caller_gone" : reply.Accepted ? "accepted" : "rejected", elapsed);
-            // Guarded: the arguments would be boxed on every call even with Debug off.
-            if (logger.IsEnabled(LogLevel.Debug))
-                logger.LogDebug("{Method} {ReservationId} on {Slot}: accepted {Accepted} reason {Reason} in {ElapsedMs:0.0} ms",
-                    method, reservationId, command.Slot, reply.Accepted, reply.Reason, elapsed);
-            return reply;
-        }
-        finally
-        {
-            gate.Exit();
-        }
+        var (deadline, deadlineAt) = CallDeadline(settings.Deadline, settings.ClientDeadlineMargin, started, context.Deadline);
+        var outcome = await dispatcher.SendAsync(command, deadline, deadlineAt, abandonOnMiss ? reservationId : null, context.CancellationToken);
+        var reply = outcome.Reply is { } r ? FromEngine(r) : Unavailable(reservationId, outcome.Why, outcome.Abandoned);
+        if (abandonOnMiss && reply.Accepted) AbandonIfNotDelivered(context, command.Slot, reservationId, command.CommandId);
+        var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        if (outcome.Missed == CommandOutcome.Miss.DeadlineMissed) metrics.DeadlineMissed(method);
+        if (!reply.Accepted) metrics.Rejected(reply.Reason);
+        metrics.Answered(method, outcome.Missed == CommandOutcome.Miss.CallerGone ? "caller_gone" : reply.Accepted ? "accepted" : "rejected", elapsed);
+        // Guarded: the arguments would be boxed on every call even with Debug off.
+        if (logger.IsEnabled(LogLevel.Debug))
+            logger.LogDebug("{Method} {ReservationId} on {Slot}: accepted {Accepted} reason {Reason} in {ElapsedMs:0.0} ms",
+                method, reservationId, command.Slot, reply.Accepted, reply.Reason, elapsed);
+        return reply;
     }
 
     /// <summary>

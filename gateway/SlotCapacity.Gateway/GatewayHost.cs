@@ -107,6 +107,8 @@ public static class GatewayHost
         services.AddSingleton<ReplyListener>();
         services.AddSingleton<CommandDispatcher>();
         services.AddSingleton(new InFlightGate(settings.MaxInFlight));
+        services.AddSingleton<GatewayCalls>();
+        services.AddSingleton<GatewayCallInterceptor>();
         services.AddSingleton<AvailabilityView>();
         services.AddSingleton<AvailabilityFollower>();
         services.AddSingleton<GatewayCore>();
@@ -120,7 +122,10 @@ public static class GatewayHost
             // Requests only: replies are bounded by the request, and a plan's reply must never fail
             // after its changes were applied.
             o.MaxReceiveMessageSize = settings.Security.MaxMessageBytes;
-        });
+        })
+            // Admission, refusal metrics and INVALID_ARGUMENT counting for the two APIs only (not health, reflection).
+            .AddServiceOptions<CheckoutService>(o => o.Interceptors.Add<GatewayCallInterceptor>())
+            .AddServiceOptions<PlanningService>(o => o.Interceptors.Add<GatewayCallInterceptor>());
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o =>
             {

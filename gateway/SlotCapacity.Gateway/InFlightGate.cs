@@ -1,12 +1,10 @@
-using System.Diagnostics;
-using Grpc.Core;
-
 namespace SlotCapacity.Gateway;
 
 /// <summary>
 /// Counts writes waiting for a reply. Above the limit a call is refused at once (load shedding:
 /// overload must not turn into queueing behind the deadline). Once stopping, no call is let in and
-/// <see cref="DrainedAsync"/> completes when the last one in flight has been answered.
+/// <see cref="DrainedAsync"/> completes when the last one in flight has been answered. How a refused
+/// call is answered is the caller's concern (<see cref="GatewayCalls"/>).
 /// </summary>
 public sealed class InFlightGate(int limit)
 {
@@ -17,7 +15,6 @@ public sealed class InFlightGate(int limit)
     private volatile bool stopping;
 
     public int InFlight => Volatile.Read(ref inFlight);
-    public int Limit => limit;
     public bool Stopping => stopping;
 
     public Entry TryEnter()
@@ -50,20 +47,4 @@ public sealed class InFlightGate(int limit)
     }
 
     public Task DrainedAsync => drained.Task;
-
-    /// <summary>Lets a write in, or answers it at once: RESOURCE_EXHAUSTED over the limit, UNAVAILABLE
-    /// while stopping (nothing written either way). A caller let in must call <see cref="Exit"/>.</summary>
-    public void Admit(string method, GatewayMetrics metrics, long started)
-    {
-        switch (TryEnter())
-        {
-            case Entry.Shed:
-                metrics.Shed(method);
-                metrics.Answered(method, "shed", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                throw new RpcException(new Status(StatusCode.ResourceExhausted, $"more than {limit} calls in flight on this gateway; retry shortly"));
-            case Entry.Stopping:
-                metrics.Answered(method, "stopping", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                throw new RpcException(new Status(StatusCode.Unavailable, "gateway is stopping; nothing was written, retry on another instance"));
-        }
-    }
 }

@@ -14,13 +14,14 @@ namespace SlotCapacity.Gateway;
 /// configuration). Utilisation is read from the availability view.
 /// Changes need role planner and name the caller (the token's subject) in their commands, so the
 /// SLOT_CONFIGURED events say who changed capacity; utilisation needs viewer or planner. Every call
-/// counts against the caller's planning rate limit.
+/// counts against the caller's planning rate limit. Admission to the in-flight limit, and the count
+/// of calls refused (over the limit, stopping, invalid), are <see cref="GatewayCalls"/>' (the gRPC
+/// interceptor's, and the console's own call).
 /// </summary>
 [EnableRateLimiting(SlotPolicies.PlanningRate)]
 public sealed class PlanningService(
     GatewaySettings settings,
     CommandDispatcher dispatcher,
-    InFlightGate gate,
     AvailabilityView view,
     AvailabilityFollower follower,
     GatewayMetrics metrics,
@@ -42,45 +43,36 @@ public sealed class PlanningService(
     public override Task<UtilisationReply> GetUtilisation(UtilisationRequest request, ServerCallContext context) =>
         Task.FromResult(GetUtilisation(request));
 
-    // The same calls in process (the planners' console, whose routes need role planner): the same
-    // validation, limits and metrics; bad input throws the same RpcException (INVALID_ARGUMENT, every
-    // problem named). changedBy is the caller's token subject, written into the commands and events.
+    // The same calls in process (the planners' console, whose routes need role planner, runs them
+    // through GatewayCalls too): the same validation, limits and metrics; bad input throws the same
+    // RpcException (INVALID_ARGUMENT, every problem named). changedBy is the caller's token subject,
+    // written into the commands and events.
 
     public async Task<SlotChangeResult> ConfigureSlot(ConfigureSlotRequest request, string changedBy, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        var problems = RequestValidation.Configure(request, DateTimeOffset.UtcNow, out var slot);
-        if (problems.Any) Refuse("configure", started, problems);
-        return await AdmittedChange("configure", started, request.Slot,
+        RequestValidation.Configure(request, DateTimeOffset.UtcNow, out var slot).ThrowIfAny();
+        return await AnsweredChange("configure", started, request.Slot,
             new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = request.Config, ChangedBy = changedBy } }, ct);
     }
 
     public async Task<SlotChangeResult> SetSlotOpen(SetSlotOpenRequest request, string changedBy, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        var problems = RequestValidation.SetOpen(request, out var slot);
-        if (problems.Any) Refuse("set_open", started, problems);
-        return await AdmittedChange("set_open", started, request.Slot,
+        RequestValidation.SetOpen(request, out var slot).ThrowIfAny();
+        return await AnsweredChange("set_open", started, request.Slot,
             new SlotCommand { Slot = slot.ToString(), SetOpen = new SetSlotOpen { Open = request.Open, ChangedBy = changedBy } }, ct);
     }
 
     /// <summary>The authenticated caller's token subject (the authorization policy guarantees one).</summary>
     private static string Caller(ServerCallContext context) => context.GetHttpContext().User.Identity?.Name ?? "";
 
-    /// <summary>One slot change as one call: admitted against the in-flight limit, answered, measured.</summary>
-    private async Task<SlotChangeResult> AdmittedChange(string call, long started, SlotId slotId, SlotCommand command, CancellationToken ct)
+    /// <summary>One slot change as one call: answered and measured.</summary>
+    private async Task<SlotChangeResult> AnsweredChange(string call, long started, SlotId slotId, SlotCommand command, CancellationToken ct)
     {
-        gate.Admit(call, metrics, started);
-        try
-        {
-            var result = await Change(slotId, command, ct);
-            Answered(call, started, result);
-            return result;
-        }
-        finally
-        {
-            gate.Exit();
-        }
+        var result = await Change(slotId, command, ct);
+        metrics.Answered(call, result.Applied ? "accepted" : "rejected", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        return result;
     }
 
     /// <summary>Sends every valid slot's ConfigureSlot (a bounded number at once) and reports one result per slot, in request order.
@@ -88,67 +80,58 @@ public sealed class PlanningService(
     public async Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, string changedBy, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        if (request.Slots.Count == 0) Refuse("apply_plan", started, Problem("slots", "is empty"));
+        if (request.Slots.Count == 0) Problem("slots", "is empty").ThrowIfAny();
         if (request.Slots.Count > RequestValidation.MaxPlanSlots)
-            Refuse("apply_plan", started, Problem("slots", $"has {request.Slots.Count} slots, more than {RequestValidation.MaxPlanSlots}: split the plan"));
+            Problem("slots", $"has {request.Slots.Count} slots, more than {RequestValidation.MaxPlanSlots}: split the plan").ThrowIfAny();
         var duplicates = request.Slots
             .Where(s => s.Slot?.Start is not null)
             .GroupBy(s => (s.Slot.Hub, s.Slot.Start.Seconds))
             .Where(g => g.Count() > 1)
             .Select(g => $"{g.Key.Hub}@{DateTimeOffset.FromUnixTimeSeconds(g.Key.Seconds):yyyy-MM-dd'T'HH:mm'Z'}")
             .ToList();
-        if (duplicates.Count > 0) Refuse("apply_plan", started, Problem("slots", "slot appears more than once: " + string.Join(", ", duplicates.Take(5))));
-        gate.Admit("apply_plan", metrics, started);
-        try
+        if (duplicates.Count > 0) Problem("slots", "slot appears more than once: " + string.Join(", ", duplicates.Take(5))).ThrowIfAny();
+        var results = new SlotChangeResult[request.Slots.Count];
+        using var limit = new SemaphoreSlim(settings.PlanConcurrency);
+        var sends = new List<Task>(request.Slots.Count);
+        for (var i = 0; i < request.Slots.Count; i++)
         {
-            var results = new SlotChangeResult[request.Slots.Count];
-            using var limit = new SemaphoreSlim(settings.PlanConcurrency);
-            var sends = new List<Task>(request.Slots.Count);
-            for (var i = 0; i < request.Slots.Count; i++)
+            var index = i;
+            var change = request.Slots[i];
+            var problems = RequestValidation.Configure(change, DateTimeOffset.UtcNow, out var slot);
+            if (problems.Any)
             {
-                var index = i;
-                var change = request.Slots[i];
-                var problems = RequestValidation.Configure(change, DateTimeOffset.UtcNow, out var slot);
-                if (problems.Any)
-                {
-                    results[index] = new SlotChangeResult { Slot = change.Slot, Applied = false, Reason = RejectReason.Invalid, Detail = problems.ToString() };
-                    continue;
-                }
-                // Not cancelled with the call: every send must finish before the semaphore goes away
-                // (a cancelled call makes each remaining change end at once as UNAVAILABLE).
-                await limit.WaitAsync(CancellationToken.None);
-                sends.Add(Task.Run(async () =>
-                {
-                    try
-                    {
-                        results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config, ChangedBy = changedBy } }, ct);
-                    }
-                    finally
-                    {
-                        limit.Release();
-                    }
-                }, CancellationToken.None));
+                results[index] = new SlotChangeResult { Slot = change.Slot, Applied = false, Reason = RejectReason.Invalid, Detail = problems.ToString() };
+                continue;
             }
-            await Task.WhenAll(sends);
-            var reply = new ApplyPlanReply { Results = { results } };
-            reply.Applied = results.Count(r => r.Applied);
-            reply.Failed = results.Length - reply.Applied;
-            metrics.Answered("apply_plan", reply.Failed == 0 ? "accepted" : "partial", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            logger.LogInformation("Plan applied by {Caller}: {Applied} slots applied, {Failed} failed, in {ElapsedMs:0} ms",
-                changedBy, reply.Applied, reply.Failed, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            return reply;
+            // Not cancelled with the call: every send must finish before the semaphore goes away
+            // (a cancelled call makes each remaining change end at once as UNAVAILABLE).
+            await limit.WaitAsync(CancellationToken.None);
+            sends.Add(Task.Run(async () =>
+            {
+                try
+                {
+                    results[index] = await Change(change.Slot, new SlotCommand { Slot = slot.ToString(), Configure = new ConfigureSlot { Config = change.Config, ChangedBy = changedBy } }, ct);
+                }
+                finally
+                {
+                    limit.Release();
+                }
+            }, CancellationToken.None));
         }
-        finally
-        {
-            gate.Exit();
-        }
+        await Task.WhenAll(sends);
+        var reply = new ApplyPlanReply { Results = { results } };
+        reply.Applied = results.Count(r => r.Applied);
+        reply.Failed = results.Length - reply.Applied;
+        metrics.Answered("apply_plan", reply.Failed == 0 ? "accepted" : "partial", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        logger.LogInformation("Plan applied by {Caller}: {Applied} slots applied, {Failed} failed, in {ElapsedMs:0} ms",
+            changedBy, reply.Applied, reply.Failed, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        return reply;
     }
 
     public UtilisationReply GetUtilisation(UtilisationRequest request)
     {
         var started = Stopwatch.GetTimestamp();
-        var problems = RequestValidation.Utilisation(request, out var from, out var to);
-        if (problems.Any) Refuse("utilisation", started, problems);
+        RequestValidation.Utilisation(request, out var from, out var to).ThrowIfAny();
         var reply = new UtilisationReply { ViewLagMs = follower.Lag().Ms };
         var slots = view.Slots(request.Hub, from, to);
         reply.Days.AddRange(Utilisation.PerHubAndDay(slots));
@@ -171,20 +154,10 @@ public sealed class PlanningService(
         return new SlotChangeResult { Slot = slotId, Applied = reply.Accepted, Reason = reply.Reason, Detail = reply.Detail };
     }
 
-    private void Answered(string method, long started, SlotChangeResult result) =>
-        metrics.Answered(method, result.Applied ? "accepted" : "rejected", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-
     private static RequestValidation.Problems Problem(string field, string problem)
     {
         var problems = new RequestValidation.Problems();
         problems.Add(field, problem);
         return problems;
-    }
-
-    private void Refuse(string method, long started, RequestValidation.Problems problems)
-    {
-        metrics.Answered(method, "invalid", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        metrics.Rejected("INVALID_ARGUMENT");
-        problems.ThrowIfAny();
     }
 }

@@ -21,8 +21,6 @@ public sealed class ReplyRouter(ILogger<ReplyRouter> logger, GatewayMetrics metr
 
     private long droppedLate, droppedDuplicate, droppedUnknown;
 
-    public int Waiting => waiting.Count;
-
     /// <summary>This process's part of every correlation id it hands out (see <see cref="CorrelationId"/>).</summary>
     public string Incarnation { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4));
 
@@ -101,10 +99,6 @@ public sealed class ReplyRouter(ILogger<ReplyRouter> logger, GatewayMetrics metr
             kind, reply.CorrelationId, reply.ReservationId, reply.Slot, reply.CommandPartition, reply.CommandOffset, reply.Accepted);
         return false;
     }
-
-    /// <summary>Kind a stray reply with this id would be dropped as (for tests and logs).</summary>
-    public string? EndingOf(string correlationId) =>
-        endings.TryGetValue(correlationId, out var ending) ? ending == Ending.Answered ? "answered" : "missed-deadline" : null;
 
     private void Remember(string correlationId, Ending ending)
     {

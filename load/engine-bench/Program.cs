@@ -226,7 +226,7 @@ void HoldsBenchmark(int[] holdCounts, int pairs)
             }
 
             var changelog = driver.CreateOutputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.StateChangelog);
-            var replies = driver.CreateOutputTopic<string, SlotReply, StringSerDes, ProtobufSerDes<SlotReply>>(topics.Replies);
+            var replies = driver.CreateOutputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.Replies);
             var events = driver.CreateOutputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.Events);
             var availability = driver.CreateOutputTopic<string, byte[], StringSerDes, ByteArraySerDes>(topics.Availability);
             TimeSpan Timed(SlotCommand command)
@@ -238,7 +238,7 @@ void HoldsBenchmark(int[] holdCounts, int pairs)
             }
             long Written()
             {
-                if (!replies.ReadKeyValueList().All(r => r.Message.Value.Accepted))
+                if (!replies.ReadKeyValueList().All(r => SlotReply.Parser.ParseFrom(r.Message.Value).Accepted))
                     throw new InvalidOperationException("a benchmark command was rejected: the seeded slot did not survive the restart");
                 events.ReadKeyValueList();
                 availability.ReadKeyValueList();

@@ -42,15 +42,3 @@ internal sealed class OutboundSerDes : AbstractSerDes<Outbound>
     public override Outbound Deserialize(byte[] data, SerializationContext context) =>
         throw new NotSupportedException("outbound records are only written by the slot processor");
 }
-
-/// <summary>Streamiz serde over plain protobuf bytes, for reading the topology's output topics on
-/// the test driver (the engine bench and the tests); the topology itself writes with
-/// <see cref="OutboundSerDes"/> and its store holds raw bytes.</summary>
-public sealed class ProtobufSerDes<T> : AbstractSerDes<T> where T : IMessage<T>, new()
-{
-    private static readonly MessageParser<T> Parser = new(() => new T());
-
-    public override byte[] Serialize(T data, SerializationContext context) => data.ToByteArray();
-
-    public override T Deserialize(byte[] data, SerializationContext context) => Parser.ParseFrom(data);
-}

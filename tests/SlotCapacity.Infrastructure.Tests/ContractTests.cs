@@ -3,6 +3,7 @@ using Confluent.Kafka;
 using Google.Protobuf;
 using Google.Protobuf.Reflection;
 using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
 using SlotCapacity.Kafka;
 using SlotCapacity.Testing;
 
@@ -111,10 +112,12 @@ public sealed class ContractTests
     private static T DeserializeAs<T>(byte[] bytes, SerializationContext context) where T : IMessage<T>, new() =>
         ProtobufSerde<T>.Instance.Deserialize(bytes, false, context);
 
+    /// <summary>The public contracts and the processors' stored state (compiled into the domain
+    /// assembly): a rolling restart reads state written by the previous version.</summary>
     private static IEnumerable<Type> MessageTypes() =>
-        typeof(SlotCommand).Assembly.GetTypes()
+        new[] { typeof(SlotCommand).Assembly, typeof(SlotState).Assembly }.SelectMany(a => a.GetTypes())
             .Where(t => t is { IsClass: true, IsAbstract: false } && typeof(IMessage).IsAssignableFrom(t)
-                        && t.Namespace == "SlotCapacity.Contracts" && t.GetConstructor(Type.EmptyTypes) is not null)
+                        && t.Namespace is "SlotCapacity.Contracts" or "SlotCapacity.Domain" && t.GetConstructor(Type.EmptyTypes) is not null)
             .OrderBy(t => t.FullName, StringComparer.Ordinal);
 
     private static object? DefaultOf(FieldDescriptor field) => field.FieldType switch

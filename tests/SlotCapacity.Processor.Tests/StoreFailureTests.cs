@@ -1,4 +1,5 @@
 using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
 using SlotCapacity.Kafka;
 using Streamiz.Kafka.Net;
 using Streamiz.Kafka.Net.Processors;

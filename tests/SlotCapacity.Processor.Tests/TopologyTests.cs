@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using SlotCapacity.Contracts;
+using SlotCapacity.Domain;
 using SlotCapacity.Kafka;
 using Streamiz.Kafka.Net;
 using Streamiz.Kafka.Net.Mock;

@@ -11,9 +11,10 @@ namespace SlotCapacity.Gateway;
 
 /// <summary>
 /// The planners' console on the admin port: the page, its assets and its JSON API under /console.
-/// Every change goes through <see cref="PlanningService"/> (the Planning API's validation, in-flight
-/// limit, metrics and commands). Reads and writes are two route groups so authorization can be
-/// attached to each (viewer for reads, planner for writes).
+/// Every change goes through <see cref="PlanningService"/> (the Planning API's validation, metrics and
+/// commands), run by <see cref="GatewayCalls"/> like a gRPC call (the in-flight limit). Reads and
+/// writes are two route groups so authorization can be attached to each (viewer for reads, planner
+/// for writes).
 /// </summary>
 public static class ConsoleEndpoints
 {
@@ -47,31 +48,38 @@ public static class ConsoleEndpoints
 
         page.MapGet("", () => Asset("console.html"));
         page.MapGet("/assets/{name}", (string name) => Asset(name));
-        reads.MapGet("/api/utilisation", (PlanningService planning, string? hub, string? from, string? to) =>
-            Proto(planning.GetUtilisation(UtilisationQuery(hub, from, to, out _))));
+        reads.MapGet("/api/utilisation", async (PlanningService planning, GatewayCalls calls, string? hub, string? from, string? to) =>
+        {
+            var query = UtilisationQuery(hub, from, to, out _);
+            return Proto(await calls.RunAsync(GatewayCalls.Utilisation, () => Task.FromResult(planning.GetUtilisation(query))));
+        });
         reads.MapGet("/api/history", History);
         reads.MapGet("/api/stream", Stream);
         reads.MapGet("/api/slot", SlotDetail);
         reads.MapGet("/api/fill-curve", FillCurve);
 
-        writes.MapPost("/api/slot/open", async (HttpRequest request, PlanningService planning, CancellationToken ct) =>
+        writes.MapPost("/api/slot/open", async (HttpRequest request, PlanningService planning, GatewayCalls calls, CancellationToken ct) =>
         {
             var change = await Body<OpenChange>(request, ct);
-            return Proto(await planning.SetSlotOpen(new SetSlotOpenRequest { Slot = SlotId(change.Slot), Open = change.Open }, Planner(request), ct));
+            var open = new SetSlotOpenRequest { Slot = SlotId(change.Slot), Open = change.Open };
+            return Proto(await calls.RunAsync(GatewayCalls.SetOpen, () => planning.SetSlotOpen(open, Planner(request), ct)));
         });
-        writes.MapPost("/api/slot/capacity", async (HttpRequest request, PlanningService planning, AvailabilityView view, CancellationToken ct) =>
-            Proto(await planning.ConfigureSlot(Reconfigure(view, await Body<CapacityChange>(request, ct)), Planner(request), ct)));
+        writes.MapPost("/api/slot/capacity", async (HttpRequest request, PlanningService planning, GatewayCalls calls, AvailabilityView view, CancellationToken ct) =>
+        {
+            var configure = Reconfigure(view, await Body<CapacityChange>(request, ct));
+            return Proto(await calls.RunAsync(GatewayCalls.Configure, () => planning.ConfigureSlot(configure, Planner(request), ct)));
+        });
         writes.MapPost("/api/plan/preview", async (HttpRequest request, AvailabilityView view, string? name) =>
         {
             var (_, preview) = await ReadPlan(request, view, name);
             return Results.Json(preview, WebJson, statusCode: preview.Problems.Count > 0 ? 400 : 200);
         });
-        writes.MapPost("/api/plan/apply", async (HttpRequest request, AvailabilityView view, PlanningService planning, string? name, CancellationToken ct) =>
+        writes.MapPost("/api/plan/apply", async (HttpRequest request, AvailabilityView view, PlanningService planning, GatewayCalls calls, string? name, CancellationToken ct) =>
         {
             var (plan, preview) = await ReadPlan(request, view, name);
             // All or nothing at the file level: a plan with any bad slot is refused before one is sent.
             if (preview.Problems.Count > 0) return Results.Json(preview, WebJson, statusCode: 400);
-            return Proto(await planning.ApplyPlan(plan, Planner(request), ct));
+            return Proto(await calls.RunAsync(GatewayCalls.ApplyPlan, () => planning.ApplyPlan(plan, Planner(request), ct)));
         });
     }
 
@@ -202,10 +210,11 @@ public static class ConsoleEndpoints
 
     /// <summary>Server-sent events: "update" carries a UtilisationReply with the changed slots and their
     /// days, at most <see cref="ConsoleFeed.PushesPerSecond"/> a second; a comment keeps the stream alive.</summary>
-    private static async Task Stream(HttpContext http, PlanningService planning, ConsoleFeed feed, IHostApplicationLifetime lifetime, string? hub, string? from, string? to)
+    private static async Task Stream(HttpContext http, PlanningService planning, GatewayCalls calls, ConsoleFeed feed, IHostApplicationLifetime lifetime, string? hub, string? from, string? to)
     {
         // The same validation as the utilisation query, before the stream starts.
-        planning.GetUtilisation(UtilisationQuery(hub, from, to, out var range));
+        var query = UtilisationQuery(hub, from, to, out var range);
+        await calls.RunAsync(GatewayCalls.Utilisation, () => Task.FromResult(planning.GetUtilisation(query)));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted, lifetime.ApplicationStopping);
         http.Response.Headers.ContentType = "text/event-stream";
         http.Response.Headers.CacheControl = "no-cache";
