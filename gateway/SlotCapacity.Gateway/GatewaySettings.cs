@@ -31,11 +31,15 @@ public sealed record GatewaySettings
     /// <summary>librdkafka fetch.wait.max.ms of the reply consumer. The local cluster answers an empty fetch
     /// only after this wait, even when a record arrives meanwhile, so it adds up to this much to every
     /// reply there (real Kafka answers at once: use 100-500 ms there to save fetch requests).</summary>
-    public int FetchWaitMaxMs { get; init; } = 5;
+    public int FetchWaitMaxMs { get; init; } = DefaultReplyFetchWaitMs;
+
+    public const int DefaultReplyFetchWaitMs = 5;
     /// <summary>fetch.wait.max.ms of the availability follower (GATEWAY_VIEW_FETCH_WAIT_MS). The view only
     /// advises (a Reserve is decided by the processor), so it can trail by this much, and each gateway
     /// fetches ten times less often while idle than with the reply consumer's 5 ms.</summary>
-    public int ViewFetchWaitMaxMs { get; init; } = 50;
+    public int ViewFetchWaitMaxMs { get; init; } = DefaultViewFetchWaitMs;
+
+    public const int DefaultViewFetchWaitMs = 50;
     /// <summary>How long a stopping gateway waits for in-flight calls (they end by reply or deadline well before).</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Static reply-partition ownership (GATEWAY_ORDINAL of GATEWAY_COUNT): this instance reads the
@@ -70,8 +74,8 @@ public sealed record GatewaySettings
         Deadline = TimeSpan.FromMilliseconds(PositiveInt("GATEWAY_DEADLINE_MS", 150)),
         PlanningDeadline = TimeSpan.FromMilliseconds(PositiveInt("GATEWAY_PLANNING_DEADLINE_MS", 5_000)),
         MaxInFlight = PositiveInt("GATEWAY_MAX_IN_FLIGHT", 2_000),
-        FetchWaitMaxMs = PositiveInt("GATEWAY_REPLY_FETCH_WAIT_MS", 5),
-        ViewFetchWaitMaxMs = PositiveInt("GATEWAY_VIEW_FETCH_WAIT_MS", 50),
+        FetchWaitMaxMs = PositiveInt("GATEWAY_REPLY_FETCH_WAIT_MS", DefaultReplyFetchWaitMs),
+        ViewFetchWaitMaxMs = PositiveInt("GATEWAY_VIEW_FETCH_WAIT_MS", DefaultViewFetchWaitMs),
         ReplyShare = ReplyShareFromEnvironment(),
         ViewCheckpoint = Env("GATEWAY_VIEW_CHECKPOINT"),
         LogLevel = Env("GATEWAY_LOG_LEVEL") is { } level

@@ -39,13 +39,13 @@ try
         case []:
             var topics = TopicNames.FromEnvironment();
             var settings = new WarehouseSettings(KafkaEndpoint.BootstrapServers(), topics,
-                options.GetValueOrDefault("group") ?? Environment.GetEnvironmentVariable("WAREHOUSE_GROUP") ?? topics.Prefix + "slot-warehouse")
-            {
-                BatchWindow = Environment.GetEnvironmentVariable("WAREHOUSE_BATCH_WINDOW_MS") is { } window
-                    ? int.TryParse(window, out var ms) && ms > 0 ? TimeSpan.FromMilliseconds(ms)
-                        : throw new ArgumentException($"WAREHOUSE_BATCH_WINDOW_MS='{window}' is not a positive number of milliseconds")
-                    : TimeSpan.FromMilliseconds(500),
-            };
+                options.GetValueOrDefault("group") ?? Environment.GetEnvironmentVariable("WAREHOUSE_GROUP") ?? topics.Prefix + "slot-warehouse");
+            if (Environment.GetEnvironmentVariable("WAREHOUSE_BATCH_WINDOW_MS") is { } window)
+                settings = settings with
+                {
+                    BatchWindow = int.TryParse(window, out var ms) && ms > 0 ? TimeSpan.FromMilliseconds(ms)
+                        : throw new ArgumentException($"WAREHOUSE_BATCH_WINDOW_MS='{window}' is not a positive number of milliseconds"),
+                };
             await TopicProvisioner.VerifyAsync(settings.BootstrapServers, [topics.Specs().Single(s => s.Name == topics.Events)], TimeSpan.FromSeconds(30));
             using (var stop = new CancellationTokenSource())
             using (PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); }))

@@ -31,10 +31,11 @@ public static class ConsoleEndpoints
         services.AddSingleton<SlotEventsTail>();
         // One instance for gRPC calls and the console, so both run the same code with the same state.
         services.AddSingleton<PlanningService>();
-        services.AddSingleton(provider => new UtilisationReplay(
-            provider.GetRequiredService<GatewaySettings>().BootstrapServers,
-            provider.GetRequiredService<GatewaySettings>().Topics,
-            provider.GetRequiredService<ILoggerFactory>().CreateLogger<UtilisationReplay>()));
+        services.AddSingleton(provider =>
+        {
+            var settings = provider.GetRequiredService<GatewaySettings>();
+            return new UtilisationReplay(settings.BootstrapServers, settings.Topics, provider.GetRequiredService<ILogger<UtilisationReplay>>());
+        });
     }
 
     public static void MapConsole(this IEndpointRouteBuilder app)
