@@ -28,12 +28,13 @@ public sealed record GatewayStatus(
     string? ViewIncomplete,
     long AbandonRetries,
     long AbandonsFailed,
-    long OrphanedAccepts)
+    long OrphanedAccepts,
+    string? WarmUp)
 {
     public override string ToString() =>
         $"{Instance}: ready {Ready}, stopping {Stopping}, view caught up {ViewCaughtUp} ({ViewSlots} slots, {ViewSlotsFromCheckpoint} from the checkpoint, lag {ViewLagRecords} records / {ViewLagMs} ms{(ViewIncomplete is null ? "" : ", INCOMPLETE: " + ViewIncomplete)}), " +
         $"reply partitions [{string.Join(",", ReplyPartitions)}], in flight {InFlight}, dropped replies late {LateReplies} duplicate {DuplicateReplies} unknown {UnknownReplies}, malformed snapshots {MalformedSnapshots}, " +
-        $"abandon retries {AbandonRetries} failed {AbandonsFailed}, orphaned accepts {OrphanedAccepts}";
+        $"abandon retries {AbandonRetries} failed {AbandonsFailed}, orphaned accepts {OrphanedAccepts}, warm-up {WarmUp ?? "under way"}";
 }
 
 /// <summary>In-process entry point (the executable, tests and the load harness all start gateways here).</summary>
@@ -111,6 +112,7 @@ public static class GatewayHost
         services.AddSingleton<GatewayCallInterceptor>();
         services.AddSingleton<AvailabilityView>();
         services.AddSingleton<AvailabilityFollower>();
+        services.AddSingleton<GatewayWarmUp>();
         services.AddSingleton<GatewayCore>();
         services.AddHostedService(sp => sp.GetRequiredService<GatewayCore>());
         services.AddConsole();
@@ -202,6 +204,7 @@ public static class GatewayHost
                 : HealthCheckResult.Unhealthy(status.Stopping ? "stopping"
                     : !status.ViewCaughtUp ? "availability view still loading"
                     : status.ReplyPartitions.Count == 0 ? "no reply partition assigned yet"
+                    : status.WarmUp is null ? "warming up (calling itself once per checkout method)"
                     : "command producer failed; restart the gateway"));
         }
     }
@@ -222,6 +225,7 @@ public sealed class GatewayCore(
     CommandDispatcher dispatcher,
     InFlightGate gate,
     GatewayMetrics metrics,
+    GatewayWarmUp warmUp,
     ILogger<GatewayCore> logger) : IHostedLifecycleService
 {
     public GatewayStatus Status()
@@ -229,11 +233,11 @@ public sealed class GatewayCore(
         var (lagRecords, lagMs) = follower.Lag();
         var owned = replies.OwnedPartitions;
         var (late, duplicate, unknown) = router.Dropped;
-        var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && dispatcher.FatalError is null && replies.FatalError is null;
+        var ready = !gate.Stopping && follower.CaughtUp && owned.Count > 0 && warmUp.Done && dispatcher.FatalError is null && replies.FatalError is null;
         var (retries, failed, orphaned) = dispatcher.AbandonCounts;
         return new GatewayStatus(settings.Instance, ready, gate.Stopping,
             follower.CaughtUp, view.SlotCount, follower.SlotsFromCheckpoint, lagRecords, lagMs, owned, gate.InFlight, late, duplicate, unknown, follower.Malformed,
-            follower.Incomplete, retries, failed, orphaned);
+            follower.Incomplete, retries, failed, orphaned, warmUp.Outcome);
     }
 
     public Task StartingAsync(CancellationToken cancellationToken)
@@ -250,7 +254,12 @@ public sealed class GatewayCore(
     }
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>Kestrel listens now: the warm-up runs beside the view's catch-up, so it rarely delays readiness.</summary>
+    public Task StartedAsync(CancellationToken cancellationToken)
+    {
+        _ = Task.Run(() => warmUp.RunAsync(CancellationToken.None), CancellationToken.None);
+        return Task.CompletedTask;
+    }
 
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {

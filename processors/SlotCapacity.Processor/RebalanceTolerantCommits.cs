@@ -7,7 +7,8 @@ using Streamiz.Kafka.Net.Metrics;
 namespace SlotCapacity.Processor;
 
 /// <summary>
-/// Streamiz's Kafka clients, except that an offset commit answered REBALANCE_IN_PROGRESS is skipped
+/// Streamiz's Kafka clients, except that an offset commit answered REBALANCE_IN_PROGRESS (or
+/// ILLEGAL_GENERATION, see <see cref="Consumer.Commit(IEnumerable{TopicPartitionOffset})"/>) is skipped
 /// instead of failing. Streamiz turns every failed commit into "this thread was fenced": it closes
 /// every task and rejoins the group, which is a second rebalance, so a processor that survives a
 /// crash of its peer went dark too. That answer only means a rebalance is under way (the local
@@ -74,9 +75,15 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
             {
                 inner.Commit(offsets);
             }
-            catch (KafkaException e) when (e.Error.Code == ErrorCode.RebalanceInProgress)
+            catch (KafkaException e) when (e.Error.Code is ErrorCode.RebalanceInProgress or ErrorCode.IllegalGeneration)
             {
-                log.LogInformation("Offset commit skipped while the group rebalances; the next commit covers it");
+                // ILLEGAL_GENERATION too: with incremental rebalances a member keeps committing while it
+                // rejoins, and a commit sent just before its new generation arrived is refused so.
+                // librdkafka itself tells the two apart: unless a rebalance is under way it treats the
+                // answer as this member being out of the group and revokes every partition as lost,
+                // which closes the tasks through Streamiz's revoke handler. Failing here as well would
+                // close every task of a member that is still in the group.
+                log.LogInformation("Offset commit skipped ({Reason}) while the group rebalances; the next commit covers it", e.Error.Code);
             }
         }
 

@@ -36,6 +36,22 @@ public partial class EndToEndTests(ITestOutputHelper output)
     };
 
     [Fact]
+    public async Task A_gateway_reports_ready_only_after_its_own_calls_reached_every_checkout_handler()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output, processors: 0);
+        var gateway = await system.StartGatewayAsync("gw-warm");
+        var warmUp = gateway.Status().WarmUp;
+        output.WriteLine($"warm-up: {warmUp}");
+        // Past authentication and into validation (writes) or the view (the query): nothing written to Kafka.
+        Assert.NotNull(warmUp);
+        Assert.StartsWith("QueryAvailability OK, Reserve InvalidArgument, Confirm InvalidArgument, Release InvalidArgument, in ", warmUp, StringComparison.Ordinal);
+        using var probe = new Confluent.Kafka.ConsumerBuilder<Confluent.Kafka.Ignore, Confluent.Kafka.Ignore>(
+            new Confluent.Kafka.ConsumerConfig { BootstrapServers = system.Broker.BootstrapServers, GroupId = "warm-up-probe" }).Build();
+        Assert.Equal(0, Enumerable.Range(0, 4).Sum(p => probe.QueryWatermarkOffsets(
+            new Confluent.Kafka.TopicPartition(system.Topics.Commands, p), TimeSpan.FromSeconds(5)).High.Value));
+    }
+
+    [Fact]
     public async Task Reserve_confirm_and_release_through_grpc()
     {
         await using var system = await EngineAndGateways.StartAsync(output);
