@@ -58,9 +58,12 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
         var checkpoints = CheckpointFile(taskId).Read(taskId);
         var changelog = new TopicPartition(_settings.Topics.StateChangelog, taskId.Partition);
         long startOffset;
+        var asked = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             startOffset = RetainedHistory.StartOffset(_watermarks.Value, changelog, WatermarkTimeout);
+            _log.LogInformation("Changelog {Changelog} starts at offset {StartOffset}, checked before restoring in {Ms:0} ms",
+                changelog, startOffset, System.Diagnostics.Stopwatch.GetElapsedTime(asked).TotalMilliseconds);
         }
         catch (KafkaException e)
         {
