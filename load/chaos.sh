@@ -13,7 +13,7 @@ run="$root/.run"
 out="$root/load/results/faults"
 mkdir -p "$run/logs" "$out"
 LOADS=${LOADS:-50 500}
-EXPERIMENTS=${EXPERIMENTS:-processor-empty-state processor-kill processor-rolling gateway-rolling gateway-kill malformed-commands processor-kill-loop}
+EXPERIMENTS=${EXPERIMENTS:-processor-empty-state processor-kill processor-rolling gateway-rolling gateway-kill malformed-commands broker-down processor-kill-loop leader-move}
 SECONDS_PER_RUN=${RUN_SECONDS:-40}
 
 if [ -s "$run/endpoints" ]; then
@@ -51,21 +51,34 @@ summary="$out/README.md"
   echo "|---|---|---|---|---|---|---|---|---|---|"
 } >"$summary"
 
-failed=0
-for rate in $LOADS; do
-  echo "== starting the system for $rate reserves/s"
-  bash compose/run-local.sh >"$run/logs/chaos-system.log" 2>&1 &
+start_system() { # $1 = brokers of the local cluster
+  echo "== starting the system ($1 broker(s)) for $rate reserves/s"
+  LOCAL_CLUSTER_BROKERS=$1 bash compose/run-local.sh >"$run/logs/chaos-system.log" 2>&1 &
   system_pid=$!
   for _ in $(seq 1 1800); do grep -q "Ctrl-C stops everything" "$run/logs/chaos-system.log" && break; kill -0 "$system_pid" || break; sleep 0.1; done
   grep -q "Ctrl-C stops everything" "$run/logs/chaos-system.log" || { echo "the system did not start: see $run/logs/chaos-system.log"; exit 1; }
+}
+run_experiment() {
+  echo "== $1 at $rate reserves/s"
+  # Every process of the system up and both gateways ready before the next fault.
+  sleep 10
+  if dotnet "$faults" "$1" --rate "$rate" --seconds "$SECONDS_PER_RUN" --at 10 --out "$out" --run "$run" | tee "$run/logs/chaos-$1-$rate.log"; then :; else failed=1; fi
+  grep -E "^\| $1 \|" "$run/logs/chaos-$1-$rate.log" >>"$summary" || echo "| $1 | $rate | did not finish: see .run/logs/chaos-$1-$rate.log |" >>"$summary"
+}
+
+failed=0
+for rate in $LOADS; do
+  start_system 1
   for experiment in $EXPERIMENTS; do
-    echo "== $experiment at $rate reserves/s"
-    # Every process of the system up and both gateways ready before the next fault.
-    sleep 10
-    if dotnet "$faults" "$experiment" --rate "$rate" --seconds "$SECONDS_PER_RUN" --at 10 --out "$out" --run "$run" | tee "$run/logs/chaos-$experiment-$rate.log"; then :; else failed=1; fi
-    grep -E "^\| $experiment \|" "$run/logs/chaos-$experiment-$rate.log" >>"$summary" || echo "| $experiment | $rate | did not finish: see .run/logs/chaos-$experiment-$rate.log |" >>"$summary"
+    [ "$experiment" = leader-move ] || run_experiment "$experiment"
   done
   stop_system
+  # Leaders can only move between brokers: that experiment gets a system of its own on 3.
+  if [[ " $EXPERIMENTS " == *" leader-move "* ]]; then
+    start_system 3
+    run_experiment leader-move
+    stop_system
+  fi
 done
 echo
 cat "$summary"

@@ -61,6 +61,13 @@ try
         File.Move(file + ".tmp", file, overwrite: true);
     }
     log.LogInformation("Local cluster of {Brokers} brokers listening at {BootstrapServers}; data is kept in memory only", options.Brokers, cluster.BootstrapServers);
+    using var control = options.ControlFile is not null ? LocalClusterControl.Start(cluster, topics, log) : null;
+    if (options.ControlFile is { } controlFile && control is not null)
+    {
+        await File.WriteAllTextAsync(controlFile + ".tmp", control.Url + "\n");
+        File.Move(controlFile + ".tmp", controlFile, overwrite: true);
+        log.LogInformation("Fault injection for the fault suite at {ControlUrl} (brokers down/up, partition leaders)", control.Url);
+    }
 
     var stopped = new TaskCompletionSource();
     using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
@@ -69,6 +76,7 @@ try
 
     log.LogInformation("Stopping the local cluster; its data is gone");
     if (options.BootstrapFile is { } published && File.Exists(published)) File.Delete(published);
+    if (options.ControlFile is { } controlUrl && File.Exists(controlUrl)) File.Delete(controlUrl);
     return 0;
 }
 catch (StartupException e)
@@ -78,10 +86,10 @@ catch (StartupException e)
 }
 
 internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int ReplyPartitions, string Prefix, string? BootstrapFile,
-    string? ProvisionBootstrap, int? ReplicationFactor = null, int WaitSeconds = 0)
+    string? ProvisionBootstrap, int? ReplicationFactor = null, int WaitSeconds = 0, string? ControlFile = null)
 {
     public const string Usage =
-        "usage: SlotCapacity.LocalCluster [--brokers 3] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P] [--bootstrap-file PATH]\n" +
+        "usage: SlotCapacity.LocalCluster [--brokers 3] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P] [--bootstrap-file PATH] [--control-file PATH]\n" +
         "       SlotCapacity.LocalCluster provision --bootstrap HOST:PORT[,...] [--replication-factor N] [--wait SECONDS] [--slot-partitions 12] [--reply-partitions 12] [--topic-prefix P]";
 
     public static LocalClusterOptions Parse(string[] args)
@@ -101,6 +109,7 @@ internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int 
                 "--reply-partitions" => options with { ReplyPartitions = Positive(name, value) },
                 "--topic-prefix" => options with { Prefix = value },
                 "--bootstrap-file" => options with { BootstrapFile = value },
+                "--control-file" => options with { ControlFile = value },
                 "--bootstrap" when provision => options with { ProvisionBootstrap = value },
                 "--replication-factor" when provision => options with { ReplicationFactor = Positive(name, value) },
                 "--wait" when provision => options with { WaitSeconds = Positive(name, value) },

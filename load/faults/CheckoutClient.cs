@@ -27,6 +27,7 @@ internal sealed class CheckoutClient : IDisposable
     private static readonly TimeSpan AttemptDeadline = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan CallBudget = TimeSpan.FromSeconds(8);
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _failures = new();
     private readonly List<GrpcChannel> _channels;
     private readonly List<Checkout.CheckoutClient> _checkout;
     private readonly Planning.PlanningClient _planning;
@@ -68,6 +69,7 @@ internal sealed class CheckoutClient : IDisposable
             if (outcome.Definite is { } answer)
                 return new Call(sentAt, clock.Elapsed.TotalSeconds, attempt, failed, answer);
             failed.Add(attemptAt);
+            _failures.AddOrUpdate($"gateway-{gateway + 1} {outcome.Why}", 1, (_, c) => c + 1);
             if (outcome.Abandoned) id = $"{reservationId}-r{attempt}";
             if (clock.Elapsed.TotalSeconds - sentAt + backoff.TotalSeconds > CallBudget.TotalSeconds) break;
             await Task.Delay(backoff);
@@ -77,7 +79,10 @@ internal sealed class CheckoutClient : IDisposable
         return new Call(sentAt, clock.Elapsed.TotalSeconds, failed.Count, failed, "lost");
     }
 
-    private readonly record struct Attempt(string? Definite, bool Abandoned);
+    private readonly record struct Attempt(string? Definite, bool Abandoned, string Why = "");
+
+    /// <summary>Attempts without a definite answer, by gateway and what the attempt got, most frequent first.</summary>
+    public IEnumerable<(string Kind, int Count)> FailedAttempts() => _failures.OrderByDescending(f => f.Value).Select(f => (f.Key, f.Value));
 
     private static async Task<Attempt> AttemptAsync(Checkout.CheckoutClient client, SlotId slot, string id, int n)
     {
@@ -93,13 +98,15 @@ internal sealed class CheckoutClient : IDisposable
             }, deadline: DateTime.UtcNow + AttemptDeadline);
             if (reply.Accepted) return new Attempt("accepted", false);
             if (reply.Reason == RejectReason.Unavailable)
-                return new Attempt(null, reply.Status == ReservationStatus.Abandoned);
+                return new Attempt(null, reply.Status == ReservationStatus.Abandoned, $"answered UNAVAILABLE{(reply.Status == ReservationStatus.Abandoned ? " (abandoned)" : "")}");
             return new Attempt(reply.Reason.ToString(), false);
         }
         catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.ResourceExhausted
                                          or StatusCode.Cancelled or StatusCode.Internal or StatusCode.Unknown)
         {
-            return new Attempt(null, false);
+            // The first words of the detail tell a refused connection from a stopping gateway or a slow one.
+            var detail = string.Join(' ', e.Status.Detail.Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(6));
+            return new Attempt(null, false, $"{e.StatusCode}: {detail}");
         }
         catch (RpcException e)
         {

@@ -5,7 +5,13 @@ using SlotCapacity.Kafka;
 namespace SlotCapacity.Faults;
 
 /// <summary>One fault, injected into the running system at a set time.</summary>
-internal sealed record Experiment(string Name, string Description, Func<RunningSystem, Stopwatch, TextWriter, Task> Inject);
+internal sealed record Experiment(string Name, string Description, Func<RunningSystem, Stopwatch, TextWriter, Task> Inject, int MinimumBrokers = 1)
+{
+    /// <summary>Why this experiment cannot run against <paramref name="system"/>, or null.</summary>
+    public string? Unmet(RunningSystem system) => system.Brokers() < MinimumBrokers
+        ? $"{Name} needs a local cluster of at least {MinimumBrokers} brokers, this one has {system.Brokers()}: start the system with LOCAL_CLUSTER_BROKERS=3 make run"
+        : null;
+}
 
 internal static class Experiments
 {
@@ -22,6 +28,8 @@ internal static class Experiments
         new("gateway-rolling", "SIGTERM gateway-1, then gateway-2 once the first is ready again", (system, clock, log) => RollingAsync(system, clock, log, "gateway")),
         new("gateway-kill", "SIGKILL gateway-1 with calls in flight", (system, clock, log) => system.SignalAsync("gateway-1", "KILL", log, clock)),
         new("malformed-commands", "1,000 malformed records written straight into slot-commands", MalformedAsync),
+        new("broker-down", "broker 1 of the local cluster stops answering for 5 s, then answers again (a broker restart; the local cluster keeps its data)", BrokerDownAsync),
+        new("leader-move", "the leader of every partition moves to broker 2, and 15 s later to broker 3 (a rolling broker restart)", LeaderMoveAsync, MinimumBrokers: 3),
     ];
 
     public static Experiment? Find(string name) => All.FirstOrDefault(e => e.Name == name);
@@ -72,6 +80,20 @@ internal static class Experiments
     {
         await Task.Delay(time);
         return true;
+    }
+
+    private static async Task BrokerDownAsync(RunningSystem system, Stopwatch clock, TextWriter log)
+    {
+        await system.ClusterAsync("brokers/1/down", log, clock);
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        await system.ClusterAsync("brokers/1/up", log, clock);
+    }
+
+    private static async Task LeaderMoveAsync(RunningSystem system, Stopwatch clock, TextWriter log)
+    {
+        await system.ClusterAsync("leaders?broker=2", log, clock);
+        await Task.Delay(TimeSpan.FromSeconds(15));
+        await system.ClusterAsync("leaders?broker=3", log, clock);
     }
 
     private static async Task MalformedAsync(RunningSystem system, Stopwatch clock, TextWriter log)

@@ -19,6 +19,11 @@ if (experiment is null)
 }
 
 var system = new RunningSystem(options.RunDirectory);
+if (experiment.Unmet(system) is { } unmet)
+{
+    Console.Error.WriteLine(unmet);
+    return 2;
+}
 // The tokens `make run` issued (or $SLOT_CHECKOUT_TOKEN / $SLOT_PLANNER_TOKEN).
 using var client = new CheckoutClient(system.Gateways(), SlotChannel.TokenFor("checkout", system.Directory), SlotChannel.TokenFor("planner", system.Directory));
 var hub = $"FAULT-{experiment.Name}-{DateTime.UtcNow:HHmmss}";
@@ -44,6 +49,8 @@ Console.WriteLine($"calls done at t={clock.Elapsed.TotalSeconds:F1}s; waiting fo
 var booked = await client.SettledBookingsAsync(hub, slots);
 var report = FaultReport.From(experiment, options, results, booked, fault is null ? null : options.At);
 report.Print(Console.Out);
+foreach (var (kind, count) in client.FailedAttempts().Take(8))
+    Console.WriteLine($"  attempts without an answer: {count,6}  {kind}");
 if (options.Out is { } directory) report.Write(directory);
 return report.Oversold > 0 || report.Phantom != 0 ? 1 : 0;
 

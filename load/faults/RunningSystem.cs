@@ -20,6 +20,25 @@ internal sealed class RunningSystem(string runDirectory)
 
     public string Bootstrap() => File.ReadAllText(Path.Combine(runDirectory, "bootstrap")).Trim();
 
+    /// <summary>Brokers of the local cluster (its bootstrap list names each one).</summary>
+    public int Brokers() => Bootstrap().Split(',', StringSplitOptions.RemoveEmptyEntries).Length;
+
+    /// <summary>
+    /// Injects a fault through the local cluster's control endpoint (its address is in the run
+    /// directory's cluster-control file), e.g. "brokers/1/down"; what the cluster answers is logged.
+    /// </summary>
+    public async Task ClusterAsync(string action, TextWriter log, Stopwatch clock)
+    {
+        var file = Path.Combine(runDirectory, "cluster-control");
+        if (!File.Exists(file)) throw new InvalidOperationException($"{file} is missing: the system was not started by make run on the local cluster");
+        var control = new Uri(File.ReadAllText(file).Trim());
+        if (!control.IsLoopback) throw new InvalidOperationException($"{file} names {control}, not a loopback address");
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        using var answer = await http.PostAsync(new Uri(control, action), new StringContent(""));
+        var text = (await answer.Content.ReadAsStringAsync()).Trim();
+        await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s local cluster: {text}{(answer.IsSuccessStatusCode ? "" : $" (refused, HTTP {(int)answer.StatusCode})")}");
+    }
+
     public int? Pid(string name)
     {
         var file = Path.Combine(runDirectory, "pids", name + ".pid");

@@ -24,6 +24,49 @@ public sealed class LocalClusterTests
     }
 
     [Fact]
+    public async Task The_fault_suite_takes_the_local_cluster_hosts_broker_down_and_up_through_its_control_endpoint()
+    {
+        var folder = Directory.CreateTempSubdirectory("local-cluster-control-").FullName;
+        try
+        {
+            using var cluster = ChildProcess.Start("SlotCapacity.LocalCluster",
+                ["--brokers", "1", "--slot-partitions", "2", "--reply-partitions", "2",
+                 "--bootstrap-file", Path.Combine(folder, "bootstrap"), "--control-file", Path.Combine(folder, "control")]);
+            var bootstrap = await WaitForFileAsync(Path.Combine(folder, "bootstrap"), TimeSpan.FromSeconds(30), cluster);
+            var control = new Uri(await WaitForFileAsync(Path.Combine(folder, "control"), TimeSpan.FromSeconds(30), cluster));
+            Assert.True(control.IsLoopback, control.ToString());
+            using var http = new HttpClient { BaseAddress = control };
+            async Task<(int Status, string Text)> PostAsync(string path)
+            {
+                using var answer = await http.PostAsync(new Uri(path, UriKind.Relative), new StringContent(""));
+                return ((int)answer.StatusCode, (await answer.Content.ReadAsStringAsync()).Trim());
+            }
+
+            Assert.Equal((400, "broker '2' is not one of 1..1"), await PostAsync("brokers/2/down"));
+            Assert.Equal((400, "topic 'nope' is not one of the local cluster's"), await PostAsync("leaders?broker=1&topic=nope"));
+            Assert.Equal(404, (await PostAsync("brokers")).Status);
+
+            var topic = new TopicNames().Commands;
+            using var producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = bootstrap, MessageTimeoutMs = 2000 })
+                .SetLogHandler((_, _) => { }).Build();
+            Assert.Equal(PersistenceStatus.Persisted, (await producer.ProduceAsync(topic, new Message<string, string> { Key = "a", Value = "before" })).Status);
+
+            Assert.Equal((200, "broker 1 down"), await PostAsync("brokers/1/down"));
+            var refused = await Assert.ThrowsAsync<ProduceException<string, string>>(() =>
+                producer.ProduceAsync(topic, new Message<string, string> { Key = "a", Value = "while down" }));
+            Assert.Equal(ErrorCode.Local_MsgTimedOut, refused.Error.Code);
+
+            Assert.Equal((200, "broker 1 up"), await PostAsync("brokers/1/up"));
+            Assert.Equal(PersistenceStatus.Persisted, (await producer.ProduceAsync(topic, new Message<string, string> { Key = "a", Value = "after" })).Status);
+            Assert.Contains("Fault injected: broker 1 down", cluster.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task The_local_cluster_host_refuses_bad_options_with_a_one_line_error()
     {
         using var cluster = ChildProcess.Start("SlotCapacity.LocalCluster", ["--slot-partitions", "zero"]);
