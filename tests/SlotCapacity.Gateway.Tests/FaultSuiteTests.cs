@@ -13,6 +13,25 @@ namespace SlotCapacity.Gateway.Tests;
 public sealed class FaultSuiteTests(ITestOutputHelper output)
 {
     [Fact]
+    public void Leader_moves_are_refused_against_a_one_broker_system_with_the_way_to_start_one_that_has_three()
+    {
+        var run = Directory.CreateTempSubdirectory("fault-suite-run-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(run, "bootstrap"), "127.0.0.1:9092\n");
+            var leaderMove = Experiments.Find("leader-move")!;
+            Assert.Contains("LOCAL_CLUSTER_BROKERS=3 make run", leaderMove.Unmet(new RunningSystem(run)), StringComparison.Ordinal);
+            Assert.Null(Experiments.Find("broker-down")!.Unmet(new RunningSystem(run)));
+            File.WriteAllText(Path.Combine(run, "bootstrap"), "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094\n");
+            Assert.Null(leaderMove.Unmet(new RunningSystem(run)));
+        }
+        finally
+        {
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Malformed_commands_under_steady_reserves_lose_no_call_and_leave_no_phantom_booking_or_oversell()
     {
         await using var system = await EngineAndGateways.StartAsync(output, processors: 2);
