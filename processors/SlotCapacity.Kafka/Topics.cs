@@ -12,6 +12,7 @@ public sealed record TopicNames(string Prefix = "")
     public const int DefaultSlotPartitions = 12;
     public const int DefaultReplyPartitions = 12;
     public const string SlotStateStore = "slot-state";
+    public const string PrefixVariable = "TOPIC_PREFIX";
 
     public string Commands => Prefix + "slot-commands";
     public string Replies => Prefix + "slot-replies";
@@ -34,6 +35,6 @@ public sealed record TopicNames(string Prefix = "")
         new(StateChangelog, slotPartitions, Compacted: true),
     ];
 
-    public static TopicNames FromEnvironment() =>
-        new(Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? "");
+    /// <summary>The topics named by the process's configuration (TOPIC_PREFIX).</summary>
+    public static TopicNames FromEnvironment() => new(SettingsBinder.Environment()[PrefixVariable] ?? "");
 }
