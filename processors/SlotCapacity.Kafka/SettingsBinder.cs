@@ -24,6 +24,11 @@ public sealed class SettingsBinder(IConfiguration configuration)
     /// Kafka:Producer:linger.ms, is written Kafka__Producer__linger.ms there.</summary>
     public static IConfiguration Environment() => new ConfigurationBuilder().AddEnvironmentVariables().Build();
 
+    /// <summary>The environment with <paramref name="overrides"/> on top (command-line options given as the keys
+    /// they override; a null value leaves the key as it is), so both are bound and checked the same way.</summary>
+    public static IConfiguration Environment(IEnumerable<KeyValuePair<string, string?>> overrides) =>
+        new ConfigurationBuilder().AddEnvironmentVariables().AddInMemoryCollection(overrides.Where(o => o.Value is not null)).Build();
+
     /// <summary>Binds and validates <typeparamref name="T"/>; throws <see cref="StartupException"/> with every problem.</summary>
     public static T BindValid<T>(IConfiguration configuration) where T : class, new()
     {
