@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Numerics;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -101,16 +100,7 @@ public static class GatewayCli
         return ok;
     }, "a date yyyy-MM-dd");
 
-    private static Option<int> DaysOption(int fallback)
-    {
-        var days = WholeNumber<int>("--days", "Number of days", int.MaxValue);
-        days.DefaultValueFactory = _ => fallback;
-        return days;
-    }
-
-    private static Option<T> WholeNumber<T>(string name, string description, T max) where T : struct, IBinaryInteger<T> =>
-        CommandLines.Parsed(name, description, (string text, out T value) =>
-            T.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out value) && value <= max, $"a whole number from 0 to {max}");
+    private static Option<int> DaysOption(int fallback) => CommandLines.WholeNumber("--days", "Number of days", 0, int.MaxValue, fallback);
 
     private static Option<SlotId> StartOption() => new Option<SlotId>("--start")
     {
@@ -130,12 +120,7 @@ public static class GatewayCli
     /// <summary>--items and --requires: what an order needs.</summary>
     private sealed class NeedsOptions
     {
-        public readonly Option<long?> Items = CommandLines.Parsed<long?>("--items", "Items in the order", (string text, out long? value) =>
-        {
-            var ok = long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var parsed);
-            value = parsed;
-            return ok;
-        }, $"a whole number from 0 to {long.MaxValue}");
+        public readonly Option<long> Items = CommandLines.WholeNumber("--items", "Items in the order", 0, long.MaxValue);
         public readonly Option<string?> Requires = new("--requires") { Description = "Fleet counters the order requires, comma-separated, e.g. a,b" };
 
         public void AddTo(Command command)
@@ -147,7 +132,7 @@ public static class GatewayCli
         public OrderNeeds Read(ParseResult parsed)
         {
             var needs = new OrderNeeds();
-            if (parsed.GetValue(Items) is { } items) needs.Quantities["items"] = items;
+            if (parsed.GetResult(Items) is not null) needs.Quantities["items"] = parsed.GetValue(Items);
             if (parsed.GetValue(Requires) is { } requires) needs.Requires.AddRange(requires.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
             return needs;
         }
@@ -171,8 +156,7 @@ public static class GatewayCli
     private static Command PlanApply(TextWriter stdout)
     {
         var file = new Argument<string>("PLAN") { Description = "PLAN.csv or PLAN.json; - reads CSV from stdin" };
-        var retries = WholeNumber("--retries", "Times the slots that got no reply in time are sent again", 100);
-        retries.DefaultValueFactory = _ => 3;
+        var retries = CommandLines.WholeNumber("--retries", "Times the slots that got no reply in time are sent again", 0, 100, fallback: 3);
         var command = new Command("apply", "Applies a plan (every slot's capacity) through the Planning API.") { file, retries };
         var call = new GatewayCall(command);
         command.SetAction(parsed => ApplyAsync(parsed.GetRequiredValue(file), call.Channel(parsed), parsed.GetValue(retries), stdout));
@@ -305,7 +289,7 @@ public static class GatewayCli
     {
         var (hub, start) = (HubOption(required: true), StartOption());
         var zone = new Option<string>("--zone") { Description = "Delivery zone", Required = true };
-        var hold = WholeNumber("--hold", "Hold the capacity this many seconds before a confirm (default 0: book at once)", int.MaxValue);
+        var hold = CommandLines.WholeNumber("--hold", "Hold the capacity this many seconds before a confirm (0: book at once)", 0, int.MaxValue, fallback: 0);
         var reservation = new Option<string?>("--reservation") { Description = "Reservation id (default: cli-RANDOM)" };
         var order = new Option<string?>("--order") { Description = "Order id (default: order-RESERVATION)" };
         var needs = new NeedsOptions();

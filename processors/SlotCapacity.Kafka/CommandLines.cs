@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using System.Globalization;
+using System.Numerics;
 
 namespace SlotCapacity.Kafka;
 
@@ -52,6 +54,17 @@ public static class CommandLines
                 return default!;
             },
         };
+    }
+
+    /// <summary>A whole-number option from <paramref name="min"/> to <paramref name="max"/>, <paramref name="fallback"/> when not given
+    /// (shown in the help); anything else is a parse error naming the option and the range.</summary>
+    public static Option<T> WholeNumber<T>(string name, string description, T min, T max, T? fallback = null) where T : struct, IBinaryInteger<T>
+    {
+        var option = Parsed(name, description, (string text, out T value) =>
+            T.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out value) && value >= min && value <= max,
+            $"a whole number from {min} to {max}");
+        if (fallback is { } value) option.DefaultValueFactory = _ => value;
+        return option;
     }
 
     private static IEnumerable<string> Verbs(ParseResult parsed)
