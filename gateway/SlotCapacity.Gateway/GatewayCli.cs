@@ -28,7 +28,7 @@ public static class GatewayCli
         var stderr = error ?? Console.Error;
         try
         {
-            return await CommandLines.InvokeAsync(Root(stdout, serve), args, stdout, stderr);
+            return await CommandLines.InvokeAsync(Root(stdout, serve), args, stdout, stderr, tool: "slot");
         }
         catch (PlanFile.PlanFileException e)
         {

@@ -15,16 +15,19 @@ public static class CommandLines
     public const int BadUsage = 2;
 
     /// <summary>Parses <paramref name="args"/> and runs the chosen command's action; its exceptions propagate
-    /// to the caller, which turns the expected ones into one-line messages.</summary>
-    public static async Task<int> InvokeAsync(RootCommand root, string[] args, TextWriter? output = null, TextWriter? error = null, CancellationToken ct = default)
+    /// to the caller, which turns the expected ones into one-line messages. Errors start with <paramref name="tool"/>
+    /// (default: the executable's name).</summary>
+    public static async Task<int> InvokeAsync(RootCommand root, string[] args, TextWriter? output = null, TextWriter? error = null,
+        string? tool = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(root);
         var stderr = error ?? Console.Error;
+        var name = tool ?? root.Name;
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var problem in parsed.Errors) await stderr.WriteLineAsync($"{root.Name}: {problem.Message}");
-            await stderr.WriteLineAsync($"{root.Name}: see {string.Join(' ', [root.Name, .. Verbs(parsed), "--help"])}");
+            foreach (var problem in parsed.Errors) await stderr.WriteLineAsync($"{name}: {problem.Message}");
+            await stderr.WriteLineAsync($"{name}: see {string.Join(' ', [name, .. Verbs(parsed), "--help"])}");
             return BadUsage;
         }
         return await parsed.InvokeAsync(new InvocationConfiguration
