@@ -34,7 +34,4 @@ public sealed record TopicNames(string Prefix = "")
         new(Availability, slotPartitions, Compacted: true),
         new(StateChangelog, slotPartitions, Compacted: true),
     ];
-
-    /// <summary>The topics named by the process's configuration (TOPIC_PREFIX).</summary>
-    public static TopicNames FromEnvironment() => new(SettingsBinder.Environment()[PrefixVariable] ?? "");
 }
