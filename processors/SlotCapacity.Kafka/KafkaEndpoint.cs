@@ -47,6 +47,40 @@ public static class KafkaEndpoint
             .ToList();
     }
 
+    /// <summary>
+    /// Each setting of the four sections that librdkafka refuses (an unknown name, a bad value), one line
+    /// each naming its environment variable. Each is tried alone on a client that connects nowhere, so
+    /// every bad one is found before anything connects.
+    /// </summary>
+    public static IEnumerable<string> SectionProblems(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        foreach (var section in new[] { ClientSection, ProducerSection, ConsumerSection, AdminSection })
+        {
+            foreach (var setting in configuration.GetSection(section).GetChildren().Where(c => !string.IsNullOrWhiteSpace(c.Value)))
+            {
+                var problem = Refusal(setting.Key.ToLowerInvariant(), setting.Value!.Trim());
+                if (problem is not null) yield return $"{setting.Path.Replace(":", "__", StringComparison.Ordinal)}='{setting.Value}': {problem}";
+            }
+        }
+    }
+
+    private static string? Refusal(string key, string value)
+    {
+        try
+        {
+            // librdkafka checks names and values when a client is created; one with no broker list stays idle.
+            var config = new ProducerConfig();
+            config.Set(key, value);
+            using var client = new ProducerBuilder<Null, Null>(config).SetLogHandler((_, _) => { }).Build();
+            return null;
+        }
+        catch (Exception e) when (e is ArgumentException or KafkaException or InvalidOperationException)
+        {
+            return e.Message;
+        }
+    }
+
     /// <summary>The sections that apply to a client of this config's kind: <see cref="ClientSection"/>, then its own.</summary>
     public static IEnumerable<KeyValuePair<string, string>> Configured<T>(IConfiguration configuration) where T : ClientConfig
     {

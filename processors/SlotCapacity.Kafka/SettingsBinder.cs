@@ -62,6 +62,8 @@ public sealed class SettingsBinder(IConfiguration configuration)
             .Create(Options.DefaultName);
         if (new KeyedValidator<T>().Validate(Options.DefaultName, options) is { Failed: true, Failures: { } failures })
             _problems.AddRange(failures);
+        // A process with Kafka options builds its clients with the Kafka:* sections of the same configuration.
+        if (options is KafkaOptions) _problems.AddRange(KafkaEndpoint.SectionProblems(configuration));
         return options;
     }
 

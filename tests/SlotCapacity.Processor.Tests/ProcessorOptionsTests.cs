@@ -76,6 +76,19 @@ public sealed class ProcessorOptionsTests : IDisposable
         Assert.Equal(settings.FetchWaitMaxMs, restore.FetchWaitMaxMs);
     }
 
+    [Fact]
+    public void A_Kafka_setting_librdkafka_refuses_is_one_line_naming_its_variable_with_the_other_problems()
+    {
+        var error = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
+            ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), ("PROCESSOR_FETCH_WAIT_MS", "0"),
+            ("Kafka__Producer__lingerr.ms", "2"), ("Kafka__Client__socket.timeout.ms", "soon"), ("Kafka__Consumer__fetch.wait.max.ms", "50"))));
+        Assert.Equal([
+            "PROCESSOR_FETCH_WAIT_MS='0': must be at least 1 ms",
+            "Kafka__Client__socket.timeout.ms='soon': Invalid value for configuration property \"socket.timeout.ms\"",
+            "Kafka__Producer__lingerr.ms='2': No such configuration property: \"lingerr.ms\"",
+        ], error.Message.Split('\n'));
+    }
+
     public void Dispose()
     {
         foreach (var name in System.Environment.GetEnvironmentVariables().Keys.OfType<string>().Where(n => n.StartsWith(_prefix, StringComparison.Ordinal)))
