@@ -373,8 +373,12 @@ public static class GatewayCli
     {
         var role = new Option<string>("--role") { Description = $"Roles, comma-separated: {string.Join(", ", SlotRoles.All)}", Required = true };
         var subject = new Option<string>("--subject") { Description = "The caller, e.g. alice", Required = true };
-        var ttl = CommandLines.Parsed<TimeSpan>("--ttl", "Lifetime: 90s, 30m or 8h (at most 24h)", TryDuration, "a duration like 90s, 30m or 8h");
-        ttl.DefaultValueFactory = _ => TimeSpan.FromHours(8);
+        var ttl = CommandLines.Parsed<TimeSpan?>("--ttl", "Lifetime: 90s, 30m or 8h, at most 24h (default: 8h)", (string text, out TimeSpan? lifetime) =>
+        {
+            var ok = TryDuration(text, out var parsed);
+            lifetime = parsed;
+            return ok;
+        }, "a duration like 90s, 30m or 8h");
         var keyFile = new Option<string?>("--key-file") { Description = "File with the signing key in base64 (default: $GATEWAY_JWT_SIGNING_KEY_FILE)" };
         var command = new Command("token", "Issues a token signed with the gateways' key (issuer and audience: GATEWAY_JWT_ISSUER, GATEWAY_JWT_AUDIENCE).")
             { role, subject, ttl, keyFile };
@@ -384,7 +388,7 @@ public static class GatewayCli
             var file = parsed.GetValue(keyFile) ?? security.SigningKeyFile
                 ?? throw new ArgumentException("--key-file is required (or set GATEWAY_JWT_SIGNING_KEY_FILE): the key the gateways validate with");
             var roles = parsed.GetRequiredValue(role).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            stdout.WriteLine(SlotTokens.Issue(SlotTokens.ReadKey(file), parsed.GetRequiredValue(subject), roles, parsed.GetValue(ttl), security.Issuer, security.Audience));
+            stdout.WriteLine(SlotTokens.Issue(SlotTokens.ReadKey(file), parsed.GetRequiredValue(subject), roles, parsed.GetValue(ttl) ?? TimeSpan.FromHours(8), security.Issuer, security.Audience));
             return 0;
         });
         return command;
