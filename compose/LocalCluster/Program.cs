@@ -13,6 +13,10 @@ return await CommandLines.InvokeAsync(LocalClusterOptions.Command(RunAsync), arg
 
 async Task<int> RunAsync(LocalClusterOptions options)
 {
+    // The admin clients take the Kafka:* sections of the environment: a setting librdkafka refuses stops here.
+    var refused = KafkaEndpoint.SectionProblems(KafkaEndpoint.ProcessConfiguration).ToList();
+    foreach (var problem in refused) Console.Error.WriteLine($"local-cluster: {problem}");
+    if (refused.Count > 0) return 2;
     try
     {
         if (options.ProvisionBootstrap is { } real)
