@@ -17,9 +17,6 @@ public sealed class SettingsBinder(IConfiguration configuration)
 {
     private readonly List<string> _problems = [];
 
-    /// <summary>The problems found so far, one line each.</summary>
-    public IReadOnlyList<string> Problems => _problems;
-
     /// <summary>The process's configuration: its environment variables. A key with a section, such as
     /// Kafka:Producer:linger.ms, is written Kafka__Producer__linger.ms there.</summary>
     public static IConfiguration Environment() => new ConfigurationBuilder().AddEnvironmentVariables().Build();
