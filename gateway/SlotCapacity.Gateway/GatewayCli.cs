@@ -85,11 +85,8 @@ public static class GatewayCli
     // Options shared by several verbs; each verb gets its own instance (System.CommandLine parents a symbol once).
     private static Option<string> GatewayOption() => new("--gateway") { Description = "Gateway gRPC URL", DefaultValueFactory = _ => DefaultGateway };
 
-    private static Option<string?> TokenOption() => new("--token")
-    {
-        Description = $"Bearer token (default: ${SlotChannel.TokenVariable})",
-        DefaultValueFactory = _ => Environment.GetEnvironmentVariable(SlotChannel.TokenVariable),
-    };
+    // No default value in the option: help would print the token.
+    private static Option<string?> TokenOption() => new("--token") { Description = $"Bearer token (default: ${SlotChannel.TokenVariable})" };
 
     private static Option<string?> HubOption(bool required) => new("--hub") { Description = "Hub, e.g. LON1" + (required ? "" : " (default: all)"), Required = required };
 
@@ -102,20 +99,18 @@ public static class GatewayCli
 
     private static Option<int> DaysOption(int fallback) => CommandLines.WholeNumber("--days", "Number of days", 0, int.MaxValue, fallback);
 
-    private static Option<SlotId> StartOption() => new Option<SlotId>("--start")
+    private static Option<SlotId> StartOption()
     {
-        Description = "Slot start, yyyy-MM-ddTHH:mmZ",
-        Required = true,
-        CustomParser = result =>
+        var start = CommandLines.Parsed("--start", "Slot start, yyyy-MM-ddTHH:mmZ", (string text, out SlotId slot) =>
         {
-            var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
-            if (DateTimeOffset.TryParseExact(text, "yyyy-MM-dd'T'HH:mm'Z'", CultureInfo.InvariantCulture,
-                    DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at))
-                return new SlotId { Start = Timestamp.FromDateTimeOffset(at) };
-            result.AddError($"--start '{text}' is not yyyy-MM-ddTHH:mmZ");
-            return null!;
-        },
-    };
+            var ok = DateTimeOffset.TryParseExact(text, "yyyy-MM-dd'T'HH:mm'Z'", CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at);
+            slot = new SlotId { Start = Timestamp.FromDateTimeOffset(at) };
+            return ok;
+        }, "yyyy-MM-ddTHH:mmZ");
+        start.Required = true;
+        return start;
+    }
 
     /// <summary>--items and --requires: what an order needs.</summary>
     private sealed class NeedsOptions
@@ -150,7 +145,8 @@ public static class GatewayCli
             command.Options.Add(_token);
         }
 
-        public GrpcChannel Channel(ParseResult parsed) => SlotChannel.ForAddress(parsed.GetRequiredValue(_gateway), parsed.GetValue(_token));
+        public GrpcChannel Channel(ParseResult parsed) => SlotChannel.ForAddress(parsed.GetRequiredValue(_gateway),
+            parsed.GetValue(_token) is { Length: > 0 } token ? token : Environment.GetEnvironmentVariable(SlotChannel.TokenVariable));
     }
 
     private static Command PlanApply(TextWriter stdout)
