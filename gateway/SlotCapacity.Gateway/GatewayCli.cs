@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
@@ -11,85 +12,152 @@ using SlotCapacity.Kafka;
 namespace SlotCapacity.Gateway;
 
 /// <summary>
-/// The CLI in the gateway executable: planners' commands and checkout calls for trying things out
-/// (see <see cref="Usage"/>). Every command talks to a running gateway over gRPC.
+/// The CLI in the gateway executable (`./slot`): planners' commands and checkout calls for trying things
+/// out, each talking to a running gateway over gRPC, and `replay`, which reads the events topic. Without
+/// a verb the executable runs the gateway itself. `--help` on any verb lists its options.
 /// </summary>
 public static class GatewayCli
 {
-    public const string Usage = """
-        usage:
-          SlotCapacity.Gateway plan apply PLAN.csv|PLAN.json|- [--gateway http://127.0.0.1:5101] [--retries 3]   (- = CSV on stdin)
-          SlotCapacity.Gateway plan utilisation [--hub HUB] [--from yyyy-MM-dd] [--days N] [--gateway URL]
-          SlotCapacity.Gateway replay [--hub HUB] [--at yyyy-MM-ddTHH:mm:ssZ] [--from yyyy-MM-dd] [--days N] [--bootstrap HOST:PORT] [--topic-prefix P]
-                                      (utilisation as it was at --at, rebuilt from slot-events; progress on stderr)
-          SlotCapacity.Gateway plan sample [--from yyyy-MM-dd] [--days N] > plan.csv
-          SlotCapacity.Gateway reserve --hub HUB --start yyyy-MM-ddTHH:mmZ --zone ZONE [--items N] [--requires a,b]
-                                       [--hold SECONDS] [--reservation ID] [--order ID] [--gateway URL]
-          SlotCapacity.Gateway confirm|release --hub HUB --start yyyy-MM-ddTHH:mmZ --reservation ID [--gateway URL]
-          SlotCapacity.Gateway availability --hub HUB [--from yyyy-MM-dd] [--days N] [--zone ZONE] [--items N] [--requires a,b] [--gateway URL]
-          SlotCapacity.Gateway token --role checkout|planner|viewer[,...] --subject NAME [--ttl 8h] [--key-file FILE]
-        Calls to a gateway present --token TOKEN, else $SLOT_TOKEN: checkout calls need role checkout,
-        plan apply needs planner, plan utilisation viewer or planner. `token` signs with --key-file, else
-        $GATEWAY_JWT_SIGNING_KEY_FILE (issuer/audience: $GATEWAY_JWT_ISSUER/$GATEWAY_JWT_AUDIENCE, default slot-capacity).
-        """;
+    private const string DefaultGateway = "http://127.0.0.1:5101";
 
-    /// <summary>Whether the arguments are a CLI command rather than the service's own.</summary>
-    public static bool IsCommand(string[] args) =>
-        args.Length > 0 && args[0] is "plan" or "replay" or "reserve" or "confirm" or "release" or "availability" or "token";
-
-    public static async Task<int> RunAsync(string[] args, TextWriter? output = null)
+    /// <summary>Runs the verb <paramref name="args"/> name; without one, <paramref name="serve"/> runs the gateway on
+    /// --urls (null when not given). A bad command line exits 2 with a line naming the option, before any call.</summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter? output = null, TextWriter? error = null, Func<string?, Task<int>>? serve = null)
     {
         var stdout = output ?? Console.Out;
+        var stderr = error ?? Console.Error;
         try
         {
-            var (positional, options) = Parse(args);
-            var gateway = options.GetValueOrDefault("gateway", "http://127.0.0.1:5101");
-            var token = options.GetValueOrDefault("token") is { Length: > 0 } given ? given : Environment.GetEnvironmentVariable(SlotChannel.TokenVariable);
-            return positional switch
-            {
-                ["token"] => IssueToken(options, stdout),
-                ["plan", "apply", var file] => await ApplyAsync(file, SlotChannel.ForAddress(gateway, token), Retries(options), stdout),
-                ["plan", "utilisation"] => await UtilisationAsync(options, SlotChannel.ForAddress(gateway, token), stdout),
-                ["plan", "sample"] => Sample(options, stdout),
-                ["replay"] => await ReplayAsync(options, stdout),
-                ["reserve"] => await ReserveAsync(options, SlotChannel.ForAddress(gateway, token), stdout),
-                ["confirm" or "release"] => await EndAsync(positional[0], options, SlotChannel.ForAddress(gateway, token), stdout),
-                ["availability"] => await AvailabilityAsync(options, SlotChannel.ForAddress(gateway, token), stdout),
-                _ => Fail(Usage),
-            };
+            return await CommandLines.InvokeAsync(Root(stdout, serve), args, stdout, stderr, tool: "slot");
         }
         catch (PlanFile.PlanFileException e)
         {
-            return Fail(e.Message);
+            return Fail(stderr, e.Message);
         }
         catch (FileNotFoundException e)
         {
-            return Fail($"plan file not found: {e.FileName}");
+            return Fail(stderr, $"plan file not found: {e.FileName}");
         }
         catch (Exception e) when (e is StartupException or IncompleteHistoryException or TimeoutException)
         {
-            return Fail(e.Message);
+            return Fail(stderr, e.Message);
         }
         catch (RpcException e)
         {
-            return Fail($"gateway answered {e.StatusCode}: {e.Status.Detail}" + e.StatusCode switch
+            return Fail(stderr, $"gateway answered {e.StatusCode}: {e.Status.Detail}" + e.StatusCode switch
             {
                 StatusCode.Unauthenticated => $" (pass --token TOKEN or set {SlotChannel.TokenVariable}; `make run` prints tokens)",
                 StatusCode.PermissionDenied => " (use a token with that role)",
                 _ => "",
             });
         }
-        catch (StartupException e)
+        catch (ArgumentException e)
         {
-            return Fail(e.Message);
-        }
-        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
-        {
-            return Fail(e.Message + Environment.NewLine + Usage);
+            return Fail(stderr, e.Message);
         }
     }
 
-    private static int Retries(Dictionary<string, string> options) => (int)Number(options, "retries", 3, 100);
+    private static RootCommand Root(TextWriter stdout, Func<string?, Task<int>>? serve)
+    {
+        var urls = new Option<string?>("--urls") { Description = "Serve gRPC here (HTTP/2; port 0 = any free port). Default: the first of ASPNETCORE_URLS, else " + DefaultGateway };
+        var root = new RootCommand("""
+            Slot capacity gateway. Without a verb it runs the gateway (configured by KAFKA_BOOTSTRAP_SERVERS,
+            GATEWAY_* and the other variables of gateway/README.md); the verbs are its CLI. Calls to a gateway
+            present --token, else $SLOT_TOKEN: checkout calls need role checkout, plan apply planner,
+            plan utilisation viewer or planner.
+            """) { urls };
+        if (serve is not null) root.SetAction(parsed => serve(parsed.GetValue(urls)));
+
+        var plan = new Command("plan", "Planners' commands: apply a plan, read utilisation, write a sample plan.");
+        plan.Subcommands.Add(PlanApply(stdout));
+        plan.Subcommands.Add(PlanUtilisation(stdout));
+        plan.Subcommands.Add(PlanSample(stdout));
+        root.Subcommands.Add(plan);
+        root.Subcommands.Add(Replay(stdout));
+        root.Subcommands.Add(Reserve(stdout));
+        root.Subcommands.Add(End("confirm", "Confirms a held reservation.", stdout));
+        root.Subcommands.Add(End("release", "Releases a reservation (reason: cli).", stdout));
+        root.Subcommands.Add(Availability(stdout));
+        root.Subcommands.Add(Token(stdout));
+        return root;
+    }
+
+    // Options shared by several verbs; each verb gets its own instance (System.CommandLine parents a symbol once).
+    private static Option<string> GatewayOption() => new("--gateway") { Description = "Gateway gRPC URL", DefaultValueFactory = _ => DefaultGateway };
+
+    // No default value in the option: help would print the token.
+    private static Option<string?> TokenOption() => new("--token") { Description = $"Bearer token (default: ${SlotChannel.TokenVariable})" };
+
+    private static Option<string?> HubOption(bool required) => new("--hub") { Description = "Hub, e.g. LON1" + (required ? "" : " (default: all)"), Required = required };
+
+    private static Option<DateOnly?> FromOption(string fallback) => CommandLines.Parsed<DateOnly?>("--from", $"First day, yyyy-MM-dd UTC (default: {fallback})", (string text, out DateOnly? date) =>
+    {
+        var ok = DateOnly.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed);
+        date = parsed;
+        return ok;
+    }, "a date yyyy-MM-dd");
+
+    private static Option<int> DaysOption(int fallback) => CommandLines.WholeNumber("--days", "Number of days", 0, int.MaxValue, fallback);
+
+    private static Option<SlotId> StartOption()
+    {
+        var start = CommandLines.Parsed("--start", "Slot start, yyyy-MM-ddTHH:mmZ", (string text, out SlotId slot) =>
+        {
+            var ok = DateTimeOffset.TryParseExact(text, "yyyy-MM-dd'T'HH:mm'Z'", CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at);
+            slot = new SlotId { Start = Timestamp.FromDateTimeOffset(at) };
+            return ok;
+        }, "yyyy-MM-ddTHH:mmZ");
+        start.Required = true;
+        return start;
+    }
+
+    /// <summary>--items and --requires: what an order needs.</summary>
+    private sealed class NeedsOptions
+    {
+        public readonly Option<long> Items = CommandLines.WholeNumber("--items", "Items in the order", 0, long.MaxValue);
+        public readonly Option<string?> Requires = new("--requires") { Description = "Fleet counters the order requires, comma-separated, e.g. a,b" };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(Items);
+            command.Options.Add(Requires);
+        }
+
+        public OrderNeeds Read(ParseResult parsed)
+        {
+            var needs = new OrderNeeds();
+            if (parsed.GetResult(Items) is not null) needs.Quantities["items"] = parsed.GetValue(Items);
+            if (parsed.GetValue(Requires) is { } requires) needs.Requires.AddRange(requires.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            return needs;
+        }
+    }
+
+    /// <summary>A verb that calls a gateway: --gateway and --token, and the channel they open.</summary>
+    private sealed class GatewayCall
+    {
+        private readonly Option<string> _gateway = GatewayOption();
+        private readonly Option<string?> _token = TokenOption();
+
+        public GatewayCall(Command command)
+        {
+            command.Options.Add(_gateway);
+            command.Options.Add(_token);
+        }
+
+        public GrpcChannel Channel(ParseResult parsed) => SlotChannel.ForAddress(parsed.GetRequiredValue(_gateway),
+            parsed.GetValue(_token) is { Length: > 0 } token ? token : Environment.GetEnvironmentVariable(SlotChannel.TokenVariable));
+    }
+
+    private static Command PlanApply(TextWriter stdout)
+    {
+        var file = new Argument<string>("PLAN") { Description = "PLAN.csv or PLAN.json; - reads CSV from stdin" };
+        var retries = CommandLines.WholeNumber("--retries", "Times the slots that got no reply in time are sent again", 0, 100, fallback: 3);
+        var command = new Command("apply", "Applies a plan (every slot's capacity) through the Planning API.") { file, retries };
+        var call = new GatewayCall(command);
+        command.SetAction(parsed => ApplyAsync(parsed.GetRequiredValue(file), call.Channel(parsed), parsed.GetValue(retries), stdout));
+        return command;
+    }
 
     private static async Task<int> ApplyAsync(string file, GrpcChannel channel, int retries, TextWriter stdout)
     {
@@ -120,45 +188,84 @@ public static class GatewayCli
         return reply.Failed == 0 ? 0 : 1;
     }
 
-    private static async Task<int> UtilisationAsync(Dictionary<string, string> options, GrpcChannel channel, TextWriter stdout)
+    private static Command PlanUtilisation(TextWriter stdout)
     {
-        using var _ = channel;
-        var (from, to) = DayRange(options, DateOnly.FromDateTime(DateTime.UtcNow), defaultDays: 14);
-        var client = new Planning.PlanningClient(channel);
-        var reply = await client.GetUtilisationAsync(new UtilisationRequest
+        var (hub, from, days) = (HubOption(required: false), FromOption("today"), DaysOption(14));
+        var command = new Command("utilisation", "Utilisation per hub and day, from the gateway's live view.") { hub, from, days };
+        var call = new GatewayCall(command);
+        command.SetAction(async parsed =>
         {
-            Hub = options.GetValueOrDefault("hub", ""),
-            From = from,
-            To = to,
-        }, deadline: DateTime.UtcNow.AddSeconds(30));
-        WriteDays(reply.Days, stdout);
-        stdout.WriteLine($"({reply.Days.Count} hub-days; view lag {reply.ViewLagMs} ms)");
-        return 0;
+            using var channel = call.Channel(parsed);
+            var (start, end) = DayRange(parsed.GetValue(from) ?? DateOnly.FromDateTime(DateTime.UtcNow), parsed.GetValue(days));
+            var reply = await new Planning.PlanningClient(channel).GetUtilisationAsync(new UtilisationRequest
+            {
+                Hub = parsed.GetValue(hub) ?? "",
+                From = start,
+                To = end,
+            }, deadline: DateTime.UtcNow.AddSeconds(30));
+            WriteDays(reply.Days, stdout);
+            stdout.WriteLine($"({reply.Days.Count} hub-days; view lag {reply.ViewLagMs} ms)");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command PlanSample(TextWriter stdout)
+    {
+        var (from, days) = (FromOption("tomorrow"), DaysOption(14));
+        var command = new Command("sample", "Writes a sample plan (CSV) to stdout.") { from, days };
+        command.SetAction(parsed =>
+        {
+            stdout.Write(PlanFile.SampleCsv(parsed.GetValue(from) ?? DateOnly.FromDateTime(DateTime.UtcNow).AddDays(1), parsed.GetValue(days)));
+            return 0;
+        });
+        return command;
     }
 
     /// <summary>The utilisation table as it was at --at (default: now), rebuilt from the events topic
     /// of the cluster at --bootstrap (default KAFKA_BOOTSTRAP_SERVERS) under --topic-prefix (default TOPIC_PREFIX).</summary>
-    private static async Task<int> ReplayAsync(Dictionary<string, string> options, TextWriter stdout)
+    private static Command Replay(TextWriter stdout)
     {
-        var asOf = At(options);
-        var (from, to) = DayRange(options, DateOnly.FromDateTime(asOf.UtcDateTime), defaultDays: 14);
-        var bootstrap = KafkaEndpoint.BootstrapServers(options.GetValueOrDefault("bootstrap") ?? Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable));
-        using var loggers = LoggerFactory.Create(b =>
+        var (hub, from, days) = (HubOption(required: false), FromOption("the day of --at"), DaysOption(14));
+        var at = CommandLines.Parsed<DateTimeOffset?>("--at", "Rebuild as of this time, ISO 8601 (default: now)", (string text, out DateTimeOffset? value) =>
         {
-            b.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
-            // stdout carries only the table.
-            b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            var ok = DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var parsed);
+            value = parsed;
+            return ok;
+        }, "an ISO 8601 time, e.g. 2026-11-26T08:00:00Z");
+        var bootstrap = new Option<string?>("--bootstrap")
+        {
+            Description = $"Kafka bootstrap servers (default: ${KafkaEndpoint.BootstrapVariable})",
+            DefaultValueFactory = _ => KafkaEndpoint.ProcessConfiguration[KafkaEndpoint.BootstrapVariable],
+        };
+        var prefix = new Option<string>("--topic-prefix")
+        {
+            Description = $"Topic prefix (default: ${TopicNames.PrefixVariable})",
+            DefaultValueFactory = _ => KafkaEndpoint.ProcessConfiguration[TopicNames.PrefixVariable] ?? "",
+        };
+        var command = new Command("replay", "Utilisation as it was at --at, rebuilt from slot-events (progress on stderr).") { hub, at, from, days, bootstrap, prefix };
+        command.SetAction(async parsed =>
+        {
+            var asOf = parsed.GetValue(at) ?? DateTimeOffset.UtcNow;
+            var (start, end) = DayRange(parsed.GetValue(from) ?? DateOnly.FromDateTime(asOf.UtcDateTime), parsed.GetValue(days));
+            using var loggers = LoggerFactory.Create(b =>
+            {
+                b.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
+                // stdout carries only the table.
+                b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            });
+            var replay = new UtilisationReplay(KafkaEndpoint.BootstrapServers(parsed.GetValue(bootstrap)),
+                new TopicNames(parsed.GetRequiredValue(prefix)), loggers.CreateLogger("replay"));
+            var slots = await replay.ReplayAsync(parsed.GetValue(hub) ?? "", asOf, new StderrProgress(), CancellationToken.None);
+            string fromDate = start.ToDateTime().ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), toDate = end.ToDateTime().ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+            var inRange = slots.Utilisation().Days
+                .Where(d => string.CompareOrdinal(d.Date, fromDate) >= 0 && string.CompareOrdinal(d.Date, toDate) < 0).ToList();
+            WriteDays(inRange, stdout);
+            stdout.WriteLine($"({inRange.Count} hub-days as of {asOf:yyyy-MM-dd'T'HH:mm:ss'Z'}, rebuilt from {slots.Applied} events; "
+                             + $"{slots.Later} later ones left out, {slots.Skipped} skipped, {slots.Inconsistent} inconsistent)");
+            return 0;
         });
-        var replay = new UtilisationReplay(bootstrap,
-            options.TryGetValue("topic-prefix", out var prefix) ? new TopicNames(prefix) : TopicNames.FromEnvironment(), loggers.CreateLogger("replay"));
-        var slots = await replay.ReplayAsync(options.GetValueOrDefault("hub", ""), asOf, new StderrProgress(), CancellationToken.None);
-        string fromDate = from.ToDateTime().ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), toDate = to.ToDateTime().ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
-        var days = slots.Utilisation().Days
-            .Where(d => string.CompareOrdinal(d.Date, fromDate) >= 0 && string.CompareOrdinal(d.Date, toDate) < 0).ToList();
-        WriteDays(days, stdout);
-        stdout.WriteLine($"({days.Count} hub-days as of {asOf:yyyy-MM-dd'T'HH:mm:ss'Z'}, rebuilt from {slots.Applied} events; "
-                         + $"{slots.Later} later ones left out, {slots.Skipped} skipped, {slots.Inconsistent} inconsistent)");
-        return 0;
+        return command;
     }
 
     private static void WriteDays(IEnumerable<DayUtilisation> days, TextWriter stdout)
@@ -168,172 +275,155 @@ public static class GatewayCli
             stdout.WriteLine($"{d.Hub,-8} {d.Date,-10} {d.Slots,5} {d.CapacityOrders,8} {d.UsedOrders,6} {d.HeldOrders,6} {d.Utilisation,6:P0} {d.OverCommittedSlots,4} {d.ClosedSlots,6}");
     }
 
-    private static DateTimeOffset At(Dictionary<string, string> options)
-    {
-        if (!options.TryGetValue("at", out var text)) return DateTimeOffset.UtcNow;
-        return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at)
-            ? at
-            : throw new ArgumentException($"--at '{text}' is not an ISO 8601 time, e.g. 2026-11-26T08:00:00Z");
-    }
-
     /// <summary>Replay progress on stderr, written as it is reported (stdout keeps only the table).</summary>
     private sealed class StderrProgress : IProgress<ReplayProgress>
     {
         public void Report(ReplayProgress value) => Console.Error.WriteLine($"replay: {value}");
     }
 
-    private static async Task<int> ReserveAsync(Dictionary<string, string> options, GrpcChannel channel, TextWriter stdout)
+    private static Command Reserve(TextWriter stdout)
     {
-        using var _ = channel;
-        var request = new ReserveRequest
+        var (hub, start) = (HubOption(required: true), StartOption());
+        var zone = new Option<string>("--zone") { Description = "Delivery zone", Required = true };
+        var hold = CommandLines.WholeNumber("--hold", "Hold the capacity this many seconds before a confirm (0: book at once)", 0, int.MaxValue, fallback: 0);
+        var reservation = new Option<string?>("--reservation") { Description = "Reservation id (default: cli-RANDOM)" };
+        var order = new Option<string?>("--order") { Description = "Order id (default: order-RESERVATION)" };
+        var needs = new NeedsOptions();
+        var command = new Command("reserve", "Reserves capacity in a slot for an order.") { hub, start, zone };
+        needs.AddTo(command);
+        command.Options.Add(hold);
+        command.Options.Add(reservation);
+        command.Options.Add(order);
+        var call = new GatewayCall(command);
+        command.SetAction(async parsed =>
         {
-            ReservationId = options.GetValueOrDefault("reservation", "cli-" + Guid.NewGuid().ToString("N")[..12]),
-            Slot = SlotOption(options),
-            Zone = Required(options, "zone"),
-            Needs = Needs(options),
-            HoldSeconds = (int)Number(options, "hold", 0, int.MaxValue),
-        };
-        request.OrderId = options.GetValueOrDefault("order", "order-" + request.ReservationId);
-        var watch = Stopwatch.StartNew();
-        var reply = await new Checkout.CheckoutClient(channel).ReserveAsync(request);
-        stdout.WriteLine($"{reply} ({watch.Elapsed.TotalMilliseconds:0.0} ms)");
-        return reply.Accepted ? 0 : 1;
-    }
-
-    private static async Task<int> EndAsync(string what, Dictionary<string, string> options, GrpcChannel channel, TextWriter stdout)
-    {
-        using var _ = channel;
-        var slot = SlotOption(options);
-        var id = Required(options, "reservation");
-        var client = new Checkout.CheckoutClient(channel);
-        var reply = what == "confirm"
-            ? await client.ConfirmAsync(new ConfirmRequest { ReservationId = id, Slot = slot })
-            : await client.ReleaseAsync(new ReleaseRequest { ReservationId = id, Slot = slot, Reason = "cli" });
-        stdout.WriteLine(reply);
-        return reply.Accepted ? 0 : 1;
-    }
-
-    private static async Task<int> AvailabilityAsync(Dictionary<string, string> options, GrpcChannel channel, TextWriter stdout)
-    {
-        using var _ = channel;
-        var (from, to) = DayRange(options, DateOnly.FromDateTime(DateTime.UtcNow), defaultDays: 1);
-        var reply = await new Checkout.CheckoutClient(channel).QueryAvailabilityAsync(new AvailabilityRequest
-        {
-            Hub = Required(options, "hub"),
-            From = from,
-            To = to,
-            Zone = options.GetValueOrDefault("zone", ""),
-            Needs = Needs(options),
+            using var channel = call.Channel(parsed);
+            var request = new ReserveRequest
+            {
+                ReservationId = parsed.GetValue(reservation) ?? "cli-" + Guid.NewGuid().ToString("N")[..12],
+                Slot = Slot(parsed, hub, start),
+                Zone = parsed.GetRequiredValue(zone),
+                Needs = needs.Read(parsed),
+                HoldSeconds = parsed.GetValue(hold),
+            };
+            request.OrderId = parsed.GetValue(order) ?? "order-" + request.ReservationId;
+            var watch = Stopwatch.StartNew();
+            var reply = await new Checkout.CheckoutClient(channel).ReserveAsync(request);
+            stdout.WriteLine($"{reply} ({watch.Elapsed.TotalMilliseconds:0.0} ms)");
+            return reply.Accepted ? 0 : 1;
         });
-        stdout.WriteLine($"{"slot",-24} {"open",5} {"can take",8} {"reason",-28} {"fill",5} {"remaining",9}");
-        foreach (var s in reply.Slots)
-            stdout.WriteLine($"{SlotText(s.Slot),-24} {s.Open,5} {s.CanTake,8} {(s.CanTake ? "" : s.Reason.ToString()),-28} {s.FillRatio,5:P0} {s.RemainingOrders,9}");
-        stdout.WriteLine($"({reply.Slots.Count} slots; view lag {reply.ViewLagRecords} records, {reply.ViewLagMs} ms)");
-        return 0;
+        return command;
     }
 
-    private static SlotId SlotOption(Dictionary<string, string> options)
+    private static Command End(string verb, string description, TextWriter stdout)
     {
-        var start = Required(options, "start");
-        if (!DateTimeOffset.TryParseExact(start, "yyyy-MM-dd'T'HH:mm'Z'", CultureInfo.InvariantCulture,
-                DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at))
-            throw new ArgumentException($"--start '{start}' is not yyyy-MM-ddTHH:mmZ");
-        return new SlotId { Hub = Required(options, "hub"), Start = Timestamp.FromDateTimeOffset(at) };
+        var (hub, start) = (HubOption(required: true), StartOption());
+        var reservation = new Option<string>("--reservation") { Description = "Reservation id", Required = true };
+        var command = new Command(verb, description) { hub, start, reservation };
+        var call = new GatewayCall(command);
+        command.SetAction(async parsed =>
+        {
+            using var channel = call.Channel(parsed);
+            var (slot, id) = (Slot(parsed, hub, start), parsed.GetRequiredValue(reservation));
+            var client = new Checkout.CheckoutClient(channel);
+            var reply = verb == "confirm"
+                ? await client.ConfirmAsync(new ConfirmRequest { ReservationId = id, Slot = slot })
+                : await client.ReleaseAsync(new ReleaseRequest { ReservationId = id, Slot = slot, Reason = "cli" });
+            stdout.WriteLine(reply);
+            return reply.Accepted ? 0 : 1;
+        });
+        return command;
     }
 
-    private static OrderNeeds Needs(Dictionary<string, string> options)
+    private static Command Availability(TextWriter stdout)
     {
-        var needs = new OrderNeeds();
-        if (options.ContainsKey("items")) needs.Quantities["items"] = Number(options, "items", 0, long.MaxValue);
-        if (options.TryGetValue("requires", out var requires)) needs.Requires.AddRange(requires.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-        return needs;
+        var (hub, from, days) = (HubOption(required: true), FromOption("today"), DaysOption(1));
+        var zone = new Option<string?>("--zone") { Description = "Delivery zone (default: any)" };
+        var needs = new NeedsOptions();
+        var command = new Command("availability", "Which slots of a hub can take an order, from the gateway's view.") { hub, from, days, zone };
+        needs.AddTo(command);
+        var call = new GatewayCall(command);
+        command.SetAction(async parsed =>
+        {
+            using var channel = call.Channel(parsed);
+            var (start, end) = DayRange(parsed.GetValue(from) ?? DateOnly.FromDateTime(DateTime.UtcNow), parsed.GetValue(days));
+            var reply = await new Checkout.CheckoutClient(channel).QueryAvailabilityAsync(new AvailabilityRequest
+            {
+                Hub = parsed.GetValue(hub) ?? "",
+                From = start,
+                To = end,
+                Zone = parsed.GetValue(zone) ?? "",
+                Needs = needs.Read(parsed),
+            });
+            stdout.WriteLine($"{"slot",-24} {"open",5} {"can take",8} {"reason",-28} {"fill",5} {"remaining",9}");
+            foreach (var s in reply.Slots)
+                stdout.WriteLine($"{SlotText(s.Slot),-24} {s.Open,5} {s.CanTake,8} {(s.CanTake ? "" : s.Reason.ToString()),-28} {s.FillRatio,5:P0} {s.RemainingOrders,9}");
+            stdout.WriteLine($"({reply.Slots.Count} slots; view lag {reply.ViewLagRecords} records, {reply.ViewLagMs} ms)");
+            return 0;
+        });
+        return command;
     }
-
-    /// <summary>--from (yyyy-MM-dd, UTC) and --days as the half-open range [from, from + days).</summary>
-    private static (Timestamp From, Timestamp To) DayRange(Dictionary<string, string> options, DateOnly defaultFrom, int defaultDays)
-    {
-        var start = new DateTimeOffset(Date(options, defaultFrom).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
-        var days = Number(options, "days", defaultDays, int.MaxValue);
-        return (Timestamp.FromDateTimeOffset(start), Timestamp.FromDateTimeOffset(start.AddDays(days)));
-    }
-
-    private static DateOnly Date(Dictionary<string, string> options, DateOnly fallback)
-    {
-        if (!options.TryGetValue("from", out var text)) return fallback;
-        return DateOnly.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var date)
-            ? date
-            : throw new ArgumentException($"--from '{text}' is not a date yyyy-MM-dd");
-    }
-
-    private static long Number(Dictionary<string, string> options, string name, long fallback, long max)
-    {
-        if (!options.TryGetValue(name, out var text)) return fallback;
-        return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value <= max
-            ? value
-            : throw new ArgumentException($"--{name} '{text}' is not a whole number from 0 to {max}");
-    }
-
-    private static string Required(Dictionary<string, string> options, string name) =>
-        options.TryGetValue(name, out var value) ? value : throw new ArgumentException($"--{name} is required");
 
     /// <summary>Prints a token signed with the gateway's key: `token --role planner --subject alice --ttl 8h`.</summary>
-    private static int IssueToken(Dictionary<string, string> options, TextWriter stdout)
+    private static Command Token(TextWriter stdout)
     {
-        var keyFile = options.GetValueOrDefault("key-file") ?? Environment.GetEnvironmentVariable("GATEWAY_JWT_SIGNING_KEY_FILE")
-            ?? throw new ArgumentException("--key-file is required (or set GATEWAY_JWT_SIGNING_KEY_FILE): the key the gateways validate with");
-        var roles = Required(options, "role").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        stdout.WriteLine(SlotTokens.Issue(SlotTokens.ReadKey(keyFile), Required(options, "subject"), roles, Ttl(options.GetValueOrDefault("ttl", "8h")),
-            Environment.GetEnvironmentVariable("GATEWAY_JWT_ISSUER") is { Length: > 0 } issuer ? issuer : SecuritySettings.DefaultIssuer,
-            Environment.GetEnvironmentVariable("GATEWAY_JWT_AUDIENCE") is { Length: > 0 } audience ? audience : SecuritySettings.DefaultAudience));
-        return 0;
-    }
-
-    /// <summary>--ttl as 90s, 30m or 8h.</summary>
-    private static TimeSpan Ttl(string text)
-    {
-        if (text.Length >= 2 && long.TryParse(text[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+        var role = new Option<string>("--role") { Description = $"Roles, comma-separated: {string.Join(", ", SlotRoles.All)}", Required = true };
+        var subject = new Option<string>("--subject") { Description = "The caller, e.g. alice", Required = true };
+        var ttl = CommandLines.Parsed<TimeSpan?>("--ttl", "Lifetime: 90s, 30m or 8h, at most 24h (default: 8h)", (string text, out TimeSpan? lifetime) =>
         {
-            switch (text[^1])
-            {
-                case 's': return TimeSpan.FromSeconds(n);
-                case 'm': return TimeSpan.FromMinutes(n);
-                case 'h': return TimeSpan.FromHours(n);
-            }
-        }
-        throw new ArgumentException($"--ttl '{text}' is not a duration like 90s, 30m or 8h");
-    }
-
-    private static int Sample(Dictionary<string, string> options, TextWriter stdout)
-    {
-        var from = Date(options, DateOnly.FromDateTime(DateTime.UtcNow).AddDays(1));
-        var days = (int)Number(options, "days", 14, int.MaxValue);
-        stdout.Write(PlanFile.SampleCsv(from, days));
-        return 0;
-    }
-
-    private static (string[] Positional, Dictionary<string, string> Options) Parse(string[] args)
-    {
-        var positional = new List<string>();
-        var options = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (var i = 0; i < args.Length; i++)
+            var ok = TryDuration(text, out var parsed);
+            lifetime = parsed;
+            return ok;
+        }, "a duration like 90s, 30m or 8h");
+        var keyFile = new Option<string?>("--key-file") { Description = "File with the signing key in base64 (default: $GATEWAY_JWT_SIGNING_KEY_FILE)" };
+        var command = new Command("token", "Issues a token signed with the gateways' key (issuer and audience: GATEWAY_JWT_ISSUER, GATEWAY_JWT_AUDIENCE).")
+            { role, subject, ttl, keyFile };
+        command.SetAction(parsed =>
         {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal))
-            {
-                positional.Add(args[i]);
-                continue;
-            }
-            if (i + 1 >= args.Length) throw new ArgumentException($"option {args[i]} needs a value");
-            options[args[i][2..]] = args[++i];
-        }
-        return (positional.ToArray(), options);
+            var security = SettingsBinder.BindValid<GatewaySecurityOptions>(KafkaEndpoint.ProcessConfiguration);
+            var file = parsed.GetValue(keyFile) ?? security.SigningKeyFile
+                ?? throw new ArgumentException("--key-file is required (or set GATEWAY_JWT_SIGNING_KEY_FILE): the key the gateways validate with");
+            var roles = parsed.GetRequiredValue(role).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            stdout.WriteLine(SlotTokens.Issue(SlotTokens.ReadKey(file), parsed.GetRequiredValue(subject), roles, parsed.GetValue(ttl) ?? TimeSpan.FromHours(8), security.Issuer, security.Audience));
+            return 0;
+        });
+        return command;
+    }
+
+    private static bool TryDuration(string text, out TimeSpan duration)
+    {
+        duration = default;
+        if (text.Length < 2 || !long.TryParse(text[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return false;
+        duration = text[^1] switch
+        {
+            's' => TimeSpan.FromSeconds(n),
+            'm' => TimeSpan.FromMinutes(n),
+            'h' => TimeSpan.FromHours(n),
+            _ => default,
+        };
+        return text[^1] is 's' or 'm' or 'h';
+    }
+
+    private static SlotId Slot(ParseResult parsed, Option<string?> hub, Option<SlotId> start)
+    {
+        var slot = parsed.GetRequiredValue(start);
+        slot.Hub = parsed.GetValue(hub) ?? "";
+        return slot;
+    }
+
+    /// <summary>--from and --days as the half-open range [from, from + days), UTC.</summary>
+    private static (Timestamp From, Timestamp To) DayRange(DateOnly from, int days)
+    {
+        var start = new DateTimeOffset(from.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        return (Timestamp.FromDateTimeOffset(start), Timestamp.FromDateTimeOffset(start.AddDays(days)));
     }
 
     private static string SlotText(SlotId? slot) =>
         slot?.Start is null ? "?" : new SlotKey(slot.Hub, slot.Start.ToDateTimeOffset()).ToString();
 
-    private static int Fail(string message)
+    private static int Fail(TextWriter stderr, string message)
     {
-        Console.Error.WriteLine(message);
-        return 2;
+        stderr.WriteLine(message);
+        return CommandLines.BadUsage;
     }
 }

@@ -86,51 +86,32 @@ public sealed record SecuritySettings
 
     public bool Tls => TlsCertificateFile is not null;
 
-    /// <summary>Reads the GATEWAY_JWT_*, GATEWAY_TLS_*, GATEWAY_MAX_MESSAGE_BYTES and GATEWAY_PLANNING_* variables;
-    /// throws <see cref="StartupException"/> naming the variable on a bad or missing value.</summary>
-    public static SecuritySettings FromEnvironment()
-    {
-        var settings = new SecuritySettings
-        {
-            SigningKey = Env("GATEWAY_JWT_SIGNING_KEY_FILE") is { } keyFile ? SlotTokens.ReadKey(keyFile) : null,
-            Authority = Env("GATEWAY_JWT_AUTHORITY"),
-            Issuer = Env("GATEWAY_JWT_ISSUER") ?? DefaultIssuer,
-            Audience = Env("GATEWAY_JWT_AUDIENCE") ?? DefaultAudience,
-            RoleClaim = Env("GATEWAY_JWT_ROLE_CLAIM") ?? SlotClaims.Role,
-            TlsCertificateFile = Env("GATEWAY_TLS_CERT_FILE"),
-            TlsKeyFile = Env("GATEWAY_TLS_KEY_FILE"),
-            ClientCaFile = Env("GATEWAY_TLS_CLIENT_CA_FILE"),
-            MaxMessageBytes = PositiveInt("GATEWAY_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
-            PlanningCallsPerSecond = PositiveInt("GATEWAY_PLANNING_RATE", 5),
-            PlanningBurst = PositiveInt("GATEWAY_PLANNING_BURST", 20),
-        };
-        settings.Validate();
-        return settings;
-    }
-
     /// <summary>Throws <see cref="StartupException"/> naming the fix when the settings cannot protect the gateway.</summary>
     public void Validate()
     {
-        if (SigningKey is null == Authority is null)
-            throw new StartupException(SigningKey is null
-                ? "no token validation configured: set GATEWAY_JWT_SIGNING_KEY_FILE (a file with a base64 key of at least 32 bytes; `make run` generates .run/auth/signing-key) or GATEWAY_JWT_AUTHORITY (an OpenID Connect issuer URL)"
-                : "GATEWAY_JWT_SIGNING_KEY_FILE and GATEWAY_JWT_AUTHORITY are both set: keep one");
-        if (SigningKey is { Length: < SlotTokens.MinimumKeyBytes })
-            throw new StartupException($"the token signing key has {SigningKey.Length} bytes; HS256 needs at least {SlotTokens.MinimumKeyBytes}: generate one with `head -c 32 /dev/urandom | base64`");
-        if (Authority is not null && !Authority.StartsWith("https://", StringComparison.Ordinal))
-            throw new StartupException($"GATEWAY_JWT_AUTHORITY='{Authority}' is not an https URL; token keys are only fetched over TLS");
-        if (TlsCertificateFile is null != TlsKeyFile is null)
-            throw new StartupException("set both GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE (PEM files) or neither");
-        if (ClientCaFile is not null && !Tls)
-            throw new StartupException("GATEWAY_TLS_CLIENT_CA_FILE needs TLS: set GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE too");
-        foreach (var (name, file) in new[] { ("GATEWAY_TLS_CERT_FILE", TlsCertificateFile), ("GATEWAY_TLS_KEY_FILE", TlsKeyFile), ("GATEWAY_TLS_CLIENT_CA_FILE", ClientCaFile) })
-            if (file is not null && !File.Exists(file))
-                throw new StartupException($"{name}='{file}' does not exist");
+        var problems = Problems().ToList();
+        if (problems.Count > 0) throw new StartupException(string.Join('\n', problems));
     }
 
-    private static string? Env(string name) => GatewaySettings.Env(name);
-
-    private static int PositiveInt(string name, int fallback) => GatewaySettings.PositiveInt(name, fallback);
+    /// <summary>What keeps these settings from protecting the gateway, one line each naming the variable and the fix.</summary>
+    public IEnumerable<string> Problems()
+    {
+        if (SigningKey is null == Authority is null)
+            yield return SigningKey is null
+                ? "no token validation configured: set GATEWAY_JWT_SIGNING_KEY_FILE (a file with a base64 key of at least 32 bytes; `make run` generates .run/auth/signing-key) or GATEWAY_JWT_AUTHORITY (an OpenID Connect issuer URL)"
+                : "GATEWAY_JWT_SIGNING_KEY_FILE and GATEWAY_JWT_AUTHORITY are both set: keep one";
+        if (SigningKey is { Length: < SlotTokens.MinimumKeyBytes })
+            yield return $"the token signing key has {SigningKey.Length} bytes; HS256 needs at least {SlotTokens.MinimumKeyBytes}: generate one with `head -c 32 /dev/urandom | base64`";
+        if (Authority is not null && !Authority.StartsWith("https://", StringComparison.Ordinal))
+            yield return $"GATEWAY_JWT_AUTHORITY='{Authority}' is not an https URL; token keys are only fetched over TLS";
+        if (TlsCertificateFile is null != TlsKeyFile is null)
+            yield return "set both GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE (PEM files) or neither";
+        if (ClientCaFile is not null && !Tls)
+            yield return "GATEWAY_TLS_CLIENT_CA_FILE needs TLS: set GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE too";
+        foreach (var (name, file) in new[] { ("GATEWAY_TLS_CERT_FILE", TlsCertificateFile), ("GATEWAY_TLS_KEY_FILE", TlsKeyFile), ("GATEWAY_TLS_CLIENT_CA_FILE", ClientCaFile) })
+            if (file is not null && !File.Exists(file))
+                yield return $"{name}='{file}' does not exist";
+    }
 }
 
 /// <summary>Issues the gateway's HS256 tokens (the CLI's <c>token</c> verb, <c>make run</c>, tests).</summary>

@@ -2,7 +2,7 @@ using SlotCapacity.Kafka;
 
 namespace SlotCapacity.Gateway;
 
-/// <summary>Everything a gateway instance needs; <see cref="FromEnvironment"/> reads the process contract.</summary>
+/// <summary>Everything a gateway instance needs, with its defaults; <see cref="GatewayOptions"/> binds them from configuration.</summary>
 public sealed record GatewaySettings
 {
     public required string BootstrapServers { get; init; }
@@ -58,58 +58,6 @@ public sealed record GatewaySettings
     public Action<ILoggingBuilder>? ConfigureLogging { get; init; }
     /// <summary>Minimum level of the JSON console logs.</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
-
-    /// <summary>Reads KAFKA_BOOTSTRAP_SERVERS, TOPIC_PREFIX, GATEWAY_INSTANCE, GATEWAY_DEADLINE_MS,
-    /// GATEWAY_PLANNING_DEADLINE_MS, GATEWAY_MAX_IN_FLIGHT, GATEWAY_REPLY_FETCH_WAIT_MS, GATEWAY_VIEW_FETCH_WAIT_MS, GATEWAY_ADMIN_URL, GATEWAY_LOG_LEVEL, GATEWAY_ORDINAL,
-    /// GATEWAY_COUNT, GATEWAY_VIEW_CHECKPOINT and the security settings (<see cref="SecuritySettings.FromEnvironment"/>); throws
-    /// <see cref="StartupException"/> naming the variable on a bad value.</summary>
-    public static GatewaySettings FromEnvironment(string url) => new()
-    {
-        BootstrapServers = KafkaEndpoint.BootstrapServers(),
-        Security = SecuritySettings.FromEnvironment(),
-        Topics = TopicNames.FromEnvironment(),
-        Instance = Env("GATEWAY_INSTANCE") ?? $"gateway-{Environment.ProcessId}",
-        Url = url,
-        AdminUrl = Env("GATEWAY_ADMIN_URL"),
-        Deadline = TimeSpan.FromMilliseconds(PositiveInt("GATEWAY_DEADLINE_MS", 150)),
-        PlanningDeadline = TimeSpan.FromMilliseconds(PositiveInt("GATEWAY_PLANNING_DEADLINE_MS", 5_000)),
-        MaxInFlight = PositiveInt("GATEWAY_MAX_IN_FLIGHT", 2_000),
-        FetchWaitMaxMs = PositiveInt("GATEWAY_REPLY_FETCH_WAIT_MS", DefaultReplyFetchWaitMs),
-        ViewFetchWaitMaxMs = PositiveInt("GATEWAY_VIEW_FETCH_WAIT_MS", DefaultViewFetchWaitMs),
-        ReplyShare = ReplyShareFromEnvironment(),
-        ViewCheckpoint = Env("GATEWAY_VIEW_CHECKPOINT"),
-        LogLevel = Env("GATEWAY_LOG_LEVEL") is { } level
-            ? Enum.TryParse<LogLevel>(level, ignoreCase: true, out var parsed) ? parsed
-                : throw new StartupException($"GATEWAY_LOG_LEVEL='{level}' is not a log level; use Debug, Information, Warning or Error")
-            : LogLevel.Information,
-    };
-
-    private static ReplyShare? ReplyShareFromEnvironment()
-    {
-        var (ordinalText, countText) = (Env("GATEWAY_ORDINAL"), Env("GATEWAY_COUNT"));
-        if (ordinalText is null && countText is null) return null;
-        if (ordinalText is null || countText is null)
-            throw new StartupException($"GATEWAY_ORDINAL='{ordinalText}' and GATEWAY_COUNT='{countText}': set both (e.g. 0 and 2 for the first of two gateways) or neither");
-        if (!int.TryParse(countText, out var count) || count < 1)
-            throw new StartupException($"GATEWAY_COUNT='{countText}' is not a positive integer; set it to the number of gateways, e.g. 2");
-        if (!int.TryParse(ordinalText, out var ordinal) || ordinal < 0 || ordinal >= count)
-            throw new StartupException($"GATEWAY_ORDINAL='{ordinalText}' must be a whole number from 0 to GATEWAY_COUNT - 1 ({count - 1})");
-        return new ReplyShare(ordinal, count);
-    }
-
-    /// <summary>An environment variable, null when unset or empty.</summary>
-    internal static string? Env(string name) =>
-        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
-
-    /// <summary>A positive whole number from the environment, or <paramref name="fallback"/>; a bad one is a startup error naming it.</summary>
-    internal static int PositiveInt(string name, int fallback)
-    {
-        var text = Env(name);
-        if (text is null) return fallback;
-        return int.TryParse(text, out var value) && value > 0
-            ? value
-            : throw new StartupException($"{name}='{text}' is not a positive integer; set it to e.g. {fallback} or unset it");
-    }
 }
 
 /// <summary>This instance's share of the reply partitions: those p with p % <see cref="Count"/> == <see cref="Ordinal"/>.</summary>

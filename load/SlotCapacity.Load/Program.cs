@@ -1,122 +1,141 @@
+using System.CommandLine;
 using System.Globalization;
 using SlotCapacity.Kafka;
 using SlotCapacity.Load;
 using SlotCapacity.Load.Targets;
 
-const string Usage = """
+var root = new RootCommand("""
     slot-load: open-loop load harness for the slot-capacity system and its peers (Redis, PostgreSQL).
-
-    slot-load run --scenario NAME|all [options]
-      --targets LIST      comma list of system, redis, postgres, postgres-async (default: system)
-      --duration D        measured time of a fixed-rate scenario          (default: 30s)
-      --warmup D          warm-up before measuring, excluded              (default: 5s)
-      --step D            length of each step of a ramped scenario        (default: 10s)
-      --max-multiplier X  highest ramp step, in multiples of nominal      (default: 100)
-      --gateways URLS     comma list of loopback gateway URLs             (default: LOAD_GATEWAYS or http://127.0.0.1:5101,http://127.0.0.1:5102)
-                          tokens: SLOT_CHECKOUT_TOKEN and SLOT_PLANNER_TOKEN, else .run/tokens/ (written by `make run`)
-      --kafka LIST        bootstrap servers for the audit                 (default: KAFKA_BOOTSTRAP_SERVERS)
-      --topic-prefix P    topic prefix of the system under test           (default: TOPIC_PREFIX)
-      --out DIR           results directory                               (default: load/results)
-      --seed N            workload seed                                   (default: 1)
-      --hubs N / --days N shape of the many-slot scenarios                (default: 24 / 3)
-      --idle D            idle CPU measured before each target's run      (default: 3s; 0 = skip)
-      --cost D            reserves-only and reads-only phases after a fixed-rate scenario, for CPU per kind of call (default: 10s; 0 = skip)
-      --hold D            hold length in the checkout scenarios           (default: 20s)
-      --pids DIR          pid files of the system's processes             (default: .run/pids; else /proc command lines)
-      --channels N        gRPC channels per gateway                       (default: 4)
-      --multiple-http2 B  a channel opens more HTTP/2 connections past 100 streams (default: true)
-      --http-client B     channels over an HttpClient, without gRPC's client-side balancer (default: true)
-    slot-load self-check [--rates LIST] [--step D] [--channels N] [--multiple-http2 B] [--http-client B] [--out DIR]
-                        the harness against a trivial gRPC server (a child process, loopback):
-                        the highest rate it drives with p99 lateness < 5 ms, and its CPU per call
-    slot-load echo-server --ports P1,P2   that trivial server (Checkout and Planning answered at once)
-    slot-load list                    the scenarios
-    slot-load summarize [--out DIR]   rebuild DIR/README.md from every scenario's report.json
-
     Durations: 500ms, 30s, 2m, or seconds. Exit code: 0 all audits passed, 1 an audit failed or a
     target could not run, 2 bad usage.
-    """;
+    """);
 
-if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+// Options of more than one verb; each verb gets its own instance (System.CommandLine parents a symbol once).
+Option<string> Out() => new("--out") { Description = "Results directory", DefaultValueFactory = _ => "load/results" };
+Cli.DurationOption Duration(string name, string description, string fallback) => new(name, description, fallback);
+(Option<int> Channels, Option<bool> MultipleHttp2, Option<bool> HttpClient) ChannelOptions(Command command)
 {
-    Console.WriteLine(Usage);
+    var options = (new Option<int>("--channels") { Description = "gRPC channels per gateway", DefaultValueFactory = _ => 4 },
+        new Option<bool>("--multiple-http2") { HelpName = "true|false", Description = "A channel opens more HTTP/2 connections past 100 streams", DefaultValueFactory = _ => true, Arity = ArgumentArity.ExactlyOne },
+        new Option<bool>("--http-client") { HelpName = "true|false", Description = "Channels over an HttpClient, without gRPC's client-side balancer", DefaultValueFactory = _ => true, Arity = ArgumentArity.ExactlyOne });
+    command.Options.Add(options.Item1);
+    command.Options.Add(options.Item2);
+    command.Options.Add(options.Item3);
+    return options;
+}
+ChannelShape ChannelShapeOf(ParseResult parsed, (Option<int> Channels, Option<bool> MultipleHttp2, Option<bool> HttpClient) o) =>
+    new(parsed.GetValue(o.Channels), parsed.GetValue(o.MultipleHttp2), parsed.GetValue(o.HttpClient));
+
+var list = new Command("list", "The scenarios.");
+list.SetAction(_ =>
+{
+    foreach (var s in Scenario.All) Console.WriteLine($"{s.Name,-24} {s.Description}");
     return 0;
-}
+});
+root.Subcommands.Add(list);
 
-var command = args[0];
-var options = new Dictionary<string, string>(StringComparer.Ordinal);
-for (var i = 1; i < args.Length; i++)
+var summarizeOut = Out();
+var summarize = new Command("summarize", "Rebuilds DIR/README.md from every scenario's report.json.") { summarizeOut };
+summarize.SetAction(parsed =>
 {
-    if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-    {
-        Console.Error.WriteLine($"slot-load: bad argument '{args[i]}' (options are --name value)\n\n{Usage}");
-        return 2;
-    }
-    options[args[i][2..]] = args[++i];
-}
-string Opt(string name, string fallback) => options.GetValueOrDefault(name) is { Length: > 0 } v ? v : fallback;
-ChannelShape ChannelShapeOf() => new(int.Parse(Opt("channels", "4"), CultureInfo.InvariantCulture),
-    bool.Parse(Opt("multiple-http2", "true")), bool.Parse(Opt("http-client", "true")));
+    var dir = parsed.GetRequiredValue(summarizeOut);
+    File.WriteAllText(Path.Combine(dir, "README.md"), ReportWriter.Index(dir));
+    Console.WriteLine($"wrote {Path.Combine(dir, "README.md")}");
+    return 0;
+});
+root.Subcommands.Add(summarize);
 
-try
+var ports = new Option<string>("--ports") { Description = "Comma list of loopback ports to serve", DefaultValueFactory = _ => "5201" };
+var echo = new Command("echo-server", "A trivial gRPC server: Checkout and Planning answered at once.") { ports };
+echo.SetAction(async parsed =>
 {
-    switch (command)
-    {
-        case "list":
-            foreach (var s in Scenario.All) Console.WriteLine($"{s.Name,-24} {s.Description}");
-            return 0;
-        case "summarize":
-        {
-            var dir = Opt("out", "load/results");
-            File.WriteAllText(Path.Combine(dir, "README.md"), ReportWriter.Index(dir));
-            Console.WriteLine($"wrote {Path.Combine(dir, "README.md")}");
-            return 0;
-        }
-        case "echo-server":
-            await EchoServer.RunAsync(Opt("ports", "5201").Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToList(), CancellationToken.None);
-            return 0;
-        case "self-check":
-        {
-            var rates = Opt("rates", string.Join(',', SelfCheck.DefaultMultipliers)).Split(',')
-                .Select(x => double.Parse(x, CultureInfo.InvariantCulture)).ToList();
-            var shape = ChannelShapeOf();
-            using var selfCts = new CancellationTokenSource(TimeSpan.FromSeconds(rates.Count * (Cli.Duration(Opt("step", "10s")).TotalSeconds + 20) + 60));
-            var report = await new SelfCheck(rates, Cli.Duration(Opt("step", "10s")), shape, Console.Out).RunAsync(selfCts.Token);
-            var dir = Path.Combine(Opt("out", "load/results"), "self-check");
-            SelfCheck.Write(report, dir);
-            Console.WriteLine($"results: {Path.Combine(dir, "summary.md")}");
-            return 0;
-        }
-        case "run":
-            break;
-        default:
-            Console.Error.WriteLine($"slot-load: unknown command '{command}'\n\n{Usage}");
-            return 2;
-    }
+    await EchoServer.RunAsync(parsed.GetRequiredValue(ports).Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToList(), CancellationToken.None);
+    return 0;
+});
+root.Subcommands.Add(echo);
 
-    var scenarioName = Opt("scenario", "nominal");
+var rates = new Option<string>("--rates") { Description = "Comma list of rates, in multiples of nominal", DefaultValueFactory = _ => string.Join(',', SelfCheck.DefaultMultipliers) };
+var selfStep = Duration("--step", "Length of each rate's step", "10s");
+var selfOut = Out();
+var selfCheck = new Command("self-check", """
+    The harness against a trivial gRPC server (a child process, loopback): the highest rate it drives
+    with p99 lateness < 5 ms, and its CPU per call.
+    """) { rates, selfStep.Option, selfOut };
+var selfChannels = ChannelOptions(selfCheck);
+selfCheck.SetAction(async parsed =>
+{
+    var multipliers = parsed.GetRequiredValue(rates).Split(',').Select(x => double.Parse(x, CultureInfo.InvariantCulture)).ToList();
+    var step = selfStep.Read(parsed);
+    using var selfCts = new CancellationTokenSource(TimeSpan.FromSeconds(multipliers.Count * (step.TotalSeconds + 20) + 60));
+    var report = await new SelfCheck(multipliers, step, ChannelShapeOf(parsed, selfChannels), Console.Out).RunAsync(selfCts.Token);
+    var dir = Path.Combine(parsed.GetRequiredValue(selfOut), "self-check");
+    SelfCheck.Write(report, dir);
+    Console.WriteLine($"results: {Path.Combine(dir, "summary.md")}");
+    return 0;
+});
+root.Subcommands.Add(selfCheck);
+
+var scenarioOption = new Option<string>("--scenario") { Description = "A scenario (see `list`), a comma list of them, or all", DefaultValueFactory = _ => "nominal" };
+var targetsOption = new Option<string>("--targets") { Description = "Comma list of system, redis, postgres, postgres-async", DefaultValueFactory = _ => "system" };
+var durationOption = Duration("--duration", "Measured time of a fixed-rate scenario", "30s");
+var warmupOption = Duration("--warmup", "Warm-up before measuring, excluded", "5s");
+var stepOption = Duration("--step", "Length of each step of a ramped scenario", "10s");
+var maxMultiplierOption = new Option<double>("--max-multiplier") { Description = "Highest ramp step, in multiples of nominal", DefaultValueFactory = _ => 100 };
+var gatewaysOption = new Option<string>("--gateways")
+{
+    Description = "Comma list of loopback gateway URLs: $LOAD_GATEWAYS when set. "
+                  + "Tokens: SLOT_CHECKOUT_TOKEN and SLOT_PLANNER_TOKEN, else .run/tokens/ (written by `make run`)",
+    DefaultValueFactory = _ => KafkaEndpoint.ProcessConfiguration["LOAD_GATEWAYS"] ?? "http://127.0.0.1:5101,http://127.0.0.1:5102",
+};
+var kafkaOption = new Option<string>("--kafka")
+{
+    Description = $"Bootstrap servers for the audit (default: ${KafkaEndpoint.BootstrapVariable})",
+    DefaultValueFactory = _ => KafkaEndpoint.ProcessConfiguration[KafkaEndpoint.BootstrapVariable] ?? "",
+};
+var topicPrefixOption = new Option<string>("--topic-prefix")
+{
+    Description = $"Topic prefix of the system under test (default: ${TopicNames.PrefixVariable})",
+    DefaultValueFactory = _ => KafkaEndpoint.ProcessConfiguration[TopicNames.PrefixVariable] ?? "",
+};
+var runOut = Out();
+var seedOption = new Option<int>("--seed") { Description = "Workload seed", DefaultValueFactory = _ => 1 };
+var hubsOption = new Option<int>("--hubs") { Description = "Hubs of the many-slot scenarios", DefaultValueFactory = _ => 24 };
+var daysOption = new Option<int>("--days") { Description = "Days of the many-slot scenarios", DefaultValueFactory = _ => 3 };
+var idleOption = Duration("--idle", "Idle CPU measured before each target's run (0 = skip)", "3s");
+var costOption = Duration("--cost", "Reserves-only and reads-only phases after a fixed-rate scenario, for CPU per kind of call (0 = skip)", "10s");
+var holdOption = Duration("--hold", "Hold length in the checkout scenarios", "20s");
+var pidsOption = new Option<string>("--pids") { Description = "Pid files of the system's processes (else /proc command lines)", DefaultValueFactory = _ => ".run/pids" };
+var run = new Command("run", "Runs scenarios against the targets and audits what the system answered.")
+{
+    scenarioOption, targetsOption, durationOption.Option, warmupOption.Option, stepOption.Option, maxMultiplierOption, gatewaysOption, kafkaOption,
+    topicPrefixOption, runOut, seedOption, hubsOption, daysOption, idleOption.Option, costOption.Option, holdOption.Option, pidsOption,
+};
+var runChannels = ChannelOptions(run);
+run.SetAction(async parsed =>
+{
+    var scenarioName = parsed.GetRequiredValue(scenarioOption);
     var scenarios = scenarioName == "all" ? Scenario.All : scenarioName.Split(',').Select(Scenario.Find).ToList();
     var scenarioOptions = new ScenarioOptions(
-        Duration: Cli.Duration(Opt("duration", "30s")),
-        Warmup: Cli.Duration(Opt("warmup", "5s")),
-        Step: Cli.Duration(Opt("step", "10s")),
-        Seed: int.Parse(Opt("seed", "1"), CultureInfo.InvariantCulture),
-        Hubs: int.Parse(Opt("hubs", "24"), CultureInfo.InvariantCulture),
-        Days: int.Parse(Opt("days", "3"), CultureInfo.InvariantCulture),
-        MaxMultiplier: double.Parse(Opt("max-multiplier", "100"), CultureInfo.InvariantCulture),
-        IdleSeconds: Cli.Duration(Opt("idle", "3s")).TotalSeconds,
-        CostSeconds: Cli.Duration(Opt("cost", "10s")).TotalSeconds,
-        Checkout: CheckoutShape.Default with { HoldSeconds = (int)Cli.Duration(Opt("hold", "20s")).TotalSeconds });
-    var gateways = Opt("gateways", Environment.GetEnvironmentVariable("LOAD_GATEWAYS") ?? "http://127.0.0.1:5101,http://127.0.0.1:5102")
+        Duration: durationOption.Read(parsed),
+        Warmup: warmupOption.Read(parsed),
+        Step: stepOption.Read(parsed),
+        Seed: parsed.GetValue(seedOption),
+        Hubs: parsed.GetValue(hubsOption),
+        Days: parsed.GetValue(daysOption),
+        MaxMultiplier: parsed.GetValue(maxMultiplierOption),
+        IdleSeconds: idleOption.Read(parsed).TotalSeconds,
+        CostSeconds: costOption.Read(parsed).TotalSeconds,
+        Checkout: CheckoutShape.Default with { HoldSeconds = (int)holdOption.Read(parsed).TotalSeconds });
+    var gateways = parsed.GetRequiredValue(gatewaysOption)
         .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(u => new Uri(u)).ToList();
     foreach (var g in gateways) SystemTarget.RequireLoopback(g);
-    var kafka = Opt("kafka", Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable) ?? "");
-    var topics = new TopicNames(Opt("topic-prefix", Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? ""));
-    var channelShape = ChannelShapeOf();
-    var pidDir = Opt("pids", ".run/pids");
+    var kafka = parsed.GetRequiredValue(kafkaOption);
+    var topics = new TopicNames(parsed.GetRequiredValue(topicPrefixOption));
+    var channelShape = ChannelShapeOf(parsed, runChannels);
+    var pidDir = parsed.GetRequiredValue(pidsOption);
     SystemProcesses.Found FindSystem() =>
         SystemProcesses.Find(ProcCpu.Machine, pidDir, Directory.GetCurrentDirectory(), gateways.Select(g => g.Port).ToList());
-    var targetNames = Opt("targets", "system").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    var targetNames = parsed.GetRequiredValue(targetsOption).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     var factories = targetNames.Select(name => name switch
     {
         "system" => (Func<ITarget>)(() => new SystemTarget(gateways, kafka, topics, channelShape, FindSystem, SystemTarget.GatewayTokens.FromEnvironment())),
@@ -138,7 +157,7 @@ try
         cts.Cancel();
     };
 
-    var outDir = Opt("out", "load/results");
+    var outDir = parsed.GetRequiredValue(runOut);
     var passed = true;
     foreach (var scenario in scenarios)
     {
@@ -148,6 +167,12 @@ try
     File.WriteAllText(Path.Combine(outDir, "README.md"), ReportWriter.Index(outDir));
     Console.WriteLine(passed ? "slot-load: every audit passed" : "slot-load: FAILED (an audit found a violation or a target could not run; see summary.md)");
     return passed ? 0 : 1;
+});
+root.Subcommands.Add(run);
+
+try
+{
+    return await CommandLines.InvokeAsync(root, args);
 }
 catch (Exception e) when (e is ArgumentException or FormatException or UriFormatException)
 {
@@ -162,6 +187,33 @@ catch (OperationCanceledException)
 
 internal static class Cli
 {
+    /// <summary>A duration option whose help shows its default as written (30s, not 00:00:30).</summary>
+    public sealed class DurationOption(string name, string description, string fallback)
+    {
+        public Option<TimeSpan?> Option { get; } = CommandLines.Parsed<TimeSpan?>(name, $"{description} (default: {fallback})", (string text, out TimeSpan? value) =>
+        {
+            var ok = TryDuration(text, out var duration);
+            value = duration;
+            return ok;
+        }, "a duration from 0 to 1h: 500ms, 30s, 2m or seconds");
+
+        public TimeSpan Read(ParseResult parsed) => parsed.GetValue(Option) ?? Duration(fallback);
+    }
+
+    public static bool TryDuration(string text, out TimeSpan duration)
+    {
+        try
+        {
+            duration = Duration(text);
+            return true;
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
+        {
+            duration = default;
+            return false;
+        }
+    }
+
     public static TimeSpan Duration(string text)
     {
         text = text.Trim();

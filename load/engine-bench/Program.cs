@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -16,12 +17,32 @@ using Streamiz.Kafka.Net.State;
 // (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster), (3) the processor's cost per command
 // on a slot holding many holds. Bounded in count and time.
 // Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [latency] [holds]
-//   [--commands N] [--slots N] [--seconds N] [--holds N,N] [--pairs N] [--out FILE]
-var modes = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal) && !int.TryParse(a, out _) && !a.Contains(',', StringComparison.Ordinal)).ToHashSet();
-if (modes.Count == 0) modes = ["decide", "throughput", "latency"];
-var commandCount = Option("--commands", 50_000);
-var slotCount = Option("--slots", 500);
-var outFile = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault();
+//   [--commands N] [--slots N] [--seconds N] [--holds N,N] [--pairs N] [--out FILE]   (--help: every option)
+string[] allModes = ["decide", "throughput", "latency", "holds"];
+var modesArgument = new Argument<string[]>("MODE") { Description = $"Benchmarks to run: {string.Join(", ", allModes)} (default: decide throughput latency)", Arity = ArgumentArity.ZeroOrMore };
+modesArgument.Validators.Add(result =>
+{
+    foreach (var mode in result.GetValueOrDefault<string[]>() ?? [])
+        if (!allModes.Contains(mode)) result.AddError($"unknown benchmark '{mode}'; one of: {string.Join(", ", allModes)}");
+});
+var commandsOption = CommandLines.WholeNumber("--commands", "Commands of the throughput benchmark", 1, int.MaxValue, 50_000);
+var slotsOption = CommandLines.WholeNumber("--slots", "Slots of the throughput and latency benchmarks", 1, int.MaxValue, 500);
+var secondsOption = CommandLines.WholeNumber("--seconds", "Length of each rate of the latency benchmark", 1, 3_600, 5);
+int[] defaultHolds = [100, 50_000];
+var holdsOption = CommandLines.Parsed<int[]>("--holds", $"Holds on the slot, per run of the holds benchmark (default: {string.Join(',', defaultHolds)})", (string text, out int[] holds) =>
+{
+    var counts = text.Split(',').Select(n => int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out var h) && h > 0 ? h : 0).ToArray();
+    holds = counts;
+    return counts.Length > 0 && counts.All(h => h > 0);
+}, "a comma list of positive hold counts, e.g. 100,50000");
+var pairsOption = CommandLines.WholeNumber("--pairs", "Reserve/release pairs measured per run of the holds benchmark", 1, int.MaxValue, 300);
+var outOption = new Option<string?>("--out") { Description = "Also write the report to this file" };
+var root = new RootCommand("""
+    Engine benchmark: (1) the pure decision per command, (2) one processor's throughput on a broker
+    (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster), (3) the processor's cost per command
+    on a slot holding many holds. Bounded in count and time.
+    """) { modesArgument, commandsOption, slotsOption, secondsOption, holdsOption, pairsOption, outOption };
+
 var report = new StringBuilder();
 // One factory for the whole run: Streamiz keeps the first one it sees in a static.
 using var loggers = LoggerFactory.Create(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
@@ -31,28 +52,26 @@ void Line(string text)
     report.AppendLine(text);
 }
 
-Line($"# Engine benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
-Line($"Machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
-Line("");
-if (modes.Contains("decide")) DecideBenchmark();
-if (modes.Contains("throughput")) await ThroughputBenchmark(commandCount, slotCount);
-if (modes.Contains("latency")) await LatencyBenchmark(slotCount, [1_000, 3_000, 5_000], TimeSpan.FromSeconds(Option("--seconds", 5)));
-if (modes.Contains("holds"))
-    HoldsBenchmark([.. (args.SkipWhile(a => a != "--holds").Skip(1).FirstOrDefault() ?? "100,50000").Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture))],
-        Option("--pairs", 300));
-if (outFile is not null)
+root.SetAction(async parsed =>
 {
-    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outFile))!);
-    await File.WriteAllTextAsync(outFile, report.ToString());
-    Console.WriteLine($"written to {outFile}");
-}
-return 0;
-
-int Option(string name, int fallback)
-{
-    var value = args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
-    return value is null ? fallback : int.Parse(value, CultureInfo.InvariantCulture);
-}
+    var modes = parsed.GetValue(modesArgument) is { Length: > 0 } chosen ? chosen.ToHashSet() : ["decide", "throughput", "latency"];
+    var slotCount = parsed.GetValue(slotsOption);
+    Line($"# Engine benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+    Line($"Machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+    Line("");
+    if (modes.Contains("decide")) DecideBenchmark();
+    if (modes.Contains("throughput")) await ThroughputBenchmark(parsed.GetValue(commandsOption), slotCount);
+    if (modes.Contains("latency")) await LatencyBenchmark(slotCount, [1_000, 3_000, 5_000], TimeSpan.FromSeconds(parsed.GetValue(secondsOption)));
+    if (modes.Contains("holds")) HoldsBenchmark(parsed.GetValue(holdsOption) ?? defaultHolds, parsed.GetValue(pairsOption));
+    if (parsed.GetValue(outOption) is { } outFile)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outFile))!);
+        await File.WriteAllTextAsync(outFile, report.ToString());
+        Console.WriteLine($"written to {outFile}");
+    }
+    return 0;
+});
+return await CommandLines.InvokeAsync(root, args, tool: "engine-bench");
 
 void DecideBenchmark()
 {
@@ -294,7 +313,7 @@ static void ConfigureSlots(IProducer<string, byte[]> producer, TopicNames topics
 
 async Task ThroughputBenchmark(int count, int slotCount)
 {
-    var bootstrap = Environment.GetEnvironmentVariable(KafkaEndpoint.BootstrapVariable);
+    var bootstrap = KafkaEndpoint.ProcessConfiguration[KafkaEndpoint.BootstrapVariable];
     using var cluster = string.IsNullOrWhiteSpace(bootstrap) ? LocalCluster.Start(3) : null;
     bootstrap = cluster?.BootstrapServers ?? bootstrap!;
     const int partitions = 12;

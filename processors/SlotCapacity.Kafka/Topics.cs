@@ -12,6 +12,7 @@ public sealed record TopicNames(string Prefix = "")
     public const int DefaultSlotPartitions = 12;
     public const int DefaultReplyPartitions = 12;
     public const string SlotStateStore = "slot-state";
+    public const string PrefixVariable = "TOPIC_PREFIX";
 
     public string Commands => Prefix + "slot-commands";
     public string Replies => Prefix + "slot-replies";
@@ -33,7 +34,4 @@ public sealed record TopicNames(string Prefix = "")
         new(Availability, slotPartitions, Compacted: true),
         new(StateChangelog, slotPartitions, Compacted: true),
     ];
-
-    public static TopicNames FromEnvironment() =>
-        new(Environment.GetEnvironmentVariable("TOPIC_PREFIX") ?? "");
 }

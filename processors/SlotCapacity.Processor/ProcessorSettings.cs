@@ -38,29 +38,4 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
 
     /// <summary>Called (once, from a Streamiz thread) if the stream fails after it was running, with what failed.</summary>
     public Action<string>? OnStreamFailed { get; init; }
-
-    /// <summary>Reads the environment; KAFKA_BOOTSTRAP_SERVERS is required (StartupException otherwise).</summary>
-    public static ProcessorSettings FromEnvironment()
-    {
-        var instance = Environment.GetEnvironmentVariable("PROCESSOR_INSTANCE");
-        if (string.IsNullOrWhiteSpace(instance)) instance = $"processor-{Environment.ProcessId}";
-        var stateDirectory = Environment.GetEnvironmentVariable("PROCESSOR_STATE_DIR");
-        if (string.IsNullOrWhiteSpace(stateDirectory))
-            stateDirectory = Path.Combine(Path.GetTempPath(), "slot-processor-state", instance);
-        return new ProcessorSettings(KafkaEndpoint.BootstrapServers(), TopicNames.FromEnvironment(), stateDirectory, instance)
-        {
-            SessionTimeoutMs = Milliseconds("PROCESSOR_SESSION_TIMEOUT_MS", DefaultSessionTimeoutMs, minimum: 500),
-            CommitIntervalMs = Milliseconds("PROCESSOR_COMMIT_INTERVAL_MS", DefaultCommitIntervalMs, minimum: 10),
-            FetchWaitMaxMs = Milliseconds("PROCESSOR_FETCH_WAIT_MS", DefaultFetchWaitMaxMs, minimum: 1),
-        };
-    }
-
-    private static int Milliseconds(string variable, int fallback, int minimum)
-    {
-        var text = Environment.GetEnvironmentVariable(variable);
-        if (string.IsNullOrWhiteSpace(text)) return fallback;
-        if (!int.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var value) || value < minimum)
-            throw new StartupException($"{variable} is '{text}': it must be a whole number of milliseconds, at least {minimum}");
-        return value;
-    }
 }

@@ -2,11 +2,16 @@ using Microsoft.Extensions.Logging;
 using SlotCapacity.Kafka;
 using SlotCapacity.Processor;
 
-// Streamiz logs every poll and commit at Information; STREAMIZ_LOG_LEVEL=Information shows its
-// rebalances and state changes when diagnosing.
-var streamizLevel = Enum.TryParse<LogLevel>(Environment.GetEnvironmentVariable("STREAMIZ_LOG_LEVEL"), ignoreCase: true, out var level)
-    ? level
-    : LogLevel.Warning;
+ProcessorOptions options;
+try
+{
+    options = SettingsBinder.BindValid<ProcessorOptions>(SettingsBinder.Environment());
+}
+catch (StartupException e)
+{
+    foreach (var problem in e.Message.Split('\n')) await Console.Error.WriteLineAsync($"processor: {problem}");
+    return 2;
+}
 using var loggers = LoggerFactory.Create(logging => logging
     .AddJsonConsole(json =>
     {
@@ -14,7 +19,7 @@ using var loggers = LoggerFactory.Create(logging => logging
         json.UseUtcTimestamp = true;
     })
     .SetMinimumLevel(LogLevel.Information)
-    .AddFilter("Streamiz", streamizLevel));
+    .AddFilter("Streamiz", options.StreamizLogLevel));
 var log = loggers.CreateLogger("SlotCapacity.Processor");
 
 using var stop = new CancellationTokenSource();
@@ -33,7 +38,7 @@ var failed = false;
 try
 {
     // A stream that dies exits the process (code 1) so whatever runs it starts it again.
-    var settings = ProcessorSettings.FromEnvironment() with
+    var settings = options.ToSettings() with
     {
         OnStreamFailed = _ =>
         {

@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using SlotCapacity.Contracts;
 using SlotCapacity.Kafka;
@@ -46,11 +47,13 @@ public static class SlotTopology
     /// checkout path.
     /// </summary>
     public static StreamConfig Config(ProcessorSettings settings, ChangelogCheckpoints checkpoints, ILoggerFactory loggers) =>
-        Config(settings, checkpoints, loggers, KafkaEndpoint.Security());
+        Config(settings, checkpoints, loggers, KafkaEndpoint.Security(), KafkaEndpoint.ProcessConfiguration);
 
     /// <param name="security">librdkafka security settings given to every client Streamiz builds (consumers, producers, admin)</param>
+    /// <param name="configuration">its Kafka:Client section is given to every client, Kafka:Consumer to the
+    /// command consumer and Kafka:Producer to the producer; they override the settings below</param>
     public static StreamConfig Config(ProcessorSettings settings, ChangelogCheckpoints checkpoints, ILoggerFactory loggers,
-        IReadOnlyList<KeyValuePair<string, string>> security)
+        IReadOnlyList<KeyValuePair<string, string>> security, IConfiguration? configuration = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(security);
@@ -78,7 +81,14 @@ public static class SlotTopology
             NumStreamThreads = 1,
             Logger = loggers,
         };
-        foreach (var (key, value) in security) config.AddConfig(key, Typed(key, value));
+        foreach (var (key, value) in security) config.AddConfig(key, Typed(key, value, $"KAFKA_{key.ToUpperInvariant().Replace('.', '_')}"));
+        if (configuration is null) return config;
+        foreach (var (key, value) in KafkaEndpoint.Section(configuration, KafkaEndpoint.ClientSection))
+            config.AddConfig(key, Typed(key, value, $"{KafkaEndpoint.ClientSection}:{key}"));
+        foreach (var (key, value) in KafkaEndpoint.Section(configuration, KafkaEndpoint.ConsumerSection))
+            config.AddConfig(config.MainConsumerPrefix(key), value);
+        foreach (var (key, value) in KafkaEndpoint.Section(configuration, KafkaEndpoint.ProducerSection))
+            config.AddConfig(config.ProducerPrefix(key), value);
         return config;
     }
 
@@ -87,7 +97,7 @@ public static class SlotTopology
     /// bool for enable.ssl.certificate.verification), so the text becomes the type of Confluent's
     /// ClientConfig property of the same name: SASL_SSL is SecurityProtocol.SaslSsl.
     /// </summary>
-    private static object Typed(string key, string value)
+    private static object Typed(string key, string value, string source)
     {
         var property = typeof(ClientConfig).GetProperty(string.Concat(key.Split('.').Select(w => w.Length == 0 ? w : char.ToUpperInvariant(w[0]) + w[1..])));
         if (property is null) return value;
@@ -100,7 +110,7 @@ public static class SlotTopology
         }
         catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
         {
-            throw new StartupException($"Kafka setting {key}='{value}' (KAFKA_{key.ToUpperInvariant().Replace('.', '_')}) is not a valid {type.Name}: {e.Message}");
+            throw new StartupException($"Kafka setting {key}='{value}' ({source}) is not a valid {type.Name}: {e.Message}");
         }
     }
 }

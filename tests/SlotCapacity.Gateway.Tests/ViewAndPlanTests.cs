@@ -222,14 +222,48 @@ public class CliTests
     [InlineData("replay", "--days", "many")]
     public async Task Bad_usage_exits_2_without_calling_a_gateway(params string[] args)
     {
-        Assert.True(GatewayCli.IsCommand(args));
-        Assert.Equal(2, await GatewayCli.RunAsync(args, new StringWriter()));
+        var served = false;
+        Assert.Equal(2, await GatewayCli.RunAsync(args, new StringWriter(), new StringWriter(), _ =>
+        {
+            served = true;
+            return Task.FromResult(0);
+        }));
+        Assert.False(served);
+    }
+
+    [Theory]
+    [InlineData("--bogus", "Unrecognized command or argument '--bogus'", "reserve", "--hub", "LON1", "--start", "2030-01-01T10:00Z", "--zone", "north", "--bogus")]
+    [InlineData("--items", "--items 'ten' is not a whole number", "availability", "--hub", "LON1", "--items", "ten")]
+    [InlineData("--zone", "Option '--zone' is required", "reserve", "--hub", "LON1", "--start", "2030-01-01T10:00Z")]
+    [InlineData("--ttl", "--ttl '2d' is not a duration", "token", "--role", "planner", "--subject", "alice", "--ttl", "2d")]
+    public async Task A_bad_option_is_refused_with_a_line_naming_it(string option, string expected, params string[] args)
+    {
+        var error = new StringWriter();
+        Assert.Equal(2, await GatewayCli.RunAsync(args, new StringWriter(), error));
+        var line = Assert.Single(error.ToString().Split('\n'), l => l.Contains(option, StringComparison.Ordinal) && !l.Contains("--help", StringComparison.Ordinal));
+        Assert.Contains(expected, line, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void Anything_else_runs_the_service()
+    public async Task Without_a_verb_the_executable_serves_on_urls()
     {
-        Assert.False(GatewayCli.IsCommand([]));
-        Assert.False(GatewayCli.IsCommand(["--urls", "http://127.0.0.1:5101"]));
+        var urls = new List<string?>();
+        Task<int> Serve(string? url)
+        {
+            urls.Add(url);
+            return Task.FromResult(0);
+        }
+        Assert.Equal(0, await GatewayCli.RunAsync([], serve: Serve));
+        Assert.Equal(0, await GatewayCli.RunAsync(["--urls", "http://127.0.0.1:5109"], serve: Serve));
+        Assert.Equal([null, "http://127.0.0.1:5109"], urls);
+    }
+
+    [Fact]
+    public async Task Help_lists_every_verb()
+    {
+        var output = new StringWriter();
+        Assert.Equal(0, await GatewayCli.RunAsync(["--help"], output));
+        foreach (var verb in new[] { "plan", "replay", "reserve", "confirm", "release", "availability", "token" })
+            Assert.Contains($"  {verb} ", output.ToString(), StringComparison.Ordinal);
     }
 }

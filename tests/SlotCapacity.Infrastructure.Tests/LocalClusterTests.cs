@@ -71,7 +71,7 @@ public sealed class LocalClusterTests
     {
         using var cluster = ChildProcess.Start("SlotCapacity.LocalCluster", ["--slot-partitions", "zero"]);
         Assert.Equal(2, await cluster.WaitAsync(TimeSpan.FromSeconds(30)));
-        Assert.StartsWith("local-cluster: --slot-partitions must be a positive whole number, not 'zero'", cluster.Errors);
+        Assert.StartsWith("local-cluster: --slot-partitions 'zero' is not a whole number from 1 to 2147483647", cluster.Errors);
     }
 
     [Fact]

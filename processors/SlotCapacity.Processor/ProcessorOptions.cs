@@ -1,0 +1,52 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+using SlotCapacity.Kafka;
+
+namespace SlotCapacity.Processor;
+
+/// <summary>
+/// The processor's configuration, bound from its environment variables by <see cref="SettingsBinder"/>
+/// (see <see cref="ProcessorSettings"/> for what each setting does).
+/// </summary>
+public sealed class ProcessorOptions : KafkaOptions
+{
+    /// <summary>Null: processor-{process id}.</summary>
+    [ConfigurationKeyName("PROCESSOR_INSTANCE")]
+    public string? Instance { get; set; }
+
+    /// <summary>Null: slot-processor-state/{instance} in the temporary directory.</summary>
+    [ConfigurationKeyName("PROCESSOR_STATE_DIR")]
+    public string? StateDirectory { get; set; }
+
+    [ConfigurationKeyName("PROCESSOR_SESSION_TIMEOUT_MS")]
+    [Range(500, int.MaxValue, ErrorMessage = "must be at least {1} ms (and at least the broker's group.min.session.timeout.ms)")]
+    public int SessionTimeoutMs { get; set; } = ProcessorSettings.DefaultSessionTimeoutMs;
+
+    [ConfigurationKeyName("PROCESSOR_COMMIT_INTERVAL_MS")]
+    [Range(10, int.MaxValue, ErrorMessage = "must be at least {1} ms")]
+    public int CommitIntervalMs { get; set; } = ProcessorSettings.DefaultCommitIntervalMs;
+
+    [ConfigurationKeyName("PROCESSOR_FETCH_WAIT_MS")]
+    [Range(1, int.MaxValue, ErrorMessage = "must be at least {1} ms")]
+    public int FetchWaitMaxMs { get; set; } = ProcessorSettings.DefaultFetchWaitMaxMs;
+
+    /// <summary>Streamiz logs every poll and commit at Information; Information shows its rebalances and
+    /// state changes when diagnosing.</summary>
+    [ConfigurationKeyName("STREAMIZ_LOG_LEVEL")]
+    public LogLevel StreamizLogLevel { get; set; } = LogLevel.Warning;
+
+    public ProcessorSettings ToSettings()
+    {
+        var instance = string.IsNullOrWhiteSpace(Instance) ? $"processor-{Environment.ProcessId}" : Instance;
+        var stateDirectory = string.IsNullOrWhiteSpace(StateDirectory)
+            ? Path.Combine(Path.GetTempPath(), "slot-processor-state", instance)
+            : StateDirectory;
+        return new ProcessorSettings(KafkaEndpoint.BootstrapServers(BootstrapServers), Topics(), stateDirectory, instance)
+        {
+            SessionTimeoutMs = SessionTimeoutMs,
+            CommitIntervalMs = CommitIntervalMs,
+            FetchWaitMaxMs = FetchWaitMaxMs,
+        };
+    }
+}
