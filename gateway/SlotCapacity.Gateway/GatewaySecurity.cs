@@ -196,6 +196,9 @@ internal static class GatewaySecurity
         {
             // Keep "sub" and "role" as written instead of .NET's long claim URIs.
             o.MapInboundClaims = false;
+            // A token is validated once, then remembered until it expires (ValidatedTokenCache).
+            o.TokenHandlers.Clear();
+            o.TokenHandlers.Add(ValidatedTokenCache.ForJwt(TimeProvider.System));
             o.TokenValidationParameters = new TokenValidationParameters
             {
                 ValidateIssuer = true,
