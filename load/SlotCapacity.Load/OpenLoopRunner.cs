@@ -192,11 +192,19 @@ public sealed partial class OpenLoopRunner
                 batch.Add(isReserve
                     ? new Call(this, recorder, due, _workload.NextReserve(), null, ct)
                     : new Call(this, recorder, due, null, _workload.NextRead(), ct));
+                // After a stall the backlog is spread over several pool threads, not started by one.
+                if (batch.Count == MaxBatch)
+                {
+                    ThreadPool.UnsafeQueueUserWorkItem(batch, preferLocal: false);
+                    batch = new CallBatch();
+                }
             }
             if (batch.Count > 0) ThreadPool.UnsafeQueueUserWorkItem(batch, preferLocal: false);
             WaitUntil(woke + window);
         }
     }
+
+    private const int MaxBatch = 32;
 
     /// <summary>The calls one wake of the dispatcher found due, started together on a pool thread.</summary>
     private sealed class CallBatch : List<Call>, IThreadPoolWorkItem
