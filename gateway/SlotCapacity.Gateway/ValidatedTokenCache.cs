@@ -12,7 +12,9 @@ namespace SlotCapacity.Gateway;
 /// load/README.md). Only valid tokens are remembered, never past their <c>exp</c> (no clock skew
 /// added) and never longer than <see cref="MaximumAge"/>, so that a key withdrawn by the issuer
 /// (GATEWAY_JWT_AUTHORITY) stops being honoured within that time. Any other string, a forged,
-/// edited or expired token included, is a miss and goes through full validation.
+/// edited or expired token included, is a miss and goes through full validation. The validation
+/// rules are not part of the key: one cache serves one authentication scheme, whose rules
+/// (issuer, audience, algorithms) do not change while it runs.
 /// </summary>
 public sealed class ValidatedTokenCache(TokenHandler inner, TimeProvider clock, int capacity = ValidatedTokenCache.DefaultCapacity) : TokenHandler
 {
