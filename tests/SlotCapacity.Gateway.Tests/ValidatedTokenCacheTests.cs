@@ -27,6 +27,16 @@ public sealed class ValidatedTokenCacheTests
         LifetimeValidator = (notBefore, expires, _, _) => clock.GetUtcNow().UtcDateTime is var now && now >= notBefore && now < expires,
     };
 
+    /// <summary>A cache that has validated (and so remembered) a checkout token of the given lifetime.</summary>
+    private static async Task<(Clock Clock, ValidatedTokenCache Cache, string Token)> RememberedAsync(TimeSpan lifetime)
+    {
+        var clock = new Clock(DateTimeOffset.UtcNow);
+        var cache = ValidatedTokenCache.ForJwt(clock);
+        var token = SlotTokens.Issue(Key, "shop", [SlotRoles.Checkout], lifetime, issuedAt: clock.Now.UtcDateTime);
+        Assert.True((await cache.ValidateTokenAsync(token, Rules(clock))).IsValid);
+        return (clock, cache, token);
+    }
+
     [Fact]
     public async Task A_valid_token_is_validated_once_and_each_call_gets_its_own_copy_of_the_identity()
     {
@@ -51,10 +61,7 @@ public sealed class ValidatedTokenCacheTests
     [Fact]
     public async Task A_remembered_token_is_refused_once_it_expires()
     {
-        var clock = new Clock(DateTimeOffset.UtcNow);
-        var cache = ValidatedTokenCache.ForJwt(clock);
-        var token = SlotTokens.Issue(Key, "shop", [SlotRoles.Checkout], TimeSpan.FromMinutes(2), issuedAt: clock.Now.UtcDateTime);
-        Assert.True((await cache.ValidateTokenAsync(token, Rules(clock))).IsValid);
+        var (clock, cache, token) = await RememberedAsync(TimeSpan.FromMinutes(2));
 
         clock.Now += TimeSpan.FromMinutes(2) + TimeSpan.FromSeconds(1);
         var late = await cache.ValidateTokenAsync(token, Rules(clock));
@@ -66,10 +73,7 @@ public sealed class ValidatedTokenCacheTests
     [Fact]
     public async Task A_token_is_remembered_for_at_most_the_maximum_age_then_validated_again()
     {
-        var clock = new Clock(DateTimeOffset.UtcNow);
-        var cache = ValidatedTokenCache.ForJwt(clock);
-        var token = SlotTokens.Issue(Key, "shop", [SlotRoles.Checkout], TimeSpan.FromHours(1), issuedAt: clock.Now.UtcDateTime);
-        Assert.True((await cache.ValidateTokenAsync(token, Rules(clock))).IsValid);
+        var (clock, cache, token) = await RememberedAsync(TimeSpan.FromHours(1));
 
         // The issuer's key changes after the maximum age: the token is checked again, with the new key, and refused.
         clock.Now += ValidatedTokenCache.MaximumAge + TimeSpan.FromSeconds(1);
