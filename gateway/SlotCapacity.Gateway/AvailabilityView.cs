@@ -13,6 +13,7 @@ public sealed class AvailabilityView
 {
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, AvailabilitySnapshot>> byHub = new(StringComparer.Ordinal);
     private int slotCount;
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<AvailabilitySnapshot, SlotConfig> configs = new();
 
     public int SlotCount => Volatile.Read(ref slotCount);
 
@@ -58,6 +59,14 @@ public sealed class AvailabilityView
         if (!SlotKey.TryParse(slot, out var key) || !byHub.TryGetValue(key.Value.Hub, out var slots)) return;
         if (slots.TryRemove(slot, out _)) Interlocked.Decrement(ref slotCount);
     }
+
+    /// <summary>
+    /// The slot configuration a snapshot of this view shows (<see cref="SlotFit.ConfigOf"/>), built once
+    /// per snapshot rather than on every read of it: building it was the largest part of a read's own
+    /// work. A snapshot in the view is never changed (a new version replaces it), so the configuration
+    /// stays true for as long as the snapshot lives.
+    /// </summary>
+    public SlotConfig ConfigOf(AvailabilitySnapshot snapshot) => configs.GetValue(snapshot, SlotFit.ConfigOf);
 
     public AvailabilitySnapshot? Get(string slot) =>
         SlotKey.TryParse(slot, out var key) && byHub.TryGetValue(key.Value.Hub, out var slots) && slots.TryGetValue(slot, out var s) ? s : null;

@@ -66,7 +66,7 @@ public sealed class CheckoutService(
         var reply = new AvailabilityReply { ViewLagRecords = lagRecords, ViewLagMs = lagMs };
         foreach (var snapshot in view.Slots(request.Hub, from, to))
         {
-            var fit = SlotFit.Evaluate(snapshot, request.Zone, request.Needs, now);
+            var fit = SlotFit.Evaluate(snapshot, view.ConfigOf(snapshot), request.Zone, request.Needs, now);
             reply.Slots.Add(new SlotAvailability
             {
                 Slot = new SlotId { Hub = snapshot.Hub, Start = Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(snapshot.StartUnixMs)) },

@@ -177,6 +177,11 @@ internal static class GatewaySecurity
         {
             // Keep "sub" and "role" as written instead of .NET's long claim URIs.
             o.MapInboundClaims = false;
+            // A token is validated once, then remembered until it expires (ValidatedTokenCache).
+            o.TokenHandlers.Clear();
+            o.TokenHandlers.Add(ValidatedTokenCache.ForJwt(TimeProvider.System));
+            // Nothing reads the token back from the authentication properties: storing it was a copy per call.
+            o.SaveToken = false;
             o.TokenValidationParameters = new TokenValidationParameters
             {
                 ValidateIssuer = true,

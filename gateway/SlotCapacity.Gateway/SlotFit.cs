@@ -14,7 +14,11 @@ public static class SlotFit
 
     /// <param name="zone">Empty = any zone.</param>
     /// <param name="needs">Null = any order.</param>
-    public static Fit Evaluate(AvailabilitySnapshot slot, string zone, OrderNeeds? needs, DateTimeOffset now)
+    public static Fit Evaluate(AvailabilitySnapshot slot, string zone, OrderNeeds? needs, DateTimeOffset now) =>
+        Evaluate(slot, ConfigOf(slot), zone, needs, now);
+
+    /// <param name="config"><see cref="ConfigOf"/> of <paramref name="slot"/>, e.g. kept by the view with the snapshot</param>
+    public static Fit Evaluate(AvailabilitySnapshot slot, SlotConfig config, string zone, OrderNeeds? needs, DateTimeOffset now)
     {
         long capacity = 0, used = 0;
         foreach (var counter in slot.Fleet)
@@ -25,7 +29,7 @@ public static class SlotFit
         var fill = capacity == 0 ? (used > 0 ? 1.0 : 0.0) : (double)used / capacity;
 
         var order = needs ?? new OrderNeeds();
-        var check = SlotDecisions.Check(ConfigOf(slot), new SnapshotUsage(slot), zone, order, now.ToUnixTimeMilliseconds(), slot.EndUnixMs);
+        var check = SlotDecisions.Check(config, new SnapshotUsage(slot), zone, order, now.ToUnixTimeMilliseconds(), slot.EndUnixMs);
 
         long remaining = 0;
         foreach (var counter in slot.Fleet)
@@ -43,7 +47,7 @@ public static class SlotFit
     }
 
     /// <summary>The configuration a snapshot shows: its counters still configured, and its zone rules.</summary>
-    private static SlotConfig ConfigOf(AvailabilitySnapshot slot)
+    public static SlotConfig ConfigOf(AvailabilitySnapshot slot)
     {
         var config = new SlotConfig { Open = slot.Open, CutoffUnixMs = slot.CutoffUnixMs };
         foreach (var fleet in slot.Fleet.Where(f => !f.Removed))

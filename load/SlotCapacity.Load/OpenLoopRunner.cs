@@ -7,7 +7,8 @@ using SlotCapacity.Load.Targets;
 
 namespace SlotCapacity.Load;
 
-public sealed record RunnerOptions(int MaxInFlight = 20_000, double DrainSeconds = 15, ClientPolicy? Client = null)
+/// <param name="BatchWindowMs">the dispatcher wakes at most once per window and starts every call due by then</param>
+public sealed record RunnerOptions(int MaxInFlight = 20_000, double DrainSeconds = 15, ClientPolicy? Client = null, double BatchWindowMs = 1)
 {
     public static readonly RunnerOptions Default = new();
 }
@@ -153,37 +154,71 @@ public sealed partial class OpenLoopRunner
             recorder.Lateness());
     }
 
+    /// <summary>
+    /// Wakes at most once per <see cref="RunnerOptions.BatchWindowMs"/> and hands every call due
+    /// by then to one pool work item, which starts them. At 5,500 calls/s a wake (nanosleep) and a
+    /// thread-pool hand-off per call were most of the harness's CPU (kernel time in futex wakes);
+    /// a batch started together also shares the HTTP/2 connection's writes. The batch goes to the
+    /// pool rather than being started here so that one slow start (a lock, a descheduled thread on
+    /// a busy machine) does not hold back the calls due after it. A call is thus started up to one
+    /// window after its due time; its latency still runs from the due time, and the delay is in the
+    /// harness lag.
+    /// </summary>
     private void Dispatch(RunRecorder recorder, long scheduled, double rate, double reservesPerSecond, long phaseStart, CancellationToken ct)
     {
         var ticksPerOp = Stopwatch.Frequency / rate;
         var reserveShare = reservesPerSecond / rate;
-        for (long i = 0; i < scheduled && !ct.IsCancellationRequested; i++)
+        var window = (long)(_options.BatchWindowMs / 1000 * Stopwatch.Frequency);
+        long i = 0;
+        while (i < scheduled && !ct.IsCancellationRequested)
         {
-            var due = phaseStart + (long)(i * ticksPerOp);
-            WaitUntil(due);
-            // Interleave the two kinds evenly: operation i is a reserve when the running reserve count steps up.
-            var isReserve = (long)Math.Floor((i + 1) * reserveShare) > (long)Math.Floor(i * reserveShare);
-            var kind = isReserve ? OperationKind.Reserve : OperationKind.Read;
-            if (Interlocked.Read(ref _inFlight) >= _options.MaxInFlight)
+            WaitUntil(phaseStart + (long)(i * ticksPerOp));
+            var woke = Stopwatch.GetTimestamp();
+            var batch = new CallBatch();
+            for (; i < scheduled; i++)
             {
-                recorder.Record(kind, ToMicros(Stopwatch.GetTimestamp() - due), false, null, "shed: harness in-flight limit");
-                continue;
+                var due = phaseStart + (long)(i * ticksPerOp);
+                if (due > woke) break;
+                // Interleave the two kinds evenly: operation i is a reserve when the running reserve count steps up.
+                var isReserve = (long)Math.Floor((i + 1) * reserveShare) > (long)Math.Floor(i * reserveShare);
+                var kind = isReserve ? OperationKind.Reserve : OperationKind.Read;
+                if (Interlocked.Read(ref _inFlight) >= _options.MaxInFlight)
+                {
+                    recorder.Record(kind, ToMicros(Stopwatch.GetTimestamp() - due), false, null, "shed: harness in-flight limit");
+                    continue;
+                }
+                Interlocked.Increment(ref _inFlight);
+                recorder.Started();
+                batch.Add(isReserve
+                    ? new Call(this, recorder, due, _workload.NextReserve(), null, ct)
+                    : new Call(this, recorder, due, null, _workload.NextRead(), ct));
+                // After a stall the backlog is spread over several pool threads, not started by one.
+                if (batch.Count == MaxBatch)
+                {
+                    ThreadPool.UnsafeQueueUserWorkItem(batch, preferLocal: false);
+                    batch = new CallBatch();
+                }
             }
-            Interlocked.Increment(ref _inFlight);
-            recorder.Started();
-            var call = isReserve
-                ? new Call(this, recorder, due, _workload.NextReserve(), null, ct)
-                : new Call(this, recorder, due, null, _workload.NextRead(), ct);
-            ThreadPool.UnsafeQueueUserWorkItem(call, preferLocal: false);
+            if (batch.Count > 0) ThreadPool.UnsafeQueueUserWorkItem(batch, preferLocal: false);
+            WaitUntil(woke + window);
+        }
+    }
+
+    private const int MaxBatch = 32;
+
+    /// <summary>The calls one wake of the dispatcher found due, started together on a pool thread.</summary>
+    private sealed class CallBatch : List<Call>, IThreadPoolWorkItem
+    {
+        public void Execute()
+        {
+            foreach (var call in this) _ = call.RunAsync();
         }
     }
 
     private sealed class Call(OpenLoopRunner runner, RunRecorder recorder, long due, ReserveOperation? reserve,
-        ReadOperation? read, CancellationToken ct) : IThreadPoolWorkItem
+        ReadOperation? read, CancellationToken ct)
     {
-        public void Execute() => _ = RunAsync();
-
-        private async Task RunAsync()
+        public async Task RunAsync()
         {
             recorder.RecordLateness(ToMicros(Stopwatch.GetTimestamp() - due));
             var kind = reserve is not null ? OperationKind.Reserve : OperationKind.Read;

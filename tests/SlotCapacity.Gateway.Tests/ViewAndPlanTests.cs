@@ -98,6 +98,23 @@ public class ViewAndPlanTests
     }
 
     [Fact]
+    public void The_view_builds_a_snapshots_configuration_once_and_a_new_version_gets_its_own()
+    {
+        var view = new AvailabilityView();
+        var first = Snapshot("LON1", Start, 1, used: 5);
+        view.Apply(first);
+        var config = view.ConfigOf(first);
+        Assert.Same(config, view.ConfigOf(first));
+        Assert.Equal(SlotFit.ConfigOf(first), config);
+        Assert.Equal(SlotFit.Evaluate(first, "", null, Start.AddDays(-1)), SlotFit.Evaluate(first, config, "", null, Start.AddDays(-1)));
+
+        var closed = Snapshot("LON1", Start, 2, used: 5, open: false);
+        view.Apply(closed);
+        Assert.False(view.ConfigOf(closed).Open);
+        Assert.Equal(RejectReason.SlotClosed, SlotFit.Evaluate(closed, view.ConfigOf(closed), "", null, Start.AddDays(-1)).Reason);
+    }
+
+    [Fact]
     public void Utilisation_sums_each_hub_day()
     {
         var slots = new[]

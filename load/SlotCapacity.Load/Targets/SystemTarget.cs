@@ -72,6 +72,10 @@ public sealed class SystemTarget : IHoldingTarget
                     EnableMultipleHttp2Connections = _shape.MultipleHttp2Connections,
                     ConnectTimeout = TimeSpan.FromSeconds(5),
                     PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+                    // gRPC has no redirects, cookies or proxies on loopback: each would be a stage every call passes.
+                    AllowAutoRedirect = false,
+                    UseCookies = false,
+                    UseProxy = false,
                 };
                 var options = new GrpcChannelOptions
                 {
@@ -79,9 +83,22 @@ public sealed class SystemTarget : IHoldingTarget
                     MaxRetryAttempts = 0,
                     DisposeHttpClient = true,
                 };
-                if (_shape.DirectHttpClient) options.HttpClient = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
-                else options.HttpHandler = handler;
-                var channel = SlotChannel.ForAddress(g, tokens?.Checkout, options);
+                GrpcChannel channel;
+                if (_shape.DirectHttpClient)
+                {
+                    var http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+                    // The token as a default header of the client: the same header on every call, without
+                    // gRPC's per-call credentials callback (an async step and a metadata copy per call).
+                    if (!string.IsNullOrEmpty(tokens?.Checkout))
+                        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", tokens.Checkout);
+                    options.HttpClient = http;
+                    channel = GrpcChannel.ForAddress(g, options);
+                }
+                else
+                {
+                    options.HttpHandler = handler;
+                    channel = SlotChannel.ForAddress(g, tokens?.Checkout, options);
+                }
                 _channels.Add(channel);
                 clients[c] = new Checkout.CheckoutClient(channel);
             }
