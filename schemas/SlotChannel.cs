@@ -12,9 +12,20 @@ public static class SlotChannel
     /// <summary>Environment variable the CLI and tools read a token from when none is passed.</summary>
     public const string TokenVariable = "SLOT_TOKEN";
 
+    /// <summary>First wait before reconnecting to a gateway that refused a connection; it doubles up to <see cref="MaxReconnectBackoff"/>.</summary>
+    public static readonly TimeSpan ReconnectBackoff = TimeSpan.FromMilliseconds(100);
+
+    public static readonly TimeSpan MaxReconnectBackoff = TimeSpan.FromSeconds(1);
+
     public static GrpcChannel ForAddress(string address, string? token, GrpcChannelOptions? options = null)
     {
         options ??= new GrpcChannelOptions();
+        // A restarting gateway refuses connections for a moment, and gRPC's default reconnect backoff
+        // (1 s, growing to 120 s) then fails calls to it at once for long after it is back: in a
+        // rolling restart both gateways of a client could look down while one was serving. Checkout
+        // retries on the other gateway meanwhile, so reconnecting soon is what it wants.
+        options.InitialReconnectBackoff = ReconnectBackoff;
+        options.MaxReconnectBackoff = MaxReconnectBackoff;
         if (!string.IsNullOrEmpty(token))
         {
             // Built once per channel: each call only adds the ready-made header.
