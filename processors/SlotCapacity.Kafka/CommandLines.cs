@@ -35,6 +35,11 @@ public static class CommandLines
             Output = output ?? Console.Out,
             Error = stderr,
             EnableDefaultExceptionHandler = false,
+            // Each long-running program stops gracefully on SIGTERM/SIGINT itself (the gateway drains
+            // its calls, the processor closes its tasks, the warehouse commits what it wrote).
+            // System.CommandLine's own handler would force the exit after 2 s, and a second signal
+            // made it throw from the signal thread (the warehouse aborted on `make run`'s stop).
+            ProcessTerminationTimeout = null,
         }, ct);
     }
 
