@@ -90,7 +90,8 @@ public sealed class GatewayWarmUp(GatewaySettings settings, IServer server, ILog
             ? SlotTokens.Issue(key, $"{settings.Instance}/warm-up", [SlotRoles.Checkout], TimeSpan.FromMinutes(1),
                 settings.Security.Issuer, settings.Security.Audience)
             : null;
-        var options = new GrpcChannelOptions();
+        // The channel is disposed after the warm-up, and with it any handler made here.
+        var options = new GrpcChannelOptions { DisposeHttpClient = true };
         if (settings.Security.TlsCertificateFile is { } certificateFile)
         {
             // It calls itself: the certificate to trust is exactly the one it serves.

@@ -8,8 +8,8 @@ namespace SlotCapacity.Faults;
 internal sealed record Experiment(string Name, string Description, Func<RunningSystem, Stopwatch, TextWriter, Task> Inject, int MinimumBrokers = 1)
 {
     /// <summary>Why this experiment cannot run against <paramref name="system"/>, or null.</summary>
-    public string? Unmet(RunningSystem system) => system.Brokers() < MinimumBrokers
-        ? $"{Name} needs a local cluster of at least {MinimumBrokers} brokers, this one has {system.Brokers()}: start the system with LOCAL_CLUSTER_BROKERS=3 make run"
+    public string? Unmet(RunningSystem system) => system.Brokers() is var brokers && brokers < MinimumBrokers
+        ? $"{Name} needs a local cluster of at least {MinimumBrokers} brokers, this one has {brokers}: start the system with LOCAL_CLUSTER_BROKERS=3 make run"
         : null;
 }
 

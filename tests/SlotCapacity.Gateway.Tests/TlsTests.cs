@@ -51,6 +51,23 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [Fact]
+    public async Task With_TLS_and_no_client_CA_the_gateway_warms_up_through_its_own_TLS_port()
+    {
+        using var ca = Certificates.Authority("slot test CA");
+        using var server = Certificates.Issue(ca, "127.0.0.1", serverAuth: true);
+        var security = EngineAndGateways.Security with
+        {
+            TlsCertificateFile = Write("server.pem", server.ExportCertificatePem()),
+            TlsKeyFile = Write("server.key", server.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem()),
+        };
+        await using var system = await EngineAndGateways.StartAsync(output, processors: 0);
+        var gateway = await system.StartGatewayAsync("gw-tls-warm", security: security);
+        Assert.Equal("https", gateway.Address.Scheme);
+        Assert.StartsWith("QueryAvailability OK, Reserve InvalidArgument, Confirm InvalidArgument, Release InvalidArgument, in ",
+            gateway.Status().WarmUp, StringComparison.Ordinal);
+    }
+
     private string Write(string name, string pem)
     {
         var path = Path.Combine(folder, name);
