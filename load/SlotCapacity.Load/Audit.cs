@@ -120,7 +120,7 @@ public static class Audit
             if (fate == CallerFate.NoAnswer) afterNoAnswer++;
             var told = fate switch
             {
-                CallerFate.NoAnswer => "got no answer after its retries",
+                CallerFate.NoAnswer => "never learned whether it holds it (no definite answer)",
                 CallerFate.Released => "released it",
                 CallerFate.LeftToExpire => "let its hold expire",
                 CallerFate.ConfirmRefused => "was refused the confirm",
@@ -135,6 +135,11 @@ public static class Audit
             mismatched.Add(slotOf[id]);
             violations.Add($"lost booking: reservation {id} in slot {slotOf[id]} was answered booked or confirmed but holds no capacity at the end");
         }
+        if (phantoms > 0)
+            violations.Insert(0, "phantom bookings by what the caller was told: " + string.Join(", ",
+                violations.Where(v => v.StartsWith("phantom booking:", StringComparison.Ordinal))
+                    .GroupBy(v => v[(v.IndexOf(", but the caller ", StringComparison.Ordinal) + 17)..])
+                    .OrderByDescending(g => g.Count()).Select(g => $"{g.Key}: {g.Count()}")));
         var liveInPlan = live.Count(l => plan.ById.ContainsKey(l.Value));
         // No definite answer to the reserve, or to the confirm/release that followed it.
         var uncertain = fates?.Count(f => f.Value is CallerFate.Uncertain or CallerFate.NoAnswer or CallerFate.Held) ?? 0;

@@ -30,7 +30,9 @@ public enum CallerFate
     ConfirmRefused,
     /// <summary>A confirm or release without a definite answer: either way is correct.</summary>
     Uncertain,
-    /// <summary>The reserve itself got no definite answer after its retries.</summary>
+    /// <summary>Whether the reservation holds is unknown to the caller: the reserve got no definite
+    /// answer after its retries, or ended refused after an unanswered attempt, and the release that
+    /// followed (on targets with releases) got no answer either.</summary>
     NoAnswer,
 }
 
@@ -231,11 +233,7 @@ public sealed partial class OpenLoopRunner
                 {
                     var result = await runner._client.CallAsync(a => target.ReserveAsync(reserve, a, ct), null, ct).ConfigureAwait(false);
                     (retried, lost) = (result.RetriedBecause, result.Lost);
-                    if (result.Error is not null)
-                    {
-                        error = ErrorName(result.Error);
-                        if (lost) runner.Fates[reserve.ReservationId] = CallerFate.NoAnswer;
-                    }
+                    if (result.Error is not null) error = ErrorName(result.Error);
                     else if (result.Answer!.Accepted)
                     {
                         accepted = true;
@@ -245,6 +243,9 @@ public sealed partial class OpenLoopRunner
                     }
                     else if (result.Answer.IsFailure) error = result.Answer.Reason;
                     else reject = result.Answer.Reason ?? "UNSPECIFIED";
+                    // An attempt without an answer may hold the place even when a later one was refused
+                    // (e.g. abandoned: that strikes off only its own attempt).
+                    if (!accepted && (lost || retried is not null)) runner.ReleaseUnanswered(recorder, reserve, ct);
                 }
                 else
                 {
@@ -287,11 +288,29 @@ public sealed partial class OpenLoopRunner
     }
 
     /// <summary>
+    /// A reserve that ends without an accept after an attempt went unanswered may still hold the
+    /// place: the gateway abandons what it sees go unanswered, but not an accept it delivered that
+    /// the caller read too late (its own deadline timer fired first, seen under overload), and an
+    /// Abandon of a later attempt does not undo an earlier one's accept. Checkout then releases the
+    /// reservation rather than leave the customer's place taken (the client contract in
+    /// gateway/README.md); a target without releases leaves it at that. Until the release is
+    /// answered the caller does not know (no answer).
+    /// </summary>
+    private void ReleaseUnanswered(RunRecorder recorder, ReserveOperation op, CancellationToken ct)
+    {
+        Fates[op.ReservationId] = CallerFate.NoAnswer;
+        if (_target is not IHoldingTarget) return;
+        Interlocked.Increment(ref _inFlight);
+        recorder.Started();
+        _ = FollowUpAsync(recorder, op, new CheckoutStep(FollowUp.Release, TimeSpan.Zero), ct, afterNoAnswer: true);
+    }
+
+    /// <summary>
     /// The customer's confirm or release: retried, with the same reservation id, on a transport
     /// failure and on an UNAVAILABLE answer (both calls are idempotent and never abandoned by the
     /// gateway). Latency runs from the actual send: when it is sent is the customer's business.
     /// </summary>
-    private async Task FollowUpAsync(RunRecorder recorder, ReserveOperation op, CheckoutStep step, CancellationToken ct)
+    private async Task FollowUpAsync(RunRecorder recorder, ReserveOperation op, CheckoutStep step, CancellationToken ct, bool afterNoAnswer = false)
     {
         var kind = step.Action == FollowUp.Confirm ? OperationKind.Confirm : OperationKind.Release;
         try
@@ -303,22 +322,26 @@ public sealed partial class OpenLoopRunner
                 a => kind == OperationKind.Confirm ? holding.ConfirmAsync(op, a, ct) : holding.ReleaseAsync(op, a, ct),
                 answer => answer.Reason == "UNAVAILABLE", ct).ConfigureAwait(false);
             var answer = result.Answer;
-            Fates[op.ReservationId] = (kind, answer) switch
+            var fate = (kind, answer) switch
             {
                 (_, null) => CallerFate.Uncertain,
                 (OperationKind.Confirm, { Accepted: true }) => CallerFate.Live,
                 (OperationKind.Release, { Accepted: true }) => CallerFate.Released,
                 (_, { IsFailure: true }) => CallerFate.Uncertain,
                 (OperationKind.Confirm, _) => CallerFate.ConfirmRefused,
+                // Refused (e.g. UNKNOWN_RESERVATION): nothing held when it was applied, as the caller now believes.
+                _ when afterNoAnswer => CallerFate.Released,
                 _ => CallerFate.Uncertain,
             };
+            // A release that went unanswered too leaves the reserve as unknown as it was.
+            Fates[op.ReservationId] = afterNoAnswer && fate == CallerFate.Uncertain ? CallerFate.NoAnswer : fate;
             string? error = result.Error is not null ? ErrorName(result.Error) : answer is { IsFailure: true } ? answer.Reason : null;
             string? reject = answer is { Accepted: false, IsFailure: false } ? answer.Reason ?? "UNSPECIFIED" : null;
             recorder.Record(kind, ToMicros(Stopwatch.GetTimestamp() - sent), answer?.Accepted == true, reject, error, result.RetriedBecause, result.Lost);
         }
         catch (OperationCanceledException)
         {
-            Fates[op.ReservationId] = CallerFate.Uncertain;
+            Fates[op.ReservationId] = afterNoAnswer ? CallerFate.NoAnswer : CallerFate.Uncertain;
         }
         finally
         {

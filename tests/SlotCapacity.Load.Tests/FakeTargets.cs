@@ -126,3 +126,45 @@ internal sealed class FlakyTarget(Func<long, int, Exception?> failure) : ITarget
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }
+
+/// <summary>
+/// Books every reserve like <see cref="InstantTarget"/>, but the caller never sees the answers of
+/// the ones it is told to: each of their attempts is applied and then fails DEADLINE_EXCEEDED, as an
+/// accept that reached an overloaded client after its own deadline fired; with <c>refuseRetries</c>
+/// only the first attempt is, and a retry is answered UNAVAILABLE (abandoned). Releases are answered
+/// unless <c>releasesUnanswered</c>.
+/// </summary>
+internal sealed class LateAnswerTarget(Func<long, bool> answerLate, bool releasesUnanswered = false, bool refuseRetries = false) : IHoldingTarget
+{
+    private readonly InstantTarget _inner = new(enforceCapacity: true);
+
+    public int Releases => _inner.Releases;
+    public string Name => "late-answer";
+    public string Endpoint => "in-process";
+    public string Notes => "test double";
+    public IReadOnlyList<WatchedProcess> Processes => [];
+
+    public Task PrepareAsync(SlotPlan plan, CancellationToken ct) => Task.CompletedTask;
+
+    public async Task<ReserveOutcome> ReserveAsync(ReserveOperation op, int attempt, CancellationToken ct)
+    {
+        if (refuseRetries && attempt > 0 && answerLate(op.Sequence)) return ReserveOutcome.Reject("UNAVAILABLE");
+        var outcome = await _inner.ReserveAsync(op, attempt, ct);
+        if (answerLate(op.Sequence)) throw new RpcException(new Status(StatusCode.DeadlineExceeded, "deadline passed before the answer was read"));
+        return outcome;
+    }
+
+    public Task<ReserveOutcome> ConfirmAsync(ReserveOperation op, int attempt, CancellationToken ct) => _inner.ConfirmAsync(op, attempt, ct);
+
+    public Task<ReserveOutcome> ReleaseAsync(ReserveOperation op, int attempt, CancellationToken ct) =>
+        releasesUnanswered
+            ? Task.FromException<ReserveOutcome>(new RpcException(new Status(StatusCode.Unavailable, "connection refused")))
+            : _inner.ReleaseAsync(op, attempt, ct);
+
+    public Task<ReadOutcome> ReadAsync(ReadOperation op, int attempt, CancellationToken ct) => _inner.ReadAsync(op, attempt, ct);
+
+    public Task<Readback> ReadBackAsync(SlotPlan plan, IReadOnlyCollection<AcceptedReservation> accepted, CancellationToken ct) =>
+        _inner.ReadBackAsync(plan, accepted, ct);
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

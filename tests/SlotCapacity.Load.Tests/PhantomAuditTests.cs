@@ -88,6 +88,52 @@ public class PhantomAuditTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_reserve_booked_but_never_answered_is_released_by_the_caller_and_a_phantom_only_if_the_release_goes_unanswered_too(bool releasesUnanswered)
+    {
+        var target = new LateAnswerTarget(sequence => sequence == 3, releasesUnanswered);
+        var accepted = new ConcurrentQueue<AcceptedReservation>();
+        var runner = new OpenLoopRunner(target, new Workload(Plan, 9, $"late{releasesUnanswered}"), accepted, TextWriter.Null);
+        var phase = await runner.RunPhaseAsync("1x", 1, 10, 0, TimeSpan.FromSeconds(1), measured: true, CancellationToken.None);
+
+        var list = accepted.ToArray();
+        var result = Audit.Check(Plan, list, await target.ReadBackAsync(Plan, list, CancellationToken.None), runner.Fates);
+
+        Assert.Equal(1, phase.Reserve.Lost);
+        Assert.Equal(9, list.Length);
+        Assert.Equal(releasesUnanswered ? 0 : 1, target.Releases);
+        var fate = Assert.Single(runner.Fates, f => f.Value != CallerFate.Live).Value;
+        Assert.Equal(releasesUnanswered ? CallerFate.NoAnswer : CallerFate.Released, fate);
+        Assert.Equal(releasesUnanswered ? 1 : 0, result.Phantoms!.Phantoms);
+        Assert.Equal(releasesUnanswered ? 1 : 0, result.Phantoms.PhantomsAfterNoAnswer);
+        Assert.Equal(!releasesUnanswered, result.Passed);
+        if (releasesUnanswered)
+            Assert.Equal("phantom bookings by what the caller was told: never learned whether it holds it (no definite answer): 1", result.Violations[0]);
+    }
+
+    [Fact]
+    public async Task A_reserve_refused_after_an_attempt_that_booked_unanswered_is_released_too()
+    {
+        // The first attempt books and its answer is lost; the retry is refused (as a gateway answers
+        // ABANDONED when its own attempt missed the deadline, which strikes off only that attempt).
+        var target = new LateAnswerTarget(sequence => sequence == 3, refuseRetries: true);
+        var accepted = new ConcurrentQueue<AcceptedReservation>();
+        var runner = new OpenLoopRunner(target, new Workload(Plan, 9, "refused-retry"), accepted, TextWriter.Null);
+        var phase = await runner.RunPhaseAsync("1x", 1, 10, 0, TimeSpan.FromSeconds(1), measured: true, CancellationToken.None);
+
+        var list = accepted.ToArray();
+        var result = Audit.Check(Plan, list, await target.ReadBackAsync(Plan, list, CancellationToken.None), runner.Fates);
+
+        Assert.Equal(0, phase.Reserve.Lost);
+        Assert.Equal(1, phase.Reserve.Retried);
+        Assert.Equal(1, target.Releases);
+        Assert.Equal(CallerFate.Released, Assert.Single(runner.Fates, f => f.Value != CallerFate.Live).Value);
+        Assert.Equal(0, result.Phantoms!.Phantoms);
+        Assert.True(result.Passed);
+    }
+
     [Fact]
     public void The_event_ledger_keeps_live_only_reservations_not_given_back()
     {
