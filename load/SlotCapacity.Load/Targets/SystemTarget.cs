@@ -287,6 +287,8 @@ public sealed class SystemTarget : IHoldingTarget
         return new Readback("events and availability topics", counters, ids, problems, live);
     }
 
+    private const int UtilisationAttempts = 5;
+
     private async Task<List<string>> CheckUtilisationAsync(SlotPlan plan, CancellationToken ct)
     {
         var problems = new List<string>();
@@ -295,19 +297,29 @@ public sealed class SystemTarget : IHoldingTarget
         foreach (var hub in plan.Hubs)
         {
             UtilisationReply reply;
-            try
+            for (var attempt = 1; ; attempt++)
             {
-                reply = await _planning[0].GetUtilisationAsync(new UtilisationRequest
+                try
                 {
-                    Hub = hub,
-                    From = Timestamp.FromDateTimeOffset(first),
-                    To = Timestamp.FromDateTimeOffset(last),
-                }, deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
-            }
-            catch (RpcException e)
-            {
-                problems.Add($"GetUtilisation for {hub} failed: {e.StatusCode} {e.Status.Detail}");
-                return problems;
+                    reply = await _planning[0].GetUtilisationAsync(new UtilisationRequest
+                    {
+                        Hub = hub,
+                        From = Timestamp.FromDateTimeOffset(first),
+                        To = Timestamp.FromDateTimeOffset(last),
+                    }, deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+                    break;
+                }
+                // The gateway limits each planner's calls (a burst of 20, then 5 a second): a plan
+                // with more hubs than the burst waits as the refusal says.
+                catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted && attempt < UtilisationAttempts)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), ct);
+                }
+                catch (RpcException e)
+                {
+                    problems.Add($"GetUtilisation for {hub} failed: {e.StatusCode} {e.Status.Detail}");
+                    return problems;
+                }
             }
             foreach (var day in reply.Days)
             {
