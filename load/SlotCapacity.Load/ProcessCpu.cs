@@ -211,11 +211,17 @@ public sealed record CostSplit(
 public sealed record ProcessCost(string Name, double UsPerReserve, double UsPerRead);
 
 /// <summary>What the target and the harness burn with no traffic, measured just before the run.</summary>
-public sealed record IdleCost(double Seconds, double TargetCores, double HarnessCores, IReadOnlyList<ProcessCpuUse> Processes);
+public sealed record IdleCost(double Seconds, double TargetCores, double HarnessCores, IReadOnlyList<ProcessCpuUse> Processes)
+{
+    /// <summary>Where the quietest stretch, the one reported, began: seconds after preparing.</summary>
+    public double QuietestFromSeconds { get; init; }
+}
 
 /// <summary>Measures the processes of a target and the harness over stretches of a run.</summary>
 public sealed class CpuMeter
 {
+    private const int IdleSearch = 4;
+
     private readonly ProcCpu _proc;
     private readonly IReadOnlyList<WatchedProcess> _processes;
 
@@ -229,12 +235,30 @@ public sealed class CpuMeter
 
     public CpuSample Sample() => CpuSample.Take(_proc, _processes);
 
+    /// <summary>
+    /// The target's cost with no traffic: the quietest stretch of <paramref name="length"/> (in whole
+    /// seconds) within <see cref="IdleSearch"/> times that after preparing. Right after a plan was
+    /// applied the processors, the warehouse and the views are still working through it (0.8-1.4
+    /// cores "idle" was measured then), which made every "above idle" figure meaningless; a target
+    /// that never quietens is measured at its floor.
+    /// </summary>
     public async Task<IdleCost> IdleAsync(TimeSpan length, CancellationToken ct)
     {
-        var start = Sample();
-        await Task.Delay(length, ct);
-        var r = CpuReport.Between(start, Sample(), 0);
-        return new IdleCost(r.WallSeconds, r.TargetCores, r.Harness.Cores, r.Target);
+        var window = Math.Max(1, (int)Math.Round(length.TotalSeconds));
+        var samples = new List<CpuSample> { Sample() };
+        for (var second = 0; second < window * IdleSearch; second++)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+            samples.Add(Sample());
+        }
+        var quietest = Enumerable.Range(0, samples.Count - window)
+            .Select(first => (First: first, Report: CpuReport.Between(samples[first], samples[first + window], 0)))
+            .MinBy(s => s.Report.TargetCores);
+        var r = quietest.Report;
+        return new IdleCost(r.WallSeconds, r.TargetCores, r.Harness.Cores, r.Target)
+        {
+            QuietestFromSeconds = Math.Round(CpuReport.Between(samples[0], samples[quietest.First], 0).WallSeconds, 1),
+        };
     }
 
     public static CostSplit Split(CpuReport reserves, long reserveCalls, CpuReport reads, long readCalls, double? idleCores = null)

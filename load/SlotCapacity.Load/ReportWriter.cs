@@ -161,7 +161,7 @@ public static class ReportWriter
         sb.AppendLine();
         sb.AppendLine("## CPU");
         sb.AppendLine();
-        sb.AppendLine("From /proc (utime + stime) of each process of the target (the system: local cluster, each processor, each gateway; redis-server; the postmaster with its backends) and of this harness. Cores = CPU seconds / wall seconds. µs per call = CPU ms per 1,000 calls. Idle: the few seconds before the run, no traffic.");
+        sb.AppendLine("From /proc (utime + stime) of each process of the target (the system: local cluster, each processor, each gateway; redis-server; the postmaster with its backends) and of this harness. Cores = CPU seconds / wall seconds. µs per call = CPU ms per 1,000 calls. Idle: no traffic, the quietest 3 s (--idle) of the first 12 s after preparing (right after a plan is applied the target is still working through it).");
         sb.AppendLine();
         sb.AppendLine("| target | stretch | seconds | target cores | each process (cores) | target µs per call | harness cores | harness µs per call |");
         sb.AppendLine("|---|---|---:|---:|---|---:|---:|---:|");

@@ -105,7 +105,7 @@ public sealed class ScenarioRunner(Scenario scenario, ScenarioOptions options, T
             if (options.IdleSeconds > 0)
             {
                 idle = await meter.IdleAsync(TimeSpan.FromSeconds(options.IdleSeconds), ct);
-                console.WriteLine($"### {target.Name}: idle {idle.TargetCores:0.000} cores over {idle.Seconds:0.0} s " +
+                console.WriteLine($"### {target.Name}: idle {idle.TargetCores:0.000} cores over {idle.Seconds:0.0} s, the quietest stretch, from {idle.QuietestFromSeconds:0.0} s after preparing " +
                                   $"({string.Join(", ", idle.Processes.Select(p => $"{p.Name} {p.Cores:0.000}"))}); harness {idle.HarnessCores:0.000}");
             }
             var workload = new Workload(plan, options.Seed, $"load-{runId}", scenario.Checkout ? options.CheckoutShape : null);

@@ -138,3 +138,29 @@ public class CpuAccountingTests
         Assert.Null(SystemProcesses.GatewayPort("dotnet x.dll plan apply -"));
     }
 }
+
+public class IdleCostTests
+{
+    [Fact]
+    public async Task Idle_is_the_quietest_stretch_after_preparing_not_the_work_left_over_from_it()
+    {
+        using var proc = new FakeProc().Process(300, 1, utime: 0, stime: 0);
+        var meter = new CpuMeter([new WatchedProcess("processor-1", 300)], new ProcCpu(proc.Root, ticksPerSecond: 100));
+        // The plan's aftermath: a core busy for the first 2.5 s, then nothing.
+        var busy = Task.Run(async () =>
+        {
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < TimeSpan.FromSeconds(2.5))
+            {
+                await Task.Delay(50);
+                proc.Process(300, 1, utime: (long)(clock.Elapsed.TotalSeconds * 100), stime: 0);
+            }
+        });
+
+        var idle = await meter.IdleAsync(TimeSpan.FromSeconds(1), CancellationToken.None);
+        await busy;
+
+        Assert.Equal(0, idle.TargetCores);
+        Assert.True(idle.QuietestFromSeconds >= 2, $"the quietest second began {idle.QuietestFromSeconds} s after preparing, while the process was busy");
+    }
+}
