@@ -32,12 +32,24 @@ public sealed record Table<T>(string Name, IReadOnlyList<string> Key, IReadOnlyL
     /// there is overwritten with the same values, so writing an event twice leaves one row.</summary>
     public string Upsert(int rows)
     {
-        var names = string.Join(", ", Columns.Select(c => c.Name));
         var values = string.Join(", ", Enumerable.Range(0, rows).Select(r =>
             "(" + string.Join(", ", Columns.Select((_, i) => $"${r * Columns.Count + i + 1}")) + ")"));
-        var updates = Columns.Where(c => !Key.Contains(c.Name)).Select(c => $"{c.Name} = EXCLUDED.{c.Name}").ToList();
-        var onConflict = updates.Count == 0 ? "DO NOTHING" : "DO UPDATE SET " + string.Join(", ", updates);
-        return $"INSERT INTO {Name} ({names}) VALUES {values} ON CONFLICT ({string.Join(", ", Key)}) {onConflict}";
+        return $"INSERT INTO {Name} ({ColumnNames}) VALUES {values} {OnConflict}";
+    }
+
+    /// <summary>The same upsert of every row of <paramref name="source"/>, a table with these columns.</summary>
+    public string UpsertFrom(string source) => $"INSERT INTO {Name} ({ColumnNames}) SELECT {ColumnNames} FROM {source} {OnConflict}";
+
+    public string ColumnNames => string.Join(", ", Columns.Select(c => c.Name));
+
+    private string OnConflict
+    {
+        get
+        {
+            var updates = Columns.Where(c => !Key.Contains(c.Name)).Select(c => $"{c.Name} = EXCLUDED.{c.Name}").ToList();
+            var action = updates.Count == 0 ? "DO NOTHING" : "DO UPDATE SET " + string.Join(", ", updates);
+            return $"ON CONFLICT ({string.Join(", ", Key)}) {action}";
+        }
     }
 
     /// <summary>The row's key, to keep one row per key in a statement (neither database lets one

@@ -86,13 +86,60 @@ public sealed class WarehouseStore
         _ => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "",
     };
 
-    /// <summary>Upserts in statements of up to <see cref="RowsPerStatement"/> rows (one statement per row
-    /// costs DuckDB a prepare each), the last of several rows with one key winning, as a row-by-row write would.</summary>
+    /// <summary>Upserts the rows, the last of several rows with one key winning, as a row-by-row write would.</summary>
     private static void Upsert<T>(DbConnection connection, Table<T> table, IEnumerable<T> rows)
     {
         var last = new Dictionary<string, T>(StringComparer.Ordinal);
         foreach (var row in rows) last[table.KeyOf(row)] = row;
-        foreach (var chunk in last.Values.Chunk(RowsPerStatement))
+        if (last.Count == 0) return;
+        if (connection is DuckDBConnection duckDb) StageAndUpsert(duckDb, table, last.Values);
+        else UpsertInStatements(connection, table, last.Values);
+    }
+
+    /// <summary>
+    /// DuckDB: the rows go through its appender into a temporary table, then one INSERT ... SELECT
+    /// upserts them all. Multi-row INSERT statements with a parameter per value cost DuckDB ~360 µs
+    /// of CPU per event row (binding and planning thousands of parameters); this costs a few.
+    /// </summary>
+    private static void StageAndUpsert<T>(DuckDBConnection connection, Table<T> table, IEnumerable<T> rows)
+    {
+        var stage = "staged_" + table.Name;
+        Execute(connection, $"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT {table.ColumnNames} FROM {table.Name} LIMIT 0");
+        using (var appender = connection.CreateAppender(stage))
+        {
+            foreach (var row in rows)
+            {
+                var appended = appender.CreateRow();
+                foreach (var column in table.Columns) appended = Append(appended, column.Value(row), table.Name, column.Name);
+                appended.EndRow();
+            }
+        }
+        Execute(connection, table.UpsertFrom(stage));
+        Execute(connection, $"DROP TABLE {stage}");
+    }
+
+    private static IDuckDBAppenderRow Append(IDuckDBAppenderRow row, object? value, string table, string column) => value switch
+    {
+        null => row.AppendNullValue(),
+        string text => row.AppendValue(text),
+        long number => row.AppendValue(number),
+        int number => row.AppendValue(number),
+        bool flag => row.AppendValue(flag),
+        DateTime time => row.AppendValue(time),
+        _ => throw new InvalidOperationException($"{table}.{column}: no DuckDB appender for values of type {value.GetType().Name}"),
+    };
+
+    private static void Execute(DbConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    /// <summary>PostgreSQL: statements of up to <see cref="RowsPerStatement"/> rows.</summary>
+    private static void UpsertInStatements<T>(DbConnection connection, Table<T> table, IEnumerable<T> rows)
+    {
+        foreach (var chunk in rows.Chunk(RowsPerStatement))
         {
             using var command = connection.CreateCommand();
             command.CommandText = table.Upsert(chunk.Length);
