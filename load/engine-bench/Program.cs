@@ -15,10 +15,10 @@ using Streamiz.Kafka.Net.State;
 
 // Engine benchmark: (1) the pure decision per command, (2) one processor's throughput on a broker
 // (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster), (3) the processor's cost per command
-// on a slot holding many holds. Bounded in count and time.
-// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [latency] [holds]
+// on a slot holding many holds, (4) the warehouse's CPU per event loaded into DuckDB. Bounded in count and time.
+// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [latency] [holds] [warehouse]
 //   [--commands N] [--slots N] [--seconds N] [--holds N,N] [--pairs N] [--out FILE]   (--help: every option)
-string[] allModes = ["decide", "throughput", "latency", "holds"];
+string[] allModes = ["decide", "throughput", "latency", "holds", "warehouse"];
 var modesArgument = new Argument<string[]>("MODE") { Description = $"Benchmarks to run: {string.Join(", ", allModes)} (default: decide throughput latency)", Arity = ArgumentArity.ZeroOrMore };
 modesArgument.Validators.Add(result =>
 {
@@ -40,7 +40,7 @@ var outOption = new Option<string?>("--out") { Description = "Also write the rep
 var root = new RootCommand("""
     Engine benchmark: (1) the pure decision per command, (2) one processor's throughput on a broker
     (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster), (3) the processor's cost per command
-    on a slot holding many holds. Bounded in count and time.
+    on a slot holding many holds, (4) the warehouse's CPU per event loaded into DuckDB. Bounded in count and time.
     """) { modesArgument, commandsOption, slotsOption, secondsOption, holdsOption, pairsOption, outOption };
 
 var report = new StringBuilder();
@@ -63,6 +63,7 @@ root.SetAction(async parsed =>
     if (modes.Contains("throughput")) await ThroughputBenchmark(parsed.GetValue(commandsOption), slotCount);
     if (modes.Contains("latency")) await LatencyBenchmark(slotCount, [1_000, 3_000, 5_000], TimeSpan.FromSeconds(parsed.GetValue(secondsOption)));
     if (modes.Contains("holds")) HoldsBenchmark(parsed.GetValue(holdsOption) ?? defaultHolds, parsed.GetValue(pairsOption));
+    if (modes.Contains("warehouse")) WarehouseBenchmark();
     if (parsed.GetValue(outOption) is { } outFile)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outFile))!);
@@ -72,6 +73,48 @@ root.SetAction(async parsed =>
     return 0;
 });
 return await CommandLines.InvokeAsync(root, args, tool: "engine-bench");
+
+// The warehouse loader's write path (WarehouseStore.Write, one transaction per batch, the file opened
+// and closed for each as the loader does): CPU of this process per event, batch after batch into one
+// growing DuckDB file. 12 batches of 2,500 RESERVATION_BOOKED events = make run's 5 s batch at 10x.
+void WarehouseBenchmark()
+{
+    const int batches = 12, perBatch = 2_500;
+    var folder = Directory.CreateTempSubdirectory("bench-warehouse-").FullName;
+    try
+    {
+        var store = SlotCapacity.Warehouse.WarehouseStore.DuckDb(Path.Combine(folder, "bench.duckdb"));
+        store.EnsureSchema();
+        var slot = SlotKey.Create("bench-warehouse", new DateTimeOffset(2030, 5, 6, 10, 0, 0, TimeSpan.Zero));
+        Line($"## Warehouse: CPU per event loaded into DuckDB ({batches} batches of {perBatch:N0} events, one file)");
+        Line("");
+        Line("| batch | events in the file after it | wall ms | CPU ms | CPU µs per event |");
+        Line("| ---: | ---: | ---: | ---: | ---: |");
+        var me = Process.GetCurrentProcess();
+        long n = 0;
+        for (var b = 1; b <= batches; b++)
+        {
+            var rows = Enumerable.Range(0, perBatch).Select(_ => n++).Select(i => new SlotCapacity.Warehouse.EventRow(new SlotEvent
+            {
+                EventId = $"{i % 12}:{i}:0", Slot = slot.ToString(), Kind = SlotEventKind.ReservationBooked, ReservationId = $"r{i}",
+                OrderId = $"o{i}", Zone = "north", FleetCounter = "vans", FleetUnits = 1, CommandId = $"c{i}",
+                OccurredUnixMs = 1_900_000_000_000 + i,
+            }, slot, (int)(i % 12), i)).ToList();
+            me.Refresh();
+            var cpu = me.TotalProcessorTime;
+            var wall = Stopwatch.StartNew();
+            store.Write(rows, []);
+            me.Refresh();
+            var used = (me.TotalProcessorTime - cpu).TotalMilliseconds;
+            Line($"| {b} | {n:N0} | {wall.ElapsedMilliseconds} | {used:F0} | {used * 1000 / perBatch:F0} |");
+        }
+        Line("");
+    }
+    finally
+    {
+        Directory.Delete(folder, recursive: true);
+    }
+}
 
 void DecideBenchmark()
 {
