@@ -82,7 +82,7 @@ public sealed class AvailabilityFollower : IDisposable
 
     public bool CaughtUp => caughtUp;
 
-    /// <summary>Rounds ended (partitions paused) since start; 0 while following continuously.</summary>
+    /// <summary>Rounds ended (partitions unassigned) since start; 0 while following continuously.</summary>
     public long Rounds => rounds.Completed;
 
     /// <summary>True between two rounds, while no partition is assigned.</summary>

@@ -44,6 +44,8 @@ public sealed class WarehouseLoader : IDisposable
     // Per assigned partition, the offset the next record must have: a later one means records are gone.
     private readonly Dictionary<int, long> _expected = [];
     private readonly FetchRounds _rounds = new();
+    // Partitions paused for a rest whose resume failed: resumed again before the next read.
+    private List<TopicPartition> _paused = [];
 
     public long Loaded { get; private set; }
     public long Skipped { get; private set; }
@@ -123,6 +125,7 @@ public sealed class WarehouseLoader : IDisposable
         var next = new Dictionary<int, long>();
         var deadline = DateTime.UtcNow + wait;
         CaughtUp = false;
+        if (_paused.Count > 0) Resume(_paused);
         while (batch.Records < WarehouseSettings.MaxBatch && !ct.IsCancellationRequested)
         {
             var left = deadline - DateTime.UtcNow;
@@ -154,18 +157,33 @@ public sealed class WarehouseLoader : IDisposable
     public void Rest(CancellationToken ct)
     {
         var assigned = _consumer.Assignment;
+        CaughtUp = false;
         try
         {
             _consumer.Pause(assigned);
-            _rounds.End();
-            ct.WaitHandle.WaitOne(_settings.BatchWindow);
-            _consumer.Resume(assigned);
         }
         catch (KafkaException e) when (!e.Error.IsFatal)
         {
-            _logger.LogWarning("warehouse: could not pause or resume {Partitions} partitions, reading on: {Reason}", assigned.Count, e.Error.Reason);
+            _logger.LogWarning("warehouse: could not pause {Partitions} partitions, reading on: {Reason}", assigned.Count, e.Error.Reason);
+            return;
         }
-        CaughtUp = false;
+        _rounds.End();
+        ct.WaitHandle.WaitOne(_settings.BatchWindow);
+        Resume(assigned);
+    }
+
+    private void Resume(List<TopicPartition> partitions)
+    {
+        try
+        {
+            _consumer.Resume(partitions);
+            _paused = [];
+        }
+        catch (KafkaException e) when (!e.Error.IsFatal)
+        {
+            _logger.LogWarning("warehouse: could not resume {Partitions} partitions, trying again: {Reason}", partitions.Count, e.Error.Reason);
+            _paused = partitions;
+        }
     }
 
     /// <summary>Writes the batch in one transaction. Its offsets are not committed yet.</summary>
