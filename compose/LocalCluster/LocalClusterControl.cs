@@ -11,6 +11,8 @@ using SlotCapacity.Kafka;
 /// run directory; it can only do what a broker outage or a controlled restart does anyway.
 ///   POST /brokers/{id}/down, POST /brokers/{id}/up
 ///   POST /leaders?broker=ID   (every partition of every topic; &amp;topic=NAME for one topic, &amp;partition=N for one partition)
+///   GET /requests             (requests received since the previous GET, one line per broker and API: `broker 1 Fetch 1234`;
+///                              the first GET starts counting; for measurements, e.g. a consumer's fetches per second)
 /// </summary>
 internal sealed class LocalClusterControl : IDisposable
 {
@@ -68,8 +70,11 @@ internal sealed class LocalClusterControl : IDisposable
     private (int Status, string Text) Handle(HttpListenerRequest request)
     {
         var path = request.Url?.AbsolutePath.Trim('/').Split('/') ?? [];
+        if (request.HttpMethod == "GET" && path is ["requests"])
+            return (200, string.Join("\n", _cluster.TakeRequestCounts().OrderBy(c => c.Key)
+                .Select(c => $"broker {c.Key.Broker} {ApiName(c.Key.ApiKey)} {c.Value}")));
         if (request.HttpMethod != "POST")
-            return (405, $"{request.HttpMethod} is not served: POST /brokers/ID/down, /brokers/ID/up or /leaders?topic=NAME&broker=ID");
+            return (405, $"{request.HttpMethod} is not served: POST /brokers/ID/down, /brokers/ID/up or /leaders?topic=NAME&broker=ID, GET /requests");
         try
         {
             switch (path)
@@ -110,6 +115,21 @@ internal sealed class LocalClusterControl : IDisposable
         _log.LogWarning("Fault injected: {Fault}", what);
         return (200, what);
     }
+
+    private static string ApiName(short key) => key switch
+    {
+        0 => "Produce",
+        1 => "Fetch",
+        2 => "ListOffsets",
+        3 => "Metadata",
+        8 => "OffsetCommit",
+        9 => "OffsetFetch",
+        10 => "FindCoordinator",
+        11 => "JoinGroup",
+        12 => "Heartbeat",
+        14 => "SyncGroup",
+        _ => $"api-{key}",
+    };
 
     private int Broker(string text) =>
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id >= 1 && id <= _cluster.Brokers

@@ -100,7 +100,7 @@ internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int 
         slotPartitions.Recursive = replyPartitions.Recursive = true;
         var brokers = CommandLines.WholeNumber("--brokers", "Brokers of the mock cluster", 1, int.MaxValue, 3);
         var bootstrapFile = new Option<string?>("--bootstrap-file") { Description = "File the bootstrap list is published in while the cluster runs" };
-        var controlFile = new Option<string?>("--control-file") { Description = "File the loopback fault-injection address (brokers down/up, partition leaders) is published in while the cluster runs" };
+        var controlFile = new Option<string?>("--control-file") { Description = "File the loopback control address (brokers down/up, partition leaders, GET /requests: requests received per broker and API) is published in while the cluster runs" };
         var bootstrap = new Option<string>("--bootstrap") { Description = "The real cluster, HOST:PORT[,...]", Required = true };
         var replication = CommandLines.WholeNumber("--replication-factor", "Replication factor of created topics (default: the broker's)", 1, int.MaxValue);
         var wait = CommandLines.WholeNumber("--wait", "Seconds to wait for brokers that are still starting", 0, int.MaxValue, 0);

@@ -13,6 +13,11 @@ namespace SlotCapacity.Gateway;
 /// over transaction markers left by exactly-once processors. When records the view needed are gone
 /// from the topic (its start offset is past where reading begins: retention, or the local cluster's
 /// 5 MiB cap per partition) the view says it is incomplete rather than claim every slot.
+/// Once caught up it follows in rounds (<see cref="FetchRounds"/>, <see cref="GatewaySettings.ViewFetchInterval"/>):
+/// a round reads every partition to where it ended, then the partitions are unassigned for the interval
+/// and assigned again at the positions the view reached. Unassign and assign rather than pause and resume:
+/// librdkafka does not wake its broker thread on a resume, which then starts fetching only on its next
+/// wake-up (up to 1 s later when the connection is quiet); an assignment wakes it at once.
 /// </summary>
 public sealed class AvailabilityFollower : IDisposable
 {
@@ -39,6 +44,10 @@ public sealed class AvailabilityFollower : IDisposable
     private readonly List<string> droppedRanges = [];
     private bool changedSinceCheckpoint;
     private Thread? thread;
+    private readonly FetchRounds rounds = new();
+    private long pausedUntilMs = -1;
+    // Where each partition is read again when the round after the pause starts.
+    private List<TopicPartitionOffset> resumeAt = [];
 
     /// <summary>How often a changed view is saved to <see cref="GatewaySettings.ViewCheckpoint"/>.</summary>
     private static readonly TimeSpan CheckpointInterval = TimeSpan.FromSeconds(2);
@@ -62,6 +71,8 @@ public sealed class AvailabilityFollower : IDisposable
             FetchWaitMaxMs = settings.ViewFetchWaitMaxMs,
             IsolationLevel = IsolationLevel.ReadCommitted,
             SocketNagleDisable = true,
+            // The end-of-partition event tells a round that a partition without new records was fetched.
+            EnablePartitionEof = settings.ViewFetchInterval > TimeSpan.Zero,
         };
         consumer = new ConsumerBuilder<string, byte[]>(KafkaEndpoint.Secured(config))
             .SetErrorHandler((_, e) => logger.LogWarning("Availability consumer error {Code}: {Reason}", e.Code, e.Reason))
@@ -70,6 +81,12 @@ public sealed class AvailabilityFollower : IDisposable
     }
 
     public bool CaughtUp => caughtUp;
+
+    /// <summary>Rounds ended (partitions unassigned) since start; 0 while following continuously.</summary>
+    public long Rounds => rounds.Completed;
+
+    /// <summary>True between two rounds, while no partition is assigned.</summary>
+    public bool Paused => Volatile.Read(ref pausedUntilMs) >= 0;
     public long Malformed => Interlocked.Read(ref malformed);
 
     /// <summary>Why the view may lack or hold stale slots (records it needed were dropped from the
@@ -173,7 +190,7 @@ public sealed class AvailabilityFollower : IDisposable
             ConsumeResult<string, byte[]>? record = null;
             try
             {
-                record = consumer.Consume(TimeSpan.FromMilliseconds(100));
+                record = consumer.Consume(TimeSpan.FromMilliseconds(Paused ? Math.Clamp(pausedUntilMs - loaded.ElapsedMilliseconds, 1, 100) : 100));
             }
             catch (ConsumeException e)
             {
@@ -184,6 +201,9 @@ public sealed class AvailabilityFollower : IDisposable
                 Apply(record, message);
                 changedSinceCheckpoint = true;
             }
+            if (record is not null) rounds.Observe(consumer, record);
+            if (caughtUp && settings.ViewFetchInterval > TimeSpan.Zero)
+                Pace(loaded.ElapsedMilliseconds);
             if (caughtUp && loaded.Elapsed.TotalMilliseconds - lastCheckpoint >= CheckpointInterval.TotalMilliseconds)
             {
                 lastCheckpoint = loaded.ElapsedMilliseconds;
@@ -204,6 +224,37 @@ public sealed class AvailabilityFollower : IDisposable
                     logger.LogInformation("Availability view caught up: {Slots} slots in {ElapsedMs} ms", view.SlotCount, loaded.ElapsedMilliseconds);
                 }
             }
+        }
+    }
+
+    /// <summary>Ends a round once every partition reached its end in it (unassigning them all), and starts the
+    /// next one when the interval has passed.</summary>
+    private void Pace(long nowMs)
+    {
+        var interval = (long)settings.ViewFetchInterval.TotalMilliseconds;
+        try
+        {
+            if (Paused)
+            {
+                if (nowMs < pausedUntilMs) return;
+                consumer.Assign(resumeAt);
+                Volatile.Write(ref pausedUntilMs, -1);
+                return;
+            }
+            if (!rounds.Complete(partitions)) return;
+            // Positions first: after the unassignment the consumer no longer knows them (a position past a
+            // transaction marker is past the last record's offset + 1).
+            foreach (var p in partitions) next[p.Partition.Value] = Next(p);
+            resumeAt = partitions.Select(p => new TopicPartitionOffset(p, next[p.Partition.Value])).ToList();
+            consumer.Unassign();
+            rounds.End();
+            Volatile.Write(ref pausedUntilMs, nowMs + interval);
+        }
+        catch (KafkaException e)
+        {
+            // Following on (or trying to resume again after another interval) beats stopping the view.
+            logger.LogWarning("Availability follower could not {Action} its partitions: {Reason}", Paused ? "assign" : "unassign", e.Error.Reason);
+            if (Paused) Volatile.Write(ref pausedUntilMs, nowMs + interval);
         }
     }
 

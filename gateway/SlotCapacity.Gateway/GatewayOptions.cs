@@ -38,6 +38,9 @@ public sealed class GatewayOptions : KafkaOptions, IValidatableObject
     [ConfigurationKeyName("GATEWAY_VIEW_FETCH_WAIT_MS"), Range(1, int.MaxValue, ErrorMessage = Positive)]
     public int ViewFetchWaitMs { get; set; } = Defaults.ViewFetchWaitMaxMs;
 
+    [ConfigurationKeyName("GATEWAY_VIEW_FETCH_INTERVAL_MS"), Range(0, int.MaxValue, ErrorMessage = "must be a whole number of milliseconds, 0 to follow continuously")]
+    public int ViewFetchIntervalMs { get; set; } = (int)Defaults.ViewFetchInterval.TotalMilliseconds;
+
     /// <summary>With <see cref="Count"/>: this instance's static share of the reply partitions.</summary>
     [ConfigurationKeyName("GATEWAY_ORDINAL"), Range(0, int.MaxValue, ErrorMessage = "must be a whole number from 0 to GATEWAY_COUNT - 1")]
     public int? Ordinal { get; set; }
@@ -81,6 +84,7 @@ public sealed class GatewayOptions : KafkaOptions, IValidatableObject
         MaxInFlight = MaxInFlight,
         FetchWaitMaxMs = ReplyFetchWaitMs,
         ViewFetchWaitMaxMs = ViewFetchWaitMs,
+        ViewFetchInterval = TimeSpan.FromMilliseconds(ViewFetchIntervalMs),
         ReplyShare = Ordinal is { } ordinal && Count is { } count ? new ReplyShare(ordinal, count) : null,
         ViewCheckpoint = ViewCheckpoint,
         LogLevel = LogLevel,

@@ -40,6 +40,17 @@ public sealed record GatewaySettings
     public int ViewFetchWaitMaxMs { get; init; } = DefaultViewFetchWaitMs;
 
     public const int DefaultViewFetchWaitMs = 50;
+    /// <summary>Pause between the availability follower's rounds (GATEWAY_VIEW_FETCH_INTERVAL_MS): once a round
+    /// has read every partition to where it ended, the follower stops fetching for this long, then reads
+    /// again. The view then trails the topic by up to this plus <see cref="ViewFetchWaitMaxMs"/> and the
+    /// round itself, and its fetches per second no longer grow with the rate of availability records.
+    /// 200 ms: the view only advises (the processor decides a Reserve), a quarter of a second is far below
+    /// what a person choosing a slot notices, and an interval at or below the fetch wait saves nothing
+    /// on the local cluster (an empty fetch already waits that long there). Not before the start-up read
+    /// has caught up. Zero: follow continuously.</summary>
+    public TimeSpan ViewFetchInterval { get; init; } = TimeSpan.FromMilliseconds(DefaultViewFetchIntervalMs);
+
+    public const int DefaultViewFetchIntervalMs = 200;
     /// <summary>How long a stopping gateway waits for in-flight calls (they end by reply or deadline well before).</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Static reply-partition ownership (GATEWAY_ORDINAL of GATEWAY_COUNT): this instance reads the

@@ -15,6 +15,7 @@ public sealed class LocalCluster : IDisposable
     private readonly IntPtr _cluster;
     private readonly Lock _gate = new();
     private bool _disposed;
+    private bool _countingRequests;
 
     public string BootstrapServers { get; }
     public int Brokers { get; }
@@ -94,6 +95,37 @@ public sealed class LocalCluster : IDisposable
     public void SetPartitionLeader(string topic, int partition, int brokerId) =>
         Mock(() => Native.rd_kafka_mock_partition_set_leader(_cluster, topic, partition, brokerId), $"move {topic}[{partition}] to broker {brokerId}");
 
+    /// <summary>
+    /// The requests the cluster received since the previous call, per broker and Kafka API key (1 = Fetch),
+    /// the cost that matters on the local cluster. The first call starts counting and returns nothing:
+    /// the mock keeps every request it counts until the next call takes them. Requests that arrive while
+    /// one call takes them may go uncounted.
+    /// </summary>
+    public IReadOnlyDictionary<(int Broker, short ApiKey), int> TakeRequestCounts()
+    {
+        var counts = new Dictionary<(int Broker, short ApiKey), int>();
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (!_countingRequests)
+            {
+                Native.rd_kafka_mock_start_request_tracking(_cluster);
+                _countingRequests = true;
+                return counts;
+            }
+            var requests = Native.rd_kafka_mock_get_requests(_cluster, out var count);
+            Native.rd_kafka_mock_clear_requests(_cluster);
+            for (var i = 0; i < (int)count; i++)
+            {
+                var request = Marshal.ReadIntPtr(requests, i * IntPtr.Size);
+                var key = (Native.rd_kafka_mock_request_id(request), Native.rd_kafka_mock_request_api_key(request));
+                counts[key] = counts.GetValueOrDefault(key) + 1;
+            }
+            if (requests != IntPtr.Zero) Native.rd_kafka_mock_request_destroy_array(requests, count);
+        }
+        return counts;
+    }
+
     /// <summary>Calls the mock API under the lock that Dispose takes, so it never reaches a destroyed cluster.</summary>
     private void Mock(Func<int> call, string what)
     {
@@ -169,5 +201,11 @@ public sealed class LocalCluster : IDisposable
         [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_rtt(IntPtr cluster, int brokerId, int rttMs);
         [DllImport(Library)] public static extern void rd_kafka_mock_push_request_errors_array(IntPtr cluster, short apiKey, UIntPtr count, int[] errors);
         [DllImport(Library)] public static extern int rd_kafka_mock_partition_set_leader(IntPtr cluster, string topic, int partition, int brokerId);
+        [DllImport(Library)] public static extern void rd_kafka_mock_start_request_tracking(IntPtr cluster);
+        [DllImport(Library)] public static extern IntPtr rd_kafka_mock_get_requests(IntPtr cluster, out UIntPtr count);
+        [DllImport(Library)] public static extern void rd_kafka_mock_clear_requests(IntPtr cluster);
+        [DllImport(Library)] public static extern int rd_kafka_mock_request_id(IntPtr request);
+        [DllImport(Library)] public static extern short rd_kafka_mock_request_api_key(IntPtr request);
+        [DllImport(Library)] public static extern void rd_kafka_mock_request_destroy_array(IntPtr requests, UIntPtr count);
     }
 }

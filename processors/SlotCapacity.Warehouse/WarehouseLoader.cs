@@ -10,9 +10,12 @@ namespace SlotCapacity.Warehouse;
 public sealed record WarehouseSettings(string BootstrapServers, TopicNames Topics, string GroupId)
 {
     public const int MaxBatch = 2_000;
-    /// <summary>How long a batch gathers records once the first has come (WAREHOUSE_BATCH_WINDOW_MS).
-    /// Each batch is one transaction on a database opened for it, which costs far more than its rows
-    /// at a trickle: make run uses 5 s (the tables trail by that much).</summary>
+    /// <summary>The pause between two rounds (WAREHOUSE_BATCH_WINDOW_MS): once a round has read every
+    /// assigned partition to its end, the loader fetches nothing for this long, then reads what came
+    /// meanwhile in one burst. Each batch is one transaction on a database opened for it, which costs
+    /// far more than its rows at a trickle, and the loader's fetches per second no longer grow with the
+    /// event rate: make run uses 5 s (the tables trail by that much). Also the longest a round gathers
+    /// when it cannot catch up.</summary>
     public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(500);
 }
 
@@ -28,6 +31,9 @@ public sealed record LoadBatch(List<EventRow> Events, List<SkippedRow> Skipped, 
 /// crash between the two re-delivers the batch, whose upserts change nothing; a duplicate event
 /// (a re-delivered command re-emits its events with the same ids) is one row. A record that is not
 /// a usable event is skipped with its reason, logged, counted and kept in `skipped_records`.
+/// It reads in rounds (<see cref="FetchRounds"/>): after a batch that reached the end of every assigned
+/// partition it pauses them for <see cref="WarehouseSettings.BatchWindow"/>. The next round starts after
+/// the last record consumed, so pausing neither skips a record nor opens a false gap.
 /// </summary>
 public sealed class WarehouseLoader : IDisposable
 {
@@ -37,9 +43,16 @@ public sealed class WarehouseLoader : IDisposable
     private readonly IConsumer<string?, byte[]?> _consumer;
     // Per assigned partition, the offset the next record must have: a later one means records are gone.
     private readonly Dictionary<int, long> _expected = [];
+    private readonly FetchRounds _rounds = new();
+    // Partitions paused for a rest whose resume failed: resumed again before the next read.
+    private List<TopicPartition> _paused = [];
 
     public long Loaded { get; private set; }
     public long Skipped { get; private set; }
+    /// <summary>True when the last <see cref="Poll"/> read every assigned partition to its end.</summary>
+    public bool CaughtUp { get; private set; }
+    /// <summary>Pauses between rounds taken so far.</summary>
+    public long Rounds => _rounds.Completed;
 
     public WarehouseLoader(WarehouseSettings settings, WarehouseStore store, ILogger logger)
     {
@@ -54,13 +67,15 @@ public sealed class WarehouseLoader : IDisposable
             EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Earliest,
             FetchWaitMaxMs = 5,
+            // Tells a round that it has read a partition to its end.
+            EnablePartitionEof = true,
             // Real Kafka's smallest by default: a loader that died hands its partitions on after 6 s, not 45.
             SessionTimeoutMs = 6_000,
         }))
             .SetLogHandler((_, m) => { if (m.Level <= SyslogLevel.Warning) logger.LogWarning("warehouse consumer: {Message}", m.Message); })
             .SetPartitionsAssignedHandler((c, partitions) => Assigned(c, partitions))
-            .SetPartitionsRevokedHandler((_, partitions) => { foreach (var p in partitions) _expected.Remove(p.Partition.Value); })
-            .SetPartitionsLostHandler((_, partitions) => { foreach (var p in partitions) _expected.Remove(p.Partition.Value); })
+            .SetPartitionsRevokedHandler((_, partitions) => Forget(partitions))
+            .SetPartitionsLostHandler((_, partitions) => Forget(partitions))
             .Build();
         store.EnsureSchema();
         _consumer.Subscribe(settings.Topics.Events);
@@ -82,6 +97,7 @@ public sealed class WarehouseLoader : IDisposable
                     Write(batch);
                     Commit(batch);
                 }
+                if (CaughtUp) Rest(ct);
             }
             catch (ConsumeException e) when (!e.Error.IsFatal)
             {
@@ -95,33 +111,79 @@ public sealed class WarehouseLoader : IDisposable
             {
                 lastReport = DateTime.UtcNow;
                 reported = (Loaded, Skipped);
-                _logger.LogInformation("warehouse: {Loaded} events loaded, {Skipped} records skipped since start", Loaded, Skipped);
+                _logger.LogInformation("warehouse: {Loaded} events loaded, {Skipped} records skipped, {Rounds} rounds since start", Loaded, Skipped, Rounds);
             }
         }
     }
 
-    /// <summary>Up to <see cref="WarehouseSettings.MaxBatch"/> records: waits up to <paramref name="wait"/>
-    /// for the first, then gathers for <see cref="WarehouseSettings.BatchWindow"/>. Null when none came.</summary>
+    /// <summary>Up to <see cref="WarehouseSettings.MaxBatch"/> records, until every assigned partition is
+    /// read to its end (<see cref="CaughtUp"/>): waits up to <paramref name="wait"/> for the first record,
+    /// then gathers at most <see cref="WarehouseSettings.BatchWindow"/>. Null when none came.</summary>
     public LoadBatch? Poll(TimeSpan wait, CancellationToken ct)
     {
         var batch = new LoadBatch([], [], []);
         var next = new Dictionary<int, long>();
         var deadline = DateTime.UtcNow + wait;
+        CaughtUp = false;
+        if (_paused.Count > 0) Resume(_paused);
         while (batch.Records < WarehouseSettings.MaxBatch && !ct.IsCancellationRequested)
         {
             var left = deadline - DateTime.UtcNow;
             if (left <= TimeSpan.Zero) break;
             var record = _consumer.Consume(left);
             if (record is null) break;
-            if (batch.Records == 0) deadline = DateTime.UtcNow + _settings.BatchWindow;
-            var partition = record.Partition.Value;
-            CheckContinuity(partition, record.Offset.Value, batch);
-            Take(record, batch);
-            next[partition] = record.Offset.Value + 1;
+            var reachedEnd = _rounds.Observe(_consumer, record);
+            if (!record.IsPartitionEOF)
+            {
+                var partition = record.Partition.Value;
+                if (batch.Records == 0) deadline = DateTime.UtcNow + _settings.BatchWindow;
+                CheckContinuity(partition, record.Offset.Value, batch);
+                Take(record, batch);
+                next[partition] = record.Offset.Value + 1;
+            }
+            if (reachedEnd && _rounds.Complete(_consumer.Assignment))
+            {
+                CaughtUp = true;
+                break;
+            }
         }
         if (batch.Records == 0) return null;
         batch.Next.AddRange(next.Select(p => new TopicPartitionOffset(_settings.Topics.Events, p.Key, p.Value)));
         return batch;
+    }
+
+    /// <summary>Pauses the assigned partitions for <see cref="WarehouseSettings.BatchWindow"/> (less when
+    /// <paramref name="ct"/> is cancelled: a SIGTERM does not wait it out), then resumes them.</summary>
+    public void Rest(CancellationToken ct)
+    {
+        var assigned = _consumer.Assignment;
+        CaughtUp = false;
+        try
+        {
+            _consumer.Pause(assigned);
+        }
+        catch (KafkaException e) when (!e.Error.IsFatal)
+        {
+            _logger.LogWarning("warehouse: could not pause {Partitions} partitions, reading on: {Reason}", assigned.Count, e.Error.Reason);
+            return;
+        }
+        _rounds.End();
+        ct.WaitHandle.WaitOne(_settings.BatchWindow);
+        Resume(assigned);
+    }
+
+    private void Resume(List<TopicPartition> partitions)
+    {
+        try
+        {
+            _consumer.Resume(partitions);
+            _paused = [];
+        }
+        catch (KafkaException e) when (!e.Error.IsFatal)
+        {
+            _logger.LogWarning("warehouse: could not resume {Partitions} partitions, trying again: {Reason}", partitions.Count, e.Error.Reason);
+            _paused = partitions;
+        }
     }
 
     /// <summary>Writes the batch in one transaction. Its offsets are not committed yet.</summary>
@@ -183,6 +245,12 @@ public sealed class WarehouseLoader : IDisposable
             batch.Skipped.Add(new SkippedRow(partition, expected, $"history gap: {gap}"));
         }
         _expected[partition] = offset + 1;
+    }
+
+    private void Forget(List<TopicPartitionOffset> partitions)
+    {
+        foreach (var p in partitions) _expected.Remove(p.Partition.Value);
+        _rounds.Forget(partitions);
     }
 
     private void Assigned(IConsumer<string?, byte[]?> consumer, List<TopicPartition> partitions)

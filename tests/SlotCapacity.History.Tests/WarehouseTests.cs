@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using Microsoft.Extensions.Logging.Abstractions;
 using SlotCapacity.Contracts;
 using SlotCapacity.Warehouse;
@@ -106,6 +107,67 @@ public sealed class WarehouseTests(ITestOutputHelper output) : IDisposable
         // The latest configuration of each slot: lowered and closed.
         var capacity = store.Query("SELECT slot, capacity_orders, open FROM slot_capacity ORDER BY slot").Rows;
         Assert.Equal([["hub-a@2030-05-06T10:00Z", "3", "False"], [TopicEvents.SecondSlot, "3", "False"]], capacity);
+    }
+
+    [Fact]
+    public async Task A_loader_reading_in_rounds_loads_every_event_written_between_them_once_and_reports_no_gap()
+    {
+        var written = await TopicEvents.WriteAsync();
+        var settings = new WarehouseSettings(written.Broker.BootstrapServers, written.Topics, "warehouse-" + Guid.NewGuid().ToString("N"))
+        {
+            BatchWindow = TimeSpan.FromMilliseconds(500),
+        };
+        var store = Store("rounds");
+        var events = written.Events.ToList();
+        using var loader = new WarehouseLoader(settings, store, NullLogger.Instance);
+        using var stop = new CancellationTokenSource();
+        var running = Task.Run(() => loader.Run(stop.Token));
+        using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig { BootstrapServers = written.Broker.BootstrapServers }).Build();
+        for (var wave = 1; wave <= 3; wave++)
+        {
+            // Everything so far loaded and a round ended since: the next wave is read by a later round.
+            var rounds = loader.Rounds;
+            await Until(() => loader.Loaded >= events.Count && loader.Rounds > rounds, () => $"wave {wave}: {loader.Loaded} of {events.Count} events loaded, {loader.Rounds} rounds");
+            var more = EngineEvents.Moved(written.Events.Where(e => e.Slot != TopicEvents.SecondSlot), $"hub-c{wave}@2030-05-06T14:00Z", 10 + wave);
+            foreach (var e in more)
+                await producer.ProduceAsync(new TopicPartition(written.Topics.Events, wave % 2), new Message<string, byte[]> { Key = e.Slot, Value = EngineEvents.Bytes(e) });
+            events.AddRange(more);
+        }
+        await Until(() => loader.Loaded >= events.Count, () => $"{loader.Loaded} of {events.Count} events loaded");
+        await stop.CancelAsync();
+        await running;
+        output.WriteLine($"{loader.Loaded} events loaded in {loader.Rounds} rounds");
+
+        Assert.True(loader.Rounds >= 3, $"{loader.Rounds} rounds");
+        Assert.Equal(events.Count, loader.Loaded);
+        Assert.Equal(events.Select(e => e.EventId).Order(StringComparer.Ordinal), Column(store, "SELECT event_id FROM slot_events ORDER BY event_id"));
+        Assert.Equal(0, Count(store, "skipped_records"));
+    }
+
+    [Fact]
+    public async Task Stopping_a_loader_between_rounds_does_not_wait_out_the_pause()
+    {
+        var written = await TopicEvents.WriteAsync();
+        var settings = new WarehouseSettings(written.Broker.BootstrapServers, written.Topics, "warehouse-" + Guid.NewGuid().ToString("N"))
+        {
+            BatchWindow = TimeSpan.FromMinutes(10),
+        };
+        using var loader = new WarehouseLoader(settings, Store("stop"), NullLogger.Instance);
+        using var stop = new CancellationTokenSource();
+        var running = Task.Run(() => loader.Run(stop.Token));
+        await Until(() => loader.Rounds >= 1, () => $"no round ended: {loader.Loaded} events loaded");
+
+        await stop.CancelAsync();
+        // A loader that waited out its pause would take ten minutes.
+        Assert.Same(running, await Task.WhenAny(running, Task.Delay(TimeSpan.FromMinutes(2))));
+        Assert.Equal(written.Events.Count, loader.Loaded);
+    }
+
+    /// <summary>Polls <paramref name="condition"/> for up to 60 s.</summary>
+    private static async Task Until(Func<bool> condition, Func<string> state)
+    {
+        for (var i = 0; i < 600 && !condition(); i++) await Task.Delay(100);
+        Assert.True(condition(), state());
     }
 
     [Fact]

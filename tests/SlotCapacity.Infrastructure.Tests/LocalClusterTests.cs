@@ -41,10 +41,17 @@ public sealed class LocalClusterTests
                 using var answer = await http.PostAsync(new Uri(path, UriKind.Relative), new StringContent(""));
                 return ((int)answer.StatusCode, (await answer.Content.ReadAsStringAsync()).Trim());
             }
+            async Task<(int Status, string Text)> GetAsync(string path)
+            {
+                using var answer = await http.GetAsync(new Uri(path, UriKind.Relative));
+                return ((int)answer.StatusCode, (await answer.Content.ReadAsStringAsync()).Trim());
+            }
 
             Assert.Equal((400, "broker '2' is not one of 1..1"), await PostAsync("brokers/2/down"));
             Assert.Equal((400, "topic 'nope' is not one of the local cluster's"), await PostAsync("leaders?broker=1&topic=nope"));
             Assert.Equal(404, (await PostAsync("brokers")).Status);
+            // The first GET starts counting requests.
+            Assert.Equal((200, ""), await GetAsync("requests"));
 
             var topic = new TopicNames().Commands;
             using var producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = bootstrap, MessageTimeoutMs = 2000 })
@@ -59,6 +66,9 @@ public sealed class LocalClusterTests
             Assert.Equal((200, "broker 1 up"), await PostAsync("brokers/1/up"));
             Assert.Equal(PersistenceStatus.Persisted, (await producer.ProduceAsync(topic, new Message<string, string> { Key = "a", Value = "after" })).Status);
             Assert.Contains("Fault injected: broker 1 down", cluster.Output, StringComparison.Ordinal);
+            var counted = await GetAsync("requests");
+            Assert.Equal(200, counted.Status);
+            Assert.Matches(@"(?m)^broker 1 Produce [1-9][0-9]*$", counted.Text);
         }
         finally
         {
