@@ -176,7 +176,7 @@ public sealed class SystemTarget : IHoldingTarget
                 var request = new ApplyPlanRequest();
                 foreach (var slot in chunk)
                     request.Slots.Add(new ConfigureSlotRequest { Slot = SlotIdOf(slot.Key), Config = slot.Config });
-                var reply = await _planning[0].ApplyPlanAsync(request, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: ct);
+                var reply = await WithinPlanningRateAsync(() => _planning[0].ApplyPlanAsync(request, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: ct).ResponseAsync, ct);
                 failed.AddRange(chunk.Zip(reply.Results).Where(x => !x.Second.Applied));
             }
             if (failed.Count == 0) return;
@@ -287,7 +287,27 @@ public sealed class SystemTarget : IHoldingTarget
         return new Readback("events and availability topics", counters, ids, problems, live);
     }
 
-    private const int UtilisationAttempts = 5;
+    private const int PlanningAttempts = 10;
+
+    /// <summary>
+    /// A planning call, waiting out the gateway's limit on each planner's calls (a burst of 20, then 5
+    /// a second) as the refusal says: an audit over 24 hubs, or the next scenario's plan right after
+    /// it, would otherwise be refused RESOURCE_EXHAUSTED.
+    /// </summary>
+    private static async Task<T> WithinPlanningRateAsync<T>(Func<Task<T>> call, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await call();
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted && attempt < PlanningAttempts)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), ct);
+            }
+        }
+    }
 
     private async Task<List<string>> CheckUtilisationAsync(SlotPlan plan, CancellationToken ct)
     {
@@ -297,29 +317,19 @@ public sealed class SystemTarget : IHoldingTarget
         foreach (var hub in plan.Hubs)
         {
             UtilisationReply reply;
-            for (var attempt = 1; ; attempt++)
+            try
             {
-                try
+                reply = await WithinPlanningRateAsync(() => _planning[0].GetUtilisationAsync(new UtilisationRequest
                 {
-                    reply = await _planning[0].GetUtilisationAsync(new UtilisationRequest
-                    {
-                        Hub = hub,
-                        From = Timestamp.FromDateTimeOffset(first),
-                        To = Timestamp.FromDateTimeOffset(last),
-                    }, deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
-                    break;
-                }
-                // The gateway limits each planner's calls (a burst of 20, then 5 a second): a plan
-                // with more hubs than the burst waits as the refusal says.
-                catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted && attempt < UtilisationAttempts)
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(1), ct);
-                }
-                catch (RpcException e)
-                {
-                    problems.Add($"GetUtilisation for {hub} failed: {e.StatusCode} {e.Status.Detail}");
-                    return problems;
-                }
+                    Hub = hub,
+                    From = Timestamp.FromDateTimeOffset(first),
+                    To = Timestamp.FromDateTimeOffset(last),
+                }, deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct).ResponseAsync, ct);
+            }
+            catch (RpcException e)
+            {
+                problems.Add($"GetUtilisation for {hub} failed: {e.StatusCode} {e.Status.Detail}");
+                return problems;
             }
             foreach (var day in reply.Days)
             {
