@@ -56,7 +56,7 @@ public class CommandLineTests
         Assert.Equal(2, exit);
         Assert.Equal("", output);
         var lines = errors.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Contains("engine-bench: unknown benchmark 'fastest'; one of: decide, throughput, latency, holds", lines);
+        Assert.Contains("engine-bench: unknown benchmark 'fastest'; one of: decide, throughput, latency, holds, warehouse", lines);
         Assert.Contains("engine-bench: --commands 'lots' is not a whole number from 1 to 2147483647", lines);
     }
 }
