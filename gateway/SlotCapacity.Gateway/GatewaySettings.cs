@@ -44,13 +44,14 @@ public sealed record GatewaySettings
     /// has read every partition to where it ended, the follower stops fetching for this long, then reads
     /// again. The view then trails the topic by up to this plus <see cref="ViewFetchWaitMaxMs"/> and the
     /// round itself, and its fetches per second no longer grow with the rate of availability records.
-    /// 200 ms: the view only advises (the processor decides a Reserve), a quarter of a second is far below
-    /// what a person choosing a slot notices, and an interval at or below the fetch wait saves nothing
-    /// on the local cluster (an empty fetch already waits that long there). Not before the start-up read
-    /// has caught up. Zero: follow continuously.</summary>
+    /// Default zero, follow continuously: at 200 ms the view made 40 % fewer fetches but its CPU did
+    /// not move measurably, and a planner reading utilisation right after a change (served from the
+    /// view) saw the old figures for up to a quarter of a second. An interval at or below the fetch wait
+    /// saves nothing on the local cluster (an empty fetch already waits that long there). Not before the
+    /// start-up read has caught up.</summary>
     public TimeSpan ViewFetchInterval { get; init; } = TimeSpan.FromMilliseconds(DefaultViewFetchIntervalMs);
 
-    public const int DefaultViewFetchIntervalMs = 200;
+    public const int DefaultViewFetchIntervalMs = 0;
     /// <summary>How long a stopping gateway waits for in-flight calls (they end by reply or deadline well before).</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Static reply-partition ownership (GATEWAY_ORDINAL of GATEWAY_COUNT): this instance reads the

@@ -40,8 +40,8 @@ public sealed class GatewayConfigurationTests : IDisposable
         var (settings, slotPartitions, _) = GatewayConfiguration.Read(Environment([.. Minimal,
             ("GATEWAY_DEADLINE_MS", "250"), ("GATEWAY_ORDINAL", "1"), ("GATEWAY_COUNT", "3"), ("GATEWAY_LOG_LEVEL", "warning"),
             ("TOPIC_PREFIX", "t1."), ("SLOT_PARTITIONS", "4"), ("ASPNETCORE_URLS", "http://127.0.0.1:5201;http://127.0.0.1:5202"),
-            ("GATEWAY_PLANNING_RATE", "9"), ("GATEWAY_INSTANCE", ""), ("GATEWAY_VIEW_FETCH_INTERVAL_MS", "0")]), url: null);
-        Assert.Equal((TimeSpan.FromMilliseconds(250), new ReplyShare(1, 3), Microsoft.Extensions.Logging.LogLevel.Warning, "t1.", 4, "http://127.0.0.1:5201", 9, TimeSpan.Zero),
+            ("GATEWAY_PLANNING_RATE", "9"), ("GATEWAY_INSTANCE", ""), ("GATEWAY_VIEW_FETCH_INTERVAL_MS", "200")]), url: null);
+        Assert.Equal((TimeSpan.FromMilliseconds(250), new ReplyShare(1, 3), Microsoft.Extensions.Logging.LogLevel.Warning, "t1.", 4, "http://127.0.0.1:5201", 9, TimeSpan.FromMilliseconds(200)),
             (settings.Deadline, settings.ReplyShare, settings.LogLevel, settings.Topics.Prefix, slotPartitions, settings.Url, settings.Security.PlanningCallsPerSecond, settings.ViewFetchInterval));
         Assert.StartsWith("gateway-", settings.Instance, StringComparison.Ordinal);
         Assert.Equal("http://127.0.0.1:5301", GatewayConfiguration.Read(Environment(Minimal), "http://127.0.0.1:5301").Settings.Url);
