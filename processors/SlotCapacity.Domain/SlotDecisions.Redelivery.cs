@@ -14,7 +14,8 @@ public static partial class SlotDecisions
     /// the position that caused it. The reply and events are rebuilt from those stamps. A command
     /// that left no stamp had no effect; its answer is worked out again on a copy of the state,
     /// and if that copy would now take an effect, the original must have been a reject whose
-    /// cause has since gone (say, capacity freed), so it is answered as a retryable reject.
+    /// cause has since gone (say, capacity freed), so it is answered as a retryable reject. With
+    /// its events goes the slot's current availability snapshot.
     /// </summary>
     private static Decision AnswerRedelivery(SlotKey key, SlotState state, ISlotReader stored, SlotCommand command, AppliedAt at)
     {
@@ -34,7 +35,13 @@ public static partial class SlotDecisions
         var expired = stored.ExpiredFrom(at.Offset).TakeWhile(m => m.Offset == at.Offset)
             .Concat(state.LegacyRecentlyExpired.Where(m => m.Offset == at.Offset))
             .Select(m => m.ReservationId);
-        return new Decision(null, [], IndexChanges.None, reply, EventsAt(state, book, at, expired, ReservationIdOf(command)), null);
+        var events = EventsAt(state, book, at, expired, ReservationIdOf(command));
+        // The first application's snapshot may have been lost with the crash that caused this
+        // re-delivery while its state and events were written (three records, no transaction): the
+        // view would then show the slot one change behind until its next change. The current
+        // snapshot is written again, at the state's own position, so a view never goes backwards.
+        var snapshot = events.Count > 0 && state.Configured && state.LastApplied is { } last ? Snapshot(state, key, last) : null;
+        return new Decision(null, [], IndexChanges.None, reply, events, snapshot);
     }
 
     private static SlotReply? StampedReply(SlotState state, Book book, SlotCommand command, AppliedAt at)

@@ -380,6 +380,12 @@ public sealed class SlotDecisionTests
         Assert.Equal(first.Events, replay.Events);
         Assert.Equal(before, slot.State);
         Assert.Equal(2, slot.Used("vans"));
+        // Its snapshot may have been lost in the crash that caused the re-delivery: the current one
+        // is written again, at the position of the last command applied (r2's), never an older one.
+        Assert.NotNull(replay.Snapshot);
+        Assert.Equal(2, replay.Snapshot.Fleet.Single().UsedOrders);
+        Assert.Equal(slot.State!.LastApplied.Offset, replay.Snapshot.Version);
+        Assert.True(replay.Snapshot.Version > first.Snapshot!.Version);
     }
 
     [Fact]
