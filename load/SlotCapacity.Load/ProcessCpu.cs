@@ -251,6 +251,12 @@ public sealed class CpuMeter
             await Task.Delay(TimeSpan.FromSeconds(1), ct);
             samples.Add(Sample());
         }
+        return Quietest(samples, window);
+    }
+
+    /// <summary>The stretch of <paramref name="window"/> consecutive samples' intervals with the fewest target cores.</summary>
+    public static IdleCost Quietest(IReadOnlyList<CpuSample> samples, int window)
+    {
         var quietest = Enumerable.Range(0, samples.Count - window)
             .Select(first => (First: first, Report: CpuReport.Between(samples[first], samples[first + window], 0)))
             .MinBy(s => s.Report.TargetCores);

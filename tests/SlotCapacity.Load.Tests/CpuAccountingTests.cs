@@ -142,25 +142,18 @@ public class CpuAccountingTests
 public class IdleCostTests
 {
     [Fact]
-    public async Task Idle_is_the_quietest_stretch_after_preparing_not_the_work_left_over_from_it()
+    public void Idle_is_the_quietest_stretch_after_preparing_not_the_work_left_over_from_it()
     {
-        using var proc = new FakeProc().Process(300, 1, utime: 0, stime: 0);
-        var meter = new CpuMeter([new WatchedProcess("processor-1", 300)], new ProcCpu(proc.Root, ticksPerSecond: 100));
-        // The plan's aftermath: a core busy for the first 2.5 s, then nothing.
-        var busy = Task.Run(async () =>
-        {
-            var clock = Stopwatch.StartNew();
-            while (clock.Elapsed < TimeSpan.FromSeconds(2.5))
-            {
-                await Task.Delay(50);
-                proc.Process(300, 1, utime: (long)(clock.Elapsed.TotalSeconds * 100), stime: 0);
-            }
-        });
+        // One sample a second: a processor busy for the first 2.5 s after a plan, then quiet.
+        double[] cpuSeconds = [0, 1, 2, 2.5, 2.5, 2.5, 2.52];
+        var samples = cpuSeconds.Select((cpu, second) => new CpuSample(Stopwatch.Frequency * second,
+            new Dictionary<string, double?> { ["processor-1"] = cpu, [CpuReport.HarnessName] = 0.01 * second })).ToList();
 
-        var idle = await meter.IdleAsync(TimeSpan.FromSeconds(1), CancellationToken.None);
-        await busy;
+        var idle = CpuMeter.Quietest(samples, window: 2);
 
         Assert.Equal(0, idle.TargetCores);
-        Assert.True(idle.QuietestFromSeconds >= 2, $"the quietest second began {idle.QuietestFromSeconds} s after preparing, while the process was busy");
+        Assert.Equal(3, idle.QuietestFromSeconds);
+        Assert.Equal(2, idle.Seconds);
+        Assert.Equal(0.01, idle.HarnessCores, 6);
     }
 }
