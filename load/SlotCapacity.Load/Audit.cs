@@ -110,6 +110,7 @@ public static class Audit
         var callerLive = StillLive(accepted, fates).Select(a => a.ReservationId).ToHashSet(StringComparer.Ordinal);
         var mismatched = new HashSet<string>(StringComparer.Ordinal);
         long phantoms = 0, afterNoAnswer = 0, missing = 0;
+        var phantomsByTold = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (id, slot) in live.Where(l => plan.ById.ContainsKey(l.Value)).OrderBy(l => l.Key, StringComparer.Ordinal))
         {
             if (callerLive.Contains(id)) continue;
@@ -126,6 +127,7 @@ public static class Audit
                 CallerFate.ConfirmRefused => "was refused the confirm",
                 _ => "was told it was not accepted",
             };
+            phantomsByTold[told] = phantomsByTold.GetValueOrDefault(told) + 1;
             violations.Add($"phantom booking: reservation {id} holds capacity in slot {slot}, but the caller {told}");
         }
         foreach (var id in callerLive.Order(StringComparer.Ordinal))
@@ -137,9 +139,7 @@ public static class Audit
         }
         if (phantoms > 0)
             violations.Insert(0, "phantom bookings by what the caller was told: " + string.Join(", ",
-                violations.Where(v => v.StartsWith("phantom booking:", StringComparison.Ordinal))
-                    .GroupBy(v => v[(v.IndexOf(", but the caller ", StringComparison.Ordinal) + 17)..])
-                    .OrderByDescending(g => g.Count()).Select(g => $"{g.Key}: {g.Count()}")));
+                phantomsByTold.OrderByDescending(t => t.Value).Select(t => $"{t.Key}: {t.Value}")));
         var liveInPlan = live.Count(l => plan.ById.ContainsKey(l.Value));
         // No definite answer to the reserve, or to the confirm/release that followed it.
         var uncertain = fates?.Count(f => f.Value is CallerFate.Uncertain or CallerFate.NoAnswer or CallerFate.Held) ?? 0;

@@ -322,19 +322,19 @@ public sealed partial class OpenLoopRunner
                 a => kind == OperationKind.Confirm ? holding.ConfirmAsync(op, a, ct) : holding.ReleaseAsync(op, a, ct),
                 answer => answer.Reason == "UNAVAILABLE", ct).ConfigureAwait(false);
             var answer = result.Answer;
-            var fate = (kind, answer) switch
-            {
-                (_, null) => CallerFate.Uncertain,
-                (OperationKind.Confirm, { Accepted: true }) => CallerFate.Live,
-                (OperationKind.Release, { Accepted: true }) => CallerFate.Released,
-                (_, { IsFailure: true }) => CallerFate.Uncertain,
-                (OperationKind.Confirm, _) => CallerFate.ConfirmRefused,
-                // Refused (e.g. UNKNOWN_RESERVATION): nothing held when it was applied, as the caller now believes.
-                _ when afterNoAnswer => CallerFate.Released,
-                _ => CallerFate.Uncertain,
-            };
-            // A release that went unanswered too leaves the reserve as unknown as it was.
-            Fates[op.ReservationId] = afterNoAnswer && fate == CallerFate.Uncertain ? CallerFate.NoAnswer : fate;
+            Fates[op.ReservationId] = afterNoAnswer
+                // Accepted, or refused (e.g. UNKNOWN_RESERVATION): nothing held when it was applied, as the
+                // caller now believes. A release that went unanswered too leaves the reserve as unknown as it was.
+                ? answer is { IsFailure: false } ? CallerFate.Released : CallerFate.NoAnswer
+                : (kind, answer) switch
+                {
+                    (_, null) => CallerFate.Uncertain,
+                    (OperationKind.Confirm, { Accepted: true }) => CallerFate.Live,
+                    (OperationKind.Release, { Accepted: true }) => CallerFate.Released,
+                    (_, { IsFailure: true }) => CallerFate.Uncertain,
+                    (OperationKind.Confirm, _) => CallerFate.ConfirmRefused,
+                    _ => CallerFate.Uncertain,
+                };
             string? error = result.Error is not null ? ErrorName(result.Error) : answer is { IsFailure: true } ? answer.Reason : null;
             string? reject = answer is { Accepted: false, IsFailure: false } ? answer.Reason ?? "UNSPECIFIED" : null;
             recorder.Record(kind, ToMicros(Stopwatch.GetTimestamp() - sent), answer?.Accepted == true, reject, error, result.RetriedBecause, result.Lost);

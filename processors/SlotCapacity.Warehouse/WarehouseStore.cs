@@ -43,12 +43,7 @@ public sealed class WarehouseStore
     public void EnsureSchema()
     {
         using var connection = Open(readOnly: false);
-        foreach (var statement in WarehouseSchema.Ddl())
-        {
-            using var command = connection.CreateCommand();
-            command.CommandText = statement;
-            command.ExecuteNonQuery();
-        }
+        foreach (var statement in WarehouseSchema.Ddl()) Execute(connection, statement);
     }
 
     /// <summary>Upserts a batch in one transaction: all of it is written or none.</summary>
