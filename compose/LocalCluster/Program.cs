@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
 using SlotCapacity.Kafka;
+using SlotCapacity.LocalClusterHost;
 
 // Hosts librdkafka's mock cluster for development and CI, where no Kafka broker exists: creates
 // every topic, publishes the bootstrap list in a file the other processes read, runs until stopped.
@@ -65,11 +66,20 @@ async Task<int> RunAsync(LocalClusterOptions options)
             File.Move(controlFile + ".tmp", controlFile, overwrite: true);
             log.LogInformation("Fault injection for the fault suite at {ControlUrl} (brokers down/up, partition leaders)", control.Url);
         }
+        using var retention = options.RetainSeconds > 0
+            ? new LocalRetention(cluster, new TopicNames(options.Prefix), topics, TimeSpan.FromSeconds(options.RetainSeconds), log)
+            : null;
+        using var stopRetention = new CancellationTokenSource();
+        var retaining = retention?.RunAsync(TimeSpan.FromSeconds(Math.Min(10, options.RetainSeconds)), TimeProvider.System, stopRetention.Token) ?? Task.CompletedTask;
+        if (retention is not null)
+            log.LogInformation("Commands and replies are kept {RetainSeconds} s (commands never past the processors' committed offsets); events, availability and the changelog keep everything up to the mock's cap", options.RetainSeconds);
 
         var stopped = new TaskCompletionSource();
         using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stopped.TrySetResult(); };
         await stopped.Task;
+        await stopRetention.CancelAsync();
+        await retaining;
 
         log.LogInformation("Stopping the local cluster; its data is gone");
         if (options.BootstrapFile is { } published && File.Exists(published)) File.Delete(published);
@@ -84,7 +94,7 @@ async Task<int> RunAsync(LocalClusterOptions options)
 }
 
 internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int ReplyPartitions, string Prefix, string? BootstrapFile,
-    string? ProvisionBootstrap, int? ReplicationFactor = null, int WaitSeconds = 0, string? ControlFile = null)
+    string? ProvisionBootstrap, int? ReplicationFactor = null, int WaitSeconds = 0, string? ControlFile = null, int RetainSeconds = 0)
 {
     /// <summary>The command line: run a local cluster, or `provision` a real one; a bad option is refused naming it.</summary>
     public static RootCommand Command(Func<LocalClusterOptions, Task<int>> run)
@@ -101,6 +111,8 @@ internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int 
         var brokers = CommandLines.WholeNumber("--brokers", "Brokers of the mock cluster", 1, int.MaxValue, 3);
         var bootstrapFile = new Option<string?>("--bootstrap-file") { Description = "File the bootstrap list is published in while the cluster runs" };
         var controlFile = new Option<string?>("--control-file") { Description = "File the loopback control address (brokers down/up, partition leaders, GET /requests: requests received per broker and API) is published in while the cluster runs" };
+        var retain = CommandLines.WholeNumber("--retain-seconds",
+            "Seconds the mock keeps commands and replies (0 = forever, up to its cap); it walks a partition's whole log on every fetch", 0, int.MaxValue, 60);
         var bootstrap = new Option<string>("--bootstrap") { Description = "The real cluster, HOST:PORT[,...]", Required = true };
         var replication = CommandLines.WholeNumber("--replication-factor", "Replication factor of created topics (default: the broker's)", 1, int.MaxValue);
         var wait = CommandLines.WholeNumber("--wait", "Seconds to wait for brokers that are still starting", 0, int.MaxValue, 0);
@@ -108,9 +120,10 @@ internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int 
         var root = new RootCommand("""
             Hosts librdkafka's mock cluster for development and CI: creates every topic, publishes the
             bootstrap list, runs until stopped. `provision` does the same topic work on a real cluster.
-            """) { brokers, slotPartitions, replyPartitions, prefix, bootstrapFile, controlFile, provision };
+            """) { brokers, slotPartitions, replyPartitions, prefix, bootstrapFile, controlFile, retain, provision };
         LocalClusterOptions Read(ParseResult parsed) => new(parsed.GetValue(brokers), parsed.GetValue(slotPartitions), parsed.GetValue(replyPartitions),
-            parsed.GetRequiredValue(prefix), parsed.GetValue(bootstrapFile), null, ControlFile: parsed.GetValue(controlFile));
+            parsed.GetRequiredValue(prefix), parsed.GetValue(bootstrapFile), null, ControlFile: parsed.GetValue(controlFile),
+            RetainSeconds: parsed.GetValue(retain));
         root.SetAction(parsed => run(Read(parsed)));
         provision.SetAction(parsed => run(Read(parsed) with
         {

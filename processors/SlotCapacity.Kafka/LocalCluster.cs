@@ -96,6 +96,13 @@ public sealed class LocalCluster : IDisposable
         Mock(() => Native.rd_kafka_mock_partition_set_leader(_cluster, topic, partition, brokerId), $"move {topic}[{partition}] to broker {brokerId}");
 
     /// <summary>
+    /// Removes a partition's records before <paramref name="beforeOffset"/> (its start offset moves there), as
+    /// retention does on a real broker. The caller makes sure the offset is past the current start.
+    /// </summary>
+    public void DeleteRecords(string topic, int partition, long beforeOffset) =>
+        Mock(() => Native.rd_kafka_mock_partition_delete_records(_cluster, topic, partition, beforeOffset), $"delete {topic}[{partition}] before offset {beforeOffset}");
+
+    /// <summary>
     /// The requests the cluster received since the previous call, per broker and Kafka API key (1 = Fetch),
     /// the cost that matters on the local cluster. The first call starts counting and returns nothing:
     /// the mock keeps every request it counts until the next call takes them. Requests that arrive while
@@ -201,6 +208,7 @@ public sealed class LocalCluster : IDisposable
         [DllImport(Library)] public static extern int rd_kafka_mock_broker_set_rtt(IntPtr cluster, int brokerId, int rttMs);
         [DllImport(Library)] public static extern void rd_kafka_mock_push_request_errors_array(IntPtr cluster, short apiKey, UIntPtr count, int[] errors);
         [DllImport(Library)] public static extern int rd_kafka_mock_partition_set_leader(IntPtr cluster, string topic, int partition, int brokerId);
+        [DllImport(Library)] public static extern int rd_kafka_mock_partition_delete_records(IntPtr cluster, string topic, int partition, long beforeOffset);
         [DllImport(Library)] public static extern void rd_kafka_mock_start_request_tracking(IntPtr cluster);
         [DllImport(Library)] public static extern IntPtr rd_kafka_mock_get_requests(IntPtr cluster, out UIntPtr count);
         [DllImport(Library)] public static extern void rd_kafka_mock_clear_requests(IntPtr cluster);
