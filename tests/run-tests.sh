@@ -46,6 +46,10 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "dotnet test exited with $status: see $log"
   failed=1
 fi
+# Whoever reads only the end of this output (CI shows its tail) still sees what failed and why.
+if [ "$failed" -gt 0 ]; then
+  tests/failed-tests.sh .run/TestResults/*.trx
+fi
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"
 else
