@@ -10,7 +10,11 @@ namespace SlotCapacity.Faults;
 /// <param name="SentAt">Seconds since the run started, when the first attempt was sent.</param>
 /// <param name="FailedAttempts">Send times of attempts that got no definite answer.</param>
 /// <param name="Answer">"accepted", a reject reason, or "lost" (no definite answer after every attempt).</param>
-internal sealed record Call(double SentAt, double EndedAt, int Attempts, IReadOnlyList<double> FailedAttempts, string Answer)
+/// <param name="Released">Reservation ids released because an attempt with them went unanswered and the
+/// call did not end holding them (the client contract, gateway/README.md).</param>
+/// <param name="ReleasesUnanswered">Of those, releases that got no definite answer either.</param>
+internal sealed record Call(double SentAt, double EndedAt, int Attempts, IReadOnlyList<double> FailedAttempts, string Answer,
+    int Released = 0, int ReleasesUnanswered = 0)
 {
     public bool Accepted => Answer == "accepted";
     public bool Lost => Answer == "lost";
@@ -19,7 +23,9 @@ internal sealed record Call(double SentAt, double EndedAt, int Attempts, IReadOn
 /// <summary>
 /// A client that behaves like checkout: a reserve that gets no definite answer (UNAVAILABLE, a
 /// transport error, shedding) is tried again on the other gateway with the same reservation id;
-/// one the engine reports abandoned is tried with a new id (the old one holds nothing).
+/// one the engine reports abandoned is tried with a new id. An id with an attempt that went
+/// unanswered (the call failed in transport or ran into its own deadline) may hold capacity the
+/// caller never saw, so unless the call ends holding that id it is released before the call ends.
 /// </summary>
 internal sealed class CheckoutClient : IDisposable
 {
@@ -59,6 +65,7 @@ internal sealed class CheckoutClient : IDisposable
     {
         var sentAt = clock.Elapsed.TotalSeconds;
         var failed = new List<double>();
+        var unanswered = new List<string>();
         var gateway = n % _checkout.Count;
         var id = reservationId;
         var backoff = TimeSpan.FromMilliseconds(50);
@@ -67,8 +74,12 @@ internal sealed class CheckoutClient : IDisposable
             var attemptAt = clock.Elapsed.TotalSeconds;
             var outcome = await AttemptAsync(_checkout[gateway], slot, id, n);
             if (outcome.Definite is { } answer)
-                return new Call(sentAt, clock.Elapsed.TotalSeconds, attempt, failed, answer);
+            {
+                var (released, stillUnknown) = await ReleaseAllAsync(slot, unanswered.Where(u => answer != "accepted" || u != id));
+                return new Call(sentAt, clock.Elapsed.TotalSeconds, attempt, failed, answer, released, stillUnknown);
+            }
             failed.Add(attemptAt);
+            if (outcome.Unanswered && !unanswered.Contains(id)) unanswered.Add(id);
             _failures.AddOrUpdate($"gateway-{gateway + 1} {outcome.Why}", 1, (_, c) => c + 1);
             if (outcome.Abandoned) id = $"{reservationId}-r{attempt}";
             if (clock.Elapsed.TotalSeconds - sentAt + backoff.TotalSeconds > CallBudget.TotalSeconds) break;
@@ -76,10 +87,40 @@ internal sealed class CheckoutClient : IDisposable
             backoff *= 2;
             gateway = (gateway + 1) % _checkout.Count;
         }
-        return new Call(sentAt, clock.Elapsed.TotalSeconds, failed.Count, failed, "lost");
+        var (releasedLost, unknownLost) = await ReleaseAllAsync(slot, unanswered);
+        return new Call(sentAt, clock.Elapsed.TotalSeconds, failed.Count, failed, "lost", releasedLost, unknownLost);
     }
 
-    private readonly record struct Attempt(string? Definite, bool Abandoned, string Why = "");
+    /// <summary>Releases each id, retried like a confirm (same id, the other gateway) until a definite answer:
+    /// released, or UNKNOWN_RESERVATION (nothing held). Returns how many were sent and how many never got one.</summary>
+    private async Task<(int Released, int Unknown)> ReleaseAllAsync(SlotId slot, IEnumerable<string> ids)
+    {
+        var (released, unknown) = (0, 0);
+        foreach (var id in ids.ToList())
+        {
+            released++;
+            var answered = false;
+            for (var attempt = 0; attempt < MaxAttempts && !answered; attempt++)
+            {
+                try
+                {
+                    var reply = await _checkout[attempt % _checkout.Count].ReleaseAsync(
+                        new ReleaseRequest { ReservationId = id, Slot = slot, Reason = "no answer to a reserve attempt" },
+                        deadline: DateTime.UtcNow + AttemptDeadline);
+                    answered = reply.Accepted || reply.Reason != RejectReason.Unavailable;
+                }
+                catch (RpcException e) when (e.StatusCode is not (StatusCode.Unauthenticated or StatusCode.PermissionDenied or StatusCode.InvalidArgument))
+                {
+                }
+                if (!answered) await Task.Delay(TimeSpan.FromMilliseconds(100 << attempt));
+            }
+            if (!answered) unknown++;
+        }
+        return (released, unknown);
+    }
+
+    /// <param name="Unanswered">The attempt failed in transport or ran into its own deadline: it may have been applied.</param>
+    private readonly record struct Attempt(string? Definite, bool Abandoned, string Why = "", bool Unanswered = false);
 
     /// <summary>Attempts without a definite answer, by gateway and what the attempt got, most frequent first.</summary>
     public IEnumerable<(string Kind, int Count)> FailedAttempts() => _failures.OrderByDescending(f => f.Value).Select(f => (f.Key, f.Value));
@@ -106,7 +147,7 @@ internal sealed class CheckoutClient : IDisposable
         {
             // The first words of the detail tell a refused connection from a stopping gateway or a slow one.
             var detail = string.Join(' ', e.Status.Detail.Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(6));
-            return new Attempt(null, false, $"{e.StatusCode}: {detail}");
+            return new Attempt(null, false, $"{e.StatusCode}: {detail}", Unanswered: e.StatusCode != StatusCode.ResourceExhausted);
         }
         catch (RpcException e)
         {

@@ -49,6 +49,8 @@ static async Task<int> RunAsync(Options options)
     report.Print(Console.Out);
     foreach (var (kind, count) in client.FailedAttempts().Take(8))
         Console.WriteLine($"  attempts without an answer: {count,6}  {kind}");
+    if (results.Sum(c => c.Released) is var released and > 0)
+        Console.WriteLine($"  ids released after an unanswered attempt (the call did not end holding them): {released}, of which {results.Sum(c => c.ReleasesUnanswered)} got no answer to the release either");
     if (options.Out is { } directory) report.Write(directory);
     return report.Oversold > 0 || report.Phantom != 0 ? 1 : 0;
 }
