@@ -113,7 +113,7 @@ else
   rm -f "$run/bootstrap"
   # The local cluster starts empty every time; state left by an earlier run would not match it.
   rm -rf "$run"/processor-* "$run"/gateway-* "$run"/warehouse.duckdb*
-  dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" --control-file "$run/cluster-control" >"$logs/local-cluster.log" 2>&1 &
+  dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" --control-file "$run/cluster-control" --retain-seconds "${LOCAL_CLUSTER_RETAIN_SECONDS:-60}" >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
   cluster=$!
   echo "$cluster" >"$pidfiles/local-cluster.pid"
