@@ -50,11 +50,14 @@ public sealed class LocalRetention : IDisposable
         _offsets = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = cluster.BootstrapServers, GroupId = $"local-retention-{Guid.NewGuid():N}" }).Build();
     }
 
-    /// <summary>Runs a round every <paramref name="interval"/> until <paramref name="ct"/> fires; a failed round is logged and the next one tries again.</summary>
-    public async Task RunAsync(TimeSpan interval, TimeProvider clock, CancellationToken ct)
+    /// <summary>Rounds come every 10 s, or every retention if that is shorter: a record goes at most one interval after its retention.</summary>
+    public TimeSpan Interval => _retention < TimeSpan.FromSeconds(10) ? _retention : TimeSpan.FromSeconds(10);
+
+    /// <summary>Runs a round every <see cref="Interval"/> until <paramref name="ct"/> fires; a failed round is logged and the next one tries again.</summary>
+    public async Task RunAsync(TimeProvider clock, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(clock);
-        using var timer = new PeriodicTimer(interval, clock);
+        using var timer = new PeriodicTimer(Interval, clock);
         try
         {
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))

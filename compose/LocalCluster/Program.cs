@@ -70,7 +70,7 @@ async Task<int> RunAsync(LocalClusterOptions options)
             ? new LocalRetention(cluster, new TopicNames(options.Prefix), topics, TimeSpan.FromSeconds(options.RetainSeconds), log)
             : null;
         using var stopRetention = new CancellationTokenSource();
-        var retaining = retention?.RunAsync(TimeSpan.FromSeconds(Math.Min(10, options.RetainSeconds)), TimeProvider.System, stopRetention.Token) ?? Task.CompletedTask;
+        var retaining = retention?.RunAsync(TimeProvider.System, stopRetention.Token) ?? Task.CompletedTask;
         if (retention is not null)
             log.LogInformation("Commands and replies are kept {RetainSeconds} s (commands never past the processors' committed offsets); events, availability and the changelog keep everything up to the mock's cap", options.RetainSeconds);
 

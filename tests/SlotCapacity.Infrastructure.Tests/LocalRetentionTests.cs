@@ -55,7 +55,7 @@ public sealed class LocalRetentionTests
     private static long Start(LocalCluster cluster, string topic, int partition)
     {
         using var consumer = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = cluster.BootstrapServers, GroupId = "probe" }).Build();
-        return consumer.QueryWatermarkOffsets(new TopicPartition(topic, partition), Timeout).Low.Value;
+        return RetainedHistory.StartOffset(consumer, new TopicPartition(topic, partition), Timeout);
     }
 
     private static List<string> Read(LocalCluster cluster, string topic, long from, int count)
