@@ -54,7 +54,7 @@ public partial class EndToEndTests
 
         await system.StartProcessorAsync("processor-back");
         // Both units are free: the engine applies the two Reserves late and the Abandons behind them.
-        var first = await RetryUntilAnsweredAsync(checkout, Reserve("after", slot));
+        var (first, _) = await RetryUntilAnsweredAsync(checkout, Reserve("after", slot));
         Assert.True(first.Accepted, first.Detail);
         var second = await checkout.ReserveAsync(Reserve("after-second", slot));
         Assert.True(second.Accepted, second.Detail);
@@ -102,7 +102,7 @@ public partial class EndToEndTests
         Assert.Equal(0, gateway.Status().AbandonsFailed);
 
         await system.StartProcessorAsync("processor-back");
-        var retried = await RetryUntilAnsweredAsync(checkout, Reserve("after", slot));
+        var (retried, _) = await RetryUntilAnsweredAsync(checkout, Reserve("after", slot));
         Assert.True(retried.Accepted, retried.Detail);
         Assert.Equal(RejectReason.SlotFull, (await checkout.ReserveAsync(Reserve("after-second", slot))).Reason);
     }
