@@ -17,12 +17,15 @@ namespace SlotCapacity.Load.Targets;
 /// </summary>
 /// <param name="DirectHttpClient">give the channel an HttpClient rather than the handler: Grpc.Net.Client
 /// then skips its client-side balancer (subchannel picks, locks per call), which one fixed address does not need</param>
-public sealed record ChannelShape(int ChannelsPerGateway = 4, bool MultipleHttp2Connections = true, bool DirectHttpClient = true)
+/// <param name="H2c">checkout calls through the harness's own HTTP/2 client (<see cref="H2cCallInvoker"/>, one per
+/// channel, opening connections as streams need them) instead of Grpc.Net.Client; the other settings then do not apply</param>
+public sealed record ChannelShape(int ChannelsPerGateway = 4, bool MultipleHttp2Connections = true, bool DirectHttpClient = true, bool H2c = true)
 {
     public static readonly ChannelShape Default = new();
-    public override string ToString() =>
-        $"{ChannelsPerGateway} channel(s) per gateway, {(MultipleHttp2Connections ? "more HTTP/2 connections past 100 streams" : "one HTTP/2 connection each")}" +
-        (DirectHttpClient ? ", HttpClient without the gRPC balancer" : "");
+    public override string ToString() => H2c
+        ? $"the harness's own HTTP/2 client, {ChannelsPerGateway} per gateway, more connections past 75 streams"
+        : $"Grpc.Net.Client, {ChannelsPerGateway} channel(s) per gateway, {(MultipleHttp2Connections ? "more HTTP/2 connections past 100 streams" : "one HTTP/2 connection each")}" +
+          (DirectHttpClient ? ", HttpClient without the gRPC balancer" : "");
 }
 
 /// <summary>
@@ -41,6 +44,7 @@ public sealed class SystemTarget : IHoldingTarget
     private readonly ChannelShape _shape;
     private readonly Func<IReadOnlyList<WatchedProcess>> _findProcesses;
     private readonly List<GrpcChannel> _channels = [];
+    private readonly List<H2cCallInvoker> _invokers = [];
     // Per gateway, its channels' clients: call n goes to gateway (n + attempt) % gateways.
     private readonly List<Checkout.CheckoutClient[]> _checkout = [];
     private readonly List<Planning.PlanningClient> _planning = [];
@@ -67,6 +71,13 @@ public sealed class SystemTarget : IHoldingTarget
             var clients = new Checkout.CheckoutClient[_shape.ChannelsPerGateway];
             for (var c = 0; c < clients.Length; c++)
             {
+                if (_shape.H2c)
+                {
+                    var invoker = new H2cCallInvoker(g, tokens?.Checkout);
+                    _invokers.Add(invoker);
+                    clients[c] = new Checkout.CheckoutClient(invoker);
+                    continue;
+                }
                 var handler = new SocketsHttpHandler
                 {
                     EnableMultipleHttp2Connections = _shape.MultipleHttp2Connections,
@@ -370,6 +381,7 @@ public sealed class SystemTarget : IHoldingTarget
     public async ValueTask DisposeAsync()
     {
         foreach (var c in _channels) c.Dispose();
+        foreach (var i in _invokers) i.Dispose();
         await Task.CompletedTask;
     }
 }
