@@ -10,16 +10,16 @@ using SlotCapacity.Kafka;
 namespace SlotCapacity.Load.Targets;
 
 /// <summary>
-/// How the harness connects to each gateway: channels per gateway (each with its own connection
-/// pool: a channel's and a pool's locks are taken on every call, so one channel per gateway made
-/// the calls contend for them), and whether one channel may open more HTTP/2 connections once 100
-/// streams are in flight on one.
+/// How the harness connects to each gateway: its own HTTP/2 client (h2c) or Grpc.Net.Client; clients
+/// per gateway (Grpc.Net.Client: each channel has its own connection pool, whose locks are taken
+/// on every call, so one channel per gateway made the calls contend for them), and whether one
+/// Grpc.Net.Client channel may open more HTTP/2 connections once 100 streams are in flight on one.
 /// </summary>
 /// <param name="DirectHttpClient">give the channel an HttpClient rather than the handler: Grpc.Net.Client
 /// then skips its client-side balancer (subchannel picks, locks per call), which one fixed address does not need</param>
 /// <param name="H2c">checkout calls through the harness's own HTTP/2 client (<see cref="H2cCallInvoker"/>, one per
 /// channel, opening connections as streams need them) instead of Grpc.Net.Client; the other settings then do not apply</param>
-public sealed record ChannelShape(int ChannelsPerGateway = 4, bool MultipleHttp2Connections = true, bool DirectHttpClient = true, bool H2c = true)
+public sealed record ChannelShape(int ChannelsPerGateway = 1, bool MultipleHttp2Connections = true, bool DirectHttpClient = true, bool H2c = true)
 {
     public static readonly ChannelShape Default = new();
     public override string ToString() => H2c
