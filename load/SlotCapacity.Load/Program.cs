@@ -86,7 +86,7 @@ root.Subcommands.Add(selfCheck);
 var scenarioOption = new Option<string>("--scenario") { Description = "A scenario (see `list`), a comma list of them, or all", DefaultValueFactory = _ => "nominal" };
 var targetsOption = new Option<string>("--targets") { Description = "Comma list of system, redis, postgres, postgres-async", DefaultValueFactory = _ => "system" };
 var durationOption = Duration("--duration", "Measured time of a fixed-rate scenario", "30s");
-var warmupOption = Duration("--warmup", "Warm-up before measuring, excluded", "5s");
+var warmupOption = Duration("--warmup", "Warm-up before measuring, excluded: this long at a quarter, half, then all of the first rate", "5s");
 var stepOption = Duration("--step", "Length of each step of a ramped scenario", "10s");
 var maxMultiplierOption = new Option<double>("--max-multiplier") { Description = "Highest ramp step, in multiples of nominal", DefaultValueFactory = _ => 100 };
 var gatewaysOption = new Option<string>("--gateways")
@@ -155,7 +155,7 @@ run.SetAction(async parsed =>
 
     // Every run is bounded in time whatever happens: its planned length plus a generous margin.
     var planned = scenarios.Sum(s =>
-        (scenarioOptions.Warmup + (s.Ramped ? scenarioOptions.Step * s.Multipliers.Count : scenarioOptions.Duration)).TotalSeconds
+        (scenarioOptions.Warmup * ScenarioRunner.WarmupClimb.Length + (s.Ramped ? scenarioOptions.Step * s.Multipliers.Count : scenarioOptions.Duration)).TotalSeconds
         + scenarioOptions.IdleSeconds + 2 * scenarioOptions.CostSeconds + (s.Checkout ? scenarioOptions.CheckoutShape.HoldSeconds : 0));
     using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(planned * factories.Count + 120 * scenarios.Count * factories.Count));
     Console.CancelKeyPress += (_, e) =>

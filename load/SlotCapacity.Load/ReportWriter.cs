@@ -29,7 +29,7 @@ public static class ReportWriter
         var shape = r.Settings.Multipliers.Count > 1
             ? string.Create(CultureInfo.InvariantCulture, $"steps of {r.Settings.StepSeconds:0} s at {string.Join(", ", r.Settings.Multipliers.Select(x => x + "x"))} nominal, stopping at the first step with p99 > {r.Settings.P99LimitMs:0} ms, errors > {r.Settings.ErrorRateLimit:P1} or an oversell.")
             : string.Create(CultureInfo.InvariantCulture, $"{r.Settings.DurationSeconds:0} s measured.");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Open-loop arrivals at a fixed rate, latency measured from each call's intended send time; warm-up {r.Settings.WarmupSeconds:0} s excluded; {shape}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Open-loop arrivals at a fixed rate, latency measured from each call's intended send time; warm-up excluded ({r.Settings.WarmupSeconds:0} s each at a quarter, half and all of the first step's rate); {shape}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"Nominal = {r.Settings.NominalReservesPerSecond:0} reservation attempts/s + {r.Settings.NominalReadsPerSecond:0} availability reads/s. Latencies in ms.");
         sb.AppendLine("'harness lag' is how late the load generator itself sent calls (CPU shared with the system under test); it is part of every latency, as a client's own stalls would be.");
         sb.AppendLine();
