@@ -77,6 +77,27 @@ public sealed class H2cClientTests
     }
 
     [Fact]
+    public async Task A_server_that_stops_fails_the_next_call_unavailable_and_once_it_is_back_a_new_connection_serves()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (first, addresses) = await EchoServer.StartAsync([0], cts.Token);
+        using var invoker = new H2cCallInvoker(addresses[0], null);
+        var checkout = new Checkout.CheckoutClient(invoker);
+        Assert.Equal("before", (await checkout.ReserveAsync(new ReserveRequest { ReservationId = "before" })).ReservationId);
+
+        // A graceful stop: Kestrel sends GOAWAY and closes the connection.
+        await first.StopAsync(cts.Token);
+        await first.DisposeAsync();
+        var down = await Assert.ThrowsAsync<RpcException>(async () => await checkout.ReserveAsync(new ReserveRequest { ReservationId = "down" }, deadline: DateTime.UtcNow.AddSeconds(10)));
+        Assert.Equal(StatusCode.Unavailable, down.StatusCode);
+
+        var (again, _) = await EchoServer.StartAsync([addresses[0].Port], cts.Token);
+        await using var _ = again;
+        Assert.Equal("back", (await checkout.ReserveAsync(new ReserveRequest { ReservationId = "back" }, deadline: DateTime.UtcNow.AddSeconds(10))).ReservationId);
+        Assert.Equal(1, invoker.OpenConnections);
+    }
+
+    [Fact]
     public async Task A_cancelled_call_fails_cancelled_and_the_connection_goes_on()
     {
         using var silent = new TcpListener(IPAddress.Loopback, 0);

@@ -81,7 +81,11 @@ public sealed class H2cCallInvoker : CallInvoker, IDisposable
         lock (_connections)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            _connections.RemoveAll(c => c.Finished);
+            foreach (var finished in _connections.Where(c => c.Finished).ToList())
+            {
+                _connections.Remove(finished);
+                finished.Dispose();
+            }
             foreach (var c in _connections)
                 if (c.HasRoom) return c;
             if (_connections.Count >= MaxConnections)
@@ -254,16 +258,17 @@ internal sealed class H2cConnection : IDisposable
     private long _sendWindow = 65_535;
     private int _peerInitialStreamWindow = 65_535;
     private int _maxStreams = 100;
-    private int _lastStreamAllowed = int.MaxValue;
+    // Set by the first GOAWAY (a graceful one says 2^31-1 first): no new stream goes on this connection.
+    private bool _goingAway;
     private long _received;
     private Status? _closed;
 
     private H2cConnection(Socket socket) => _socket = socket;
 
-    public bool Usable { get { lock (_lock) return _closed is null && _lastStreamAllowed == int.MaxValue; } }
-    public bool Finished { get { lock (_lock) return _closed is not null || (_lastStreamAllowed != int.MaxValue && _streams.Count == 0); } }
+    public bool Usable { get { lock (_lock) return _closed is null && !_goingAway; } }
+    public bool Finished { get { lock (_lock) return _closed is not null || (_goingAway && _streams.Count == 0); } }
     // Three quarters of the server's limit: a stream this side gave up (RST_STREAM) may still count there for a moment.
-    public bool HasRoom { get { lock (_lock) return _closed is null && _lastStreamAllowed == int.MaxValue && _streams.Count < _maxStreams * 3 / 4; } }
+    public bool HasRoom { get { lock (_lock) return _closed is null && !_goingAway && _streams.Count < _maxStreams * 3 / 4; } }
 
     public static H2cConnection Open(IPEndPoint endpoint)
     {
@@ -288,6 +293,7 @@ internal sealed class H2cConnection : IDisposable
         lock (_lock)
         {
             if (_closed is { } closed) throw new IOException($"connection closed: {closed.Detail}");
+            if (_goingAway) throw new IOException("the server is going away (GOAWAY)");
             var id = _nextStreamId;
             _nextStreamId += 2;
             call.Connection = this;
@@ -530,7 +536,7 @@ internal sealed class H2cConnection : IDisposable
                 List<H2cCallInvoker.PendingCall> refused;
                 lock (_lock)
                 {
-                    _lastStreamAllowed = last;
+                    _goingAway = true;
                     refused = [.. _streams.Where(s => s.Key > last).Select(s => s.Value)];
                     foreach (var call in refused) _streams.Remove(call.StreamId);
                 }
