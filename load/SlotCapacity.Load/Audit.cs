@@ -80,7 +80,8 @@ public static class Audit
 
         var phantoms = readback.LiveReservationSlots is { } live ? CheckLive(plan, accepted, fates, live, violations) : null;
 
-        violations.AddRange(readback.Problems.Select(p => $"readback incomplete: {p}"));
+        // First: an incomplete readback (e.g. no Kafka bootstrap) explains the accepts it reports missing.
+        violations.InsertRange(0, readback.Problems.Select(p => $"readback incomplete: {p}"));
 
         var listed = violations.Count > MaxListedViolations
             ? [.. violations.Take(MaxListedViolations), $"... and {violations.Count - MaxListedViolations} more"]

@@ -52,6 +52,17 @@ public class AuditTests
     }
 
     [Fact]
+    public void A_readback_that_could_not_read_says_why_before_the_accepts_it_could_not_find()
+    {
+        var accepted = Accepts(200);
+        var readback = new Readback("test", [], new HashSet<string>(), ["KAFKA_BOOTSTRAP_SERVERS is not set"]);
+        var result = Audit.Check(Plan, accepted, readback);
+        Assert.False(result.Passed);
+        Assert.Equal("readback incomplete: KAFKA_BOOTSTRAP_SERVERS is not set", result.Violations[0]);
+        Assert.Equal(200, result.MissingAccepted);
+    }
+
+    [Fact]
     public void An_accept_missing_from_the_target_record_is_a_lost_reservation()
     {
         var accepted = Accepts(4);
