@@ -294,6 +294,8 @@ internal sealed class H2cConnection : IDisposable
         {
             if (_closed is { } closed) throw new IOException($"connection closed: {closed.Detail}");
             if (_goingAway) throw new IOException("the server is going away (GOAWAY)");
+            if (payload.Length + 5 > Math.Min(_peerInitialStreamWindow, MaxFrame))
+                throw new IOException($"a request of {payload.Length} bytes does not fit one DATA frame within the server's stream window ({_peerInitialStreamWindow})");
             var id = _nextStreamId;
             _nextStreamId += 2;
             call.Connection = this;
@@ -307,8 +309,6 @@ internal sealed class H2cConnection : IDisposable
             body.WriteByte(0);
             WriteUInt32(body, (uint)payload.Length);
             body.Write(payload);
-            if (payload.Length + 5 > Math.Min(_peerInitialStreamWindow, MaxFrame))
-                throw new IOException($"a request of {payload.Length} bytes does not fit one DATA frame within the server's stream window ({_peerInitialStreamWindow})");
             if (_blockedData.Count == 0 && _sendWindow >= payload.Length + 5)
             {
                 _sendWindow -= payload.Length + 5;
@@ -328,6 +328,13 @@ internal sealed class H2cConnection : IDisposable
         lock (_lock)
         {
             if (!_streams.Remove(call.StreamId) || _closed is not null) return;
+            // Its DATA, if still waiting for send window, must not follow the reset.
+            if (_blockedData.Any(b => b.Stream == call.StreamId))
+            {
+                var waiting = _blockedData.Where(b => b.Stream != call.StreamId).ToList();
+                _blockedData.Clear();
+                foreach (var b in waiting) _blockedData.Enqueue(b);
+            }
             WriteFrameHeader(_pending, 4, RstStream, 0, call.StreamId);
             WriteUInt32(_pending, 0x8); // CANCEL
             QueueFlush();
