@@ -113,7 +113,15 @@ else
   rm -f "$run/bootstrap"
   # The local cluster starts empty every time; state left by an earlier run would not match it.
   rm -rf "$run"/processor-* "$run"/gateway-* "$run"/warehouse.duckdb*
-  dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" --control-file "$run/cluster-control" --retain-seconds "${LOCAL_CLUSTER_RETAIN_SECONDS:-60}" >"$logs/local-cluster.log" 2>&1 &
+  # The mock with fetches that do not walk every batch of a partition (compose/LocalCluster/mock/);
+  # LOCAL_CLUSTER_LIBRDKAFKA=stock keeps Confluent.Kafka's own, for comparison.
+  mock_library=${LOCAL_CLUSTER_LIBRDKAFKA:-}
+  if [ "$mock_library" = stock ]; then
+    mock_library=""
+  elif [ -z "$mock_library" ]; then
+    mock_library=$(bash compose/LocalCluster/mock/build.sh) || { echo "the local cluster's librdkafka did not build (above); LOCAL_CLUSTER_LIBRDKAFKA=stock runs the stock mock"; exit 1; }
+  fi
+  LOCAL_CLUSTER_LIBRDKAFKA="$mock_library" dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" --control-file "$run/cluster-control" --retain-seconds "${LOCAL_CLUSTER_RETAIN_SECONDS:-60}" >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
   cluster=$!
   echo "$cluster" >"$pidfiles/local-cluster.pid"

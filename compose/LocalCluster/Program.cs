@@ -58,7 +58,7 @@ async Task<int> RunAsync(LocalClusterOptions options)
             await File.WriteAllTextAsync(file + ".tmp", cluster.BootstrapServers + "\n");
             File.Move(file + ".tmp", file, overwrite: true);
         }
-        log.LogInformation("Local cluster of {Brokers} brokers listening at {BootstrapServers}; data is kept in memory only", options.Brokers, cluster.BootstrapServers);
+        log.LogInformation("Local cluster of {Brokers} brokers listening at {BootstrapServers}; data is kept in memory only; librdkafka {Library}", options.Brokers, cluster.BootstrapServers, LocalCluster.LibraryDescription);
         using var control = options.ControlFile is not null ? LocalClusterControl.Start(cluster, topics, log) : null;
         if (options.ControlFile is { } controlFile && control is not null)
         {

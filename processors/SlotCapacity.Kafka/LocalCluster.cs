@@ -164,6 +164,14 @@ public sealed class LocalCluster : IDisposable
         }
     }
 
+    /// <summary>The librdkafka file to host the mock in, instead of Confluent.Kafka's.</summary>
+    public const string LibraryVariable = "LOCAL_CLUSTER_LIBRDKAFKA";
+
+    /// <summary>The librdkafka version the mock runs on, and the file when <see cref="LibraryVariable"/> chose it.</summary>
+    public static string LibraryDescription =>
+        (Marshal.PtrToStringAnsi(Native.rd_kafka_version_str()) ?? "unknown version") +
+        (Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } chosen ? $" from {Path.GetFileName(chosen)}" : " (Confluent.Kafka's)");
+
     private static class Native
     {
         private const string Library = "librdkafka";
@@ -171,12 +179,20 @@ public sealed class LocalCluster : IDisposable
         static Native() => NativeLibrary.SetDllImportResolver(typeof(Native).Assembly, Resolve);
 
         /// <summary>
-        /// librdkafka.so needs libsasl2.so.3, which a bare machine lacks; Confluent.Kafka then falls
-        /// back to the CentOS 8 build, which links it statically. Resolve the same way.
+        /// <see cref="LibraryVariable"/> first when set (`make run` builds a mock whose fetches do not walk
+        /// every batch, compose/LocalCluster/mock/build.sh). Else Confluent.Kafka's: librdkafka.so needs
+        /// libsasl2.so.3, which a bare machine lacks; Confluent.Kafka then falls back to the CentOS 8
+        /// build, which links it statically. Resolve the same way.
         /// </summary>
         private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
         {
             if (name != Library) return IntPtr.Zero;
+            if (Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } chosen)
+            {
+                if (!File.Exists(chosen))
+                    throw new StartupException($"{LibraryVariable} names {chosen}, which does not exist: build it with compose/LocalCluster/mock/build.sh, or unset the variable");
+                return NativeLibrary.Load(Path.GetFullPath(chosen));
+            }
             var candidates = new List<string>();
             foreach (var root in new[] { AppContext.BaseDirectory, Path.GetDirectoryName(typeof(Confluent.Kafka.Library).Assembly.Location) ?? "" })
             {
@@ -193,6 +209,7 @@ public sealed class LocalCluster : IDisposable
                 $"cannot load librdkafka for the local cluster (tried {string.Join(", ", candidates)}): build the project so runtimes/linux-x64/native is copied next to it");
         }
 
+        [DllImport(Library)] public static extern IntPtr rd_kafka_version_str();
         [DllImport(Library)] public static extern IntPtr rd_kafka_conf_new();
         [DllImport(Library)] public static extern int rd_kafka_conf_set(IntPtr conf, string name, string value, byte[] errstr, UIntPtr errstrSize);
         [DllImport(Library)] public static extern IntPtr rd_kafka_new(int type, IntPtr conf, byte[] errstr, UIntPtr errstrSize);

@@ -170,7 +170,7 @@ public sealed class LocalClusterTests
         Assert.Equal(Enumerable.Range(0, count), values.Order());
     }
 
-    private static async Task<string> WaitForFileAsync(string path, TimeSpan timeout, ChildProcess owner)
+    internal static async Task<string> WaitForFileAsync(string path, TimeSpan timeout, ChildProcess owner)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < deadline)

@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using System.Globalization;
+using Confluent.Kafka;
+using SlotCapacity.Kafka;
+
+namespace SlotCapacity.Infrastructure.Tests;
+
+/// <summary>
+/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with one change
+/// (compose/LocalCluster/mock/): a fetch looks for its offset from the end of the partition nearer to
+/// it instead of always from the oldest batch. These tests build it (once; cached) and read a long
+/// partition from every kind of position through it.
+/// </summary>
+public sealed class LocalClusterMockTests
+{
+    [Fact]
+    public async Task The_built_mock_serves_every_record_of_a_long_partition_from_its_start_middle_and_tail()
+    {
+        var library = await BuildMockAsync();
+        var folder = Directory.CreateTempSubdirectory("local-cluster-mock-").FullName;
+        try
+        {
+            using var cluster = ChildProcess.Start("SlotCapacity.LocalCluster",
+                ["--brokers", "1", "--slot-partitions", "1", "--reply-partitions", "1", "--bootstrap-file", Path.Combine(folder, "bootstrap")],
+                new Dictionary<string, string> { [LocalCluster.LibraryVariable] = library });
+            var bootstrap = await LocalClusterTests.WaitForFileAsync(Path.Combine(folder, "bootstrap"), TimeSpan.FromSeconds(30), cluster);
+            Assert.Contains($"from {Path.GetFileName(library)}", cluster.Output, StringComparison.Ordinal);
+
+            // Mostly one record per batch, with bursts that share a batch: the mock keeps a list of
+            // batches per partition, and an offset inside a batch must find that batch.
+            var topic = new TopicNames().Events;
+            const int count = 1500;
+            using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 0 }).Build())
+            {
+                for (var i = 0; i < count;)
+                {
+                    if (i % 100 == 50)
+                    {
+                        var burst = Enumerable.Range(i, 10).Select(n => producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(n) })).ToList();
+                        await Task.WhenAll(burst);
+                        i += 10;
+                    }
+                    else
+                    {
+                        await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(i) });
+                        i++;
+                    }
+                }
+            }
+
+            using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
+            {
+                BootstrapServers = bootstrap,
+                GroupId = "unused",
+                EnableAutoCommit = false,
+                FetchWaitMaxMs = 5,
+            }).Build();
+            foreach (var from in new[] { 0, 55, count / 2, count - 3 })
+            {
+                consumer.Assign(new TopicPartitionOffset(topic, 0, from));
+                var read = ReadUntil(consumer, count - from);
+                Assert.Equal(Enumerable.Range(from, count - from).Select(Text), read);
+            }
+
+            // At the tail: nothing yet, then the next record.
+            consumer.Assign(new TopicPartitionOffset(topic, 0, count));
+            Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(300)));
+            using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap }).Build())
+                await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(count) });
+            Assert.Equal([Text(count)], ReadUntil(consumer, 1));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_local_cluster_told_to_use_a_librdkafka_that_is_not_there_says_so_and_exits()
+    {
+        using var cluster = ChildProcess.Start("SlotCapacity.LocalCluster", ["--brokers", "1"],
+            new Dictionary<string, string> { [LocalCluster.LibraryVariable] = "/nonexistent/librdkafka-mock.so" });
+        Assert.Equal(1, await cluster.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("LOCAL_CLUSTER_LIBRDKAFKA names /nonexistent/librdkafka-mock.so, which does not exist", cluster.Errors, StringComparison.Ordinal);
+    }
+
+    private static string Text(int n) => n.ToString(CultureInfo.InvariantCulture);
+
+    private static List<string> ReadUntil(IConsumer<Null, string> consumer, int wanted)
+    {
+        var read = new List<string>();
+        var until = DateTime.UtcNow.AddSeconds(60);
+        while (read.Count < wanted && DateTime.UtcNow < until)
+            if (consumer.Consume(TimeSpan.FromMilliseconds(200)) is { } record)
+                read.Add(record.Message.Value);
+        return read;
+    }
+
+    /// <summary>Runs compose/LocalCluster/mock/build.sh (it reuses an earlier build) and returns the library it printed.</summary>
+    private static async Task<string> BuildMockAsync()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Streams.sln")))
+            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException($"no Streams.sln above {AppContext.BaseDirectory}");
+        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(Path.Combine(root, "compose", "LocalCluster", "mock", "build.sh"));
+        using var build = Process.Start(info) ?? throw new InvalidOperationException("cannot start bash");
+        var output = build.StandardOutput.ReadToEndAsync();
+        var errors = build.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(10));
+        await build.WaitForExitAsync(timeout.Token);
+        Assert.True(build.ExitCode == 0, $"compose/LocalCluster/mock/build.sh failed: {await errors}");
+        var library = (await output).Trim().Split('\n')[^1];
+        Assert.True(File.Exists(library), $"build.sh printed {library}, which does not exist");
+        return library;
+    }
+}
