@@ -121,6 +121,13 @@ else
   elif [ -z "$mock_library" ]; then
     mock_library=$(bash compose/LocalCluster/mock/build.sh) || { echo "the local cluster's librdkafka did not build (above); LOCAL_CLUSTER_LIBRDKAFKA=stock runs the stock mock"; exit 1; }
   fi
+  if [ -n "$mock_library" ]; then
+    # This mock answers a waiting fetch as soon as data arrives, like a real broker: a longer wait
+    # only saves idle fetches. The stock mock always waits it out, hence the 5 ms defaults.
+    export PROCESSOR_FETCH_WAIT_MS=${PROCESSOR_FETCH_WAIT_MS:-100}
+    export GATEWAY_REPLY_FETCH_WAIT_MS=${GATEWAY_REPLY_FETCH_WAIT_MS:-100}
+    export GATEWAY_VIEW_FETCH_WAIT_MS=${GATEWAY_VIEW_FETCH_WAIT_MS:-100}
+  fi
   LOCAL_CLUSTER_LIBRDKAFKA="$mock_library" dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" --control-file "$run/cluster-control" --retain-seconds "${LOCAL_CLUSTER_RETAIN_SECONDS:-60}" >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
   cluster=$!

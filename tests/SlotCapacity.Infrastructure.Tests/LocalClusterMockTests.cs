@@ -6,10 +6,10 @@ using SlotCapacity.Kafka;
 namespace SlotCapacity.Infrastructure.Tests;
 
 /// <summary>
-/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with one change
-/// (compose/LocalCluster/mock/): a fetch looks for its offset from the end of the partition nearer to
-/// it instead of always from the oldest batch. These tests build it (once; cached) and read a long
-/// partition from every kind of position through it.
+/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with two changes
+/// (compose/LocalCluster/mock/fetches.patch): a fetch looks for its offset from the end of the
+/// partition nearer to it instead of always from the oldest batch, and a waiting fetch is answered
+/// when data arrives. These tests build it (once; cached) and read through it.
 /// </summary>
 public sealed class LocalClusterMockTests
 {
@@ -24,7 +24,10 @@ public sealed class LocalClusterMockTests
                 ["--brokers", "1", "--slot-partitions", "1", "--reply-partitions", "1", "--bootstrap-file", Path.Combine(folder, "bootstrap")],
                 new Dictionary<string, string> { [LocalCluster.LibraryVariable] = library });
             var bootstrap = await LocalClusterTests.WaitForFileAsync(Path.Combine(folder, "bootstrap"), TimeSpan.FromSeconds(30), cluster);
-            Assert.Contains($"from {Path.GetFileName(library)}", cluster.Output, StringComparison.Ordinal);
+            // The host logs which librdkafka it runs on just after it publishes the bootstrap file.
+            var named = $"from {Path.GetFileName(library)}";
+            for (var i = 0; i < 100 && !cluster.Output.Contains(named, StringComparison.Ordinal); i++) await Task.Delay(100);
+            Assert.Contains(named, cluster.Output, StringComparison.Ordinal);
 
             // Mostly one record per batch, with bursts that share a batch: the mock keeps a list of
             // batches per partition, and an offset inside a batch must find that batch.
@@ -68,6 +71,48 @@ public sealed class LocalClusterMockTests
             using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap }).Build())
                 await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(count) });
             Assert.Equal([Text(count)], ReadUntil(consumer, 1));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task The_built_mock_answers_a_waiting_fetch_when_data_arrives_not_when_the_wait_ends()
+    {
+        var library = await BuildMockAsync();
+        var folder = Directory.CreateTempSubdirectory("local-cluster-mock-").FullName;
+        try
+        {
+            using var cluster = ChildProcess.Start("SlotCapacity.LocalCluster",
+                ["--brokers", "1", "--slot-partitions", "2", "--reply-partitions", "1", "--bootstrap-file", Path.Combine(folder, "bootstrap")],
+                new Dictionary<string, string> { [LocalCluster.LibraryVariable] = library });
+            var bootstrap = await LocalClusterTests.WaitForFileAsync(Path.Combine(folder, "bootstrap"), TimeSpan.FromSeconds(30), cluster);
+            var topic = new TopicNames().Replies;
+            using var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 0 }).Build();
+            await producer.ProduceAsync(topic, new Message<Null, string> { Value = "first" });
+
+            // A fetch that would wait 30 s for data: the stock mock holds its empty answer that long.
+            using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
+            {
+                BootstrapServers = bootstrap,
+                GroupId = "unused",
+                EnableAutoCommit = false,
+                FetchWaitMaxMs = 30_000,
+                SocketTimeoutMs = 60_000,
+            }).Build();
+            consumer.Assign(new TopicPartitionOffset(topic, 0, 0));
+            Assert.Equal(["first"], ReadUntil(consumer, 1));
+            // Now at the tail, the fetch waits; a record arrives on the partition it waits on.
+            Assert.Null(consumer.Consume(TimeSpan.FromSeconds(1)));
+            var waited = Stopwatch.StartNew();
+            await producer.ProduceAsync(new TopicPartition(topic, 0), new Message<Null, string> { Value = "second" });
+            var read = new List<string>();
+            while (read.Count == 0 && waited.Elapsed < TimeSpan.FromSeconds(20))
+                if (consumer.Consume(TimeSpan.FromMilliseconds(100)) is { } record) read.Add(record.Message.Value);
+            Assert.Equal(["second"], read);
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), $"the record took {waited.Elapsed.TotalSeconds:0.0} s, the fetch's whole wait");
         }
         finally
         {
