@@ -28,7 +28,7 @@ public static class SlotFit
         }
         var fill = capacity == 0 ? (used > 0 ? 1.0 : 0.0) : (double)used / capacity;
 
-        var order = needs ?? new OrderNeeds();
+        var order = needs ?? AnyOrder;
         var check = SlotDecisions.Check(config, new SnapshotUsage(slot), zone, order, now.ToUnixTimeMilliseconds(), slot.EndUnixMs);
 
         long remaining = 0;
@@ -36,11 +36,10 @@ public static class SlotFit
         {
             if (counter.Removed) continue;
             if (zone.Length > 0 && counter.Zones.Count > 0 && !counter.Zones.Contains(zone)) continue;
-            if (!order.Requires.All(counter.Carries.Contains)) continue;
+            if (!SlotDecisions.Carries(counter.Carries, order.Requires)) continue;
             remaining += Math.Max(0, counter.CapacityOrders - counter.UsedOrders);
         }
-        var rule = zone.Length > 0 ? slot.Zones.FirstOrDefault(z => z.Zone == zone) : null;
-        if (rule is { HasMaxOrders: true })
+        if (zone.Length > 0 && ZoneOf(slot, zone) is { HasMaxOrders: true } rule)
             remaining = Math.Min(remaining, Math.Max(0, rule.MaxOrders - rule.UsedOrders));
 
         return new Fit(check.Fits, check.Reason, fill, remaining);
@@ -63,10 +62,33 @@ public static class SlotFit
         return config;
     }
 
+    // Never changed: an order with no needs, for a question that names none.
+    private static readonly OrderNeeds AnyOrder = new();
+
+    private static ZoneState? ZoneOf(AvailabilitySnapshot slot, string zone)
+    {
+        foreach (var rule in slot.Zones)
+            if (rule.Zone == zone) return rule;
+        return null;
+    }
+
+    // Loops rather than LINQ lambdas: this runs for every slot of every availability read.
     private sealed class SnapshotUsage(AvailabilitySnapshot slot) : SlotDecisions.ISlotUsage
     {
-        public long Fleet(string counter) => slot.Fleet.FirstOrDefault(f => f.Name == counter)?.UsedOrders ?? 0;
-        public long Shared(string counter) => slot.Shared.FirstOrDefault(s => s.Name == counter)?.Used ?? 0;
-        public long Zone(string zone) => slot.Zones.FirstOrDefault(z => z.Zone == zone)?.UsedOrders ?? 0;
+        public long Fleet(string counter)
+        {
+            foreach (var fleet in slot.Fleet)
+                if (fleet.Name == counter) return fleet.UsedOrders;
+            return 0;
+        }
+
+        public long Shared(string counter)
+        {
+            foreach (var shared in slot.Shared)
+                if (shared.Name == counter) return shared.Used;
+            return 0;
+        }
+
+        public long Zone(string zone) => ZoneOf(slot, zone)?.UsedOrders ?? 0;
     }
 }

@@ -331,26 +331,36 @@ public static partial class SlotDecisions
             return No(RejectReason.PastCutoff,
                 $"command time {SlotValidation.Iso(atUnixMs)} is at or after the slot's cut-off {SlotValidation.Iso(config.CutoffUnixMs)}");
 
-        var rule = zone.Length == 0 ? null : config.ZoneRules.FirstOrDefault(r => r.Zone == zone);
+        // Loops rather than LINQ: the gateway runs this for every slot of every availability read.
+        ZoneRule? rule = null;
+        if (zone.Length > 0)
+            foreach (var candidate in config.ZoneRules)
+                if (candidate.Zone == zone)
+                {
+                    rule = candidate;
+                    break;
+                }
         if (rule is { Closed: true })
             return No(RejectReason.ZoneRestricted, $"zone {zone} is closed in this slot");
         if (rule is { HasMaxOrders: true } && used.Zone(zone) >= rule.MaxOrders)
             return No(RejectReason.ZoneFull, $"zone {zone} has its {rule.MaxOrders} orders");
 
-        var eligible = config.Fleet.Where(f => (zone.Length == 0 || f.Zones.Count == 0 || f.Zones.Contains(zone))
-                                              && needs.Requires.All(f.Carries.Contains)).ToList();
+        var eligible = new List<FleetCounterConfig>(config.Fleet.Count);
+        foreach (var fleet in config.Fleet)
+            if ((zone.Length == 0 || fleet.Zones.Count == 0 || fleet.Zones.Contains(zone)) && Carries(fleet.Carries, needs.Requires))
+                eligible.Add(fleet);
         if (eligible.Count == 0)
             return No(RejectReason.NoEligibleFleet,
                 $"no fleet counter serves zone {zone}" + (needs.Requires.Count > 0 ? $" carrying {string.Join(", ", needs.Requires)}" : ""));
 
-        var draws = new List<(string Counter, long Units)>();
+        List<(string Counter, long Units)>? draws = null;
         foreach (var shared in config.Shared)
         {
             if (!needs.Quantities.TryGetValue(shared.Measure, out var units) || units == 0) continue;
             if (used.Shared(shared.Name) + units > shared.Capacity)
                 return No(RejectReason.SlotFull,
                     $"shared counter {shared.Name} has {Math.Max(0, shared.Capacity - used.Shared(shared.Name))} {shared.Measure} left, the order needs {units}");
-            draws.Add((shared.Name, units));
+            (draws ??= []).Add((shared.Name, units));
         }
 
         FleetCounterConfig? chosen = null;
@@ -364,7 +374,17 @@ public static partial class SlotDecisions
         }
         return chosen is null
             ? No(RejectReason.SlotFull, $"every fleet counter that can take this order is full ({string.Join(", ", eligible.Select(f => f.Name))})")
-            : new ReserveCheck(RejectReason.Unspecified, "", chosen, draws);
+            : new ReserveCheck(RejectReason.Unspecified, "", chosen, draws ?? []);
+    }
+
+    /// <summary>Whether a fleet counter carries every capability an order requires.</summary>
+    public static bool Carries(IList<string> carries, IList<string> requires)
+    {
+        ArgumentNullException.ThrowIfNull(carries);
+        ArgumentNullException.ThrowIfNull(requires);
+        for (var i = 0; i < requires.Count; i++)
+            if (!carries.Contains(requires[i])) return false;
+        return true;
     }
 
     /// <summary>What a slot has used of its counters, as <see cref="Check"/> reads it.</summary>
