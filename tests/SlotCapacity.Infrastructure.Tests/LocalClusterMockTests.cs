@@ -16,108 +16,81 @@ public sealed class LocalClusterMockTests
     [Fact]
     public async Task The_built_mock_serves_every_record_of_a_long_partition_from_its_start_middle_and_tail()
     {
-        var library = await BuildMockAsync();
-        var folder = Directory.CreateTempSubdirectory("local-cluster-mock-").FullName;
-        try
+        using var cluster = await BuiltMockCluster.StartAsync(slotPartitions: 1);
+        var bootstrap = cluster.Bootstrap;
+        // Mostly one record per batch, with bursts that share a batch: the mock keeps a list of
+        // batches per partition, and an offset inside a batch must find that batch.
+        var topic = new TopicNames().Events;
+        const int count = 1500;
+        using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 0 }).Build())
         {
-            using var cluster = ChildProcess.Start("SlotCapacity.LocalCluster",
-                ["--brokers", "1", "--slot-partitions", "1", "--reply-partitions", "1", "--bootstrap-file", Path.Combine(folder, "bootstrap")],
-                new Dictionary<string, string> { [LocalCluster.LibraryVariable] = library });
-            var bootstrap = await LocalClusterTests.WaitForFileAsync(Path.Combine(folder, "bootstrap"), TimeSpan.FromSeconds(30), cluster);
-            // The host logs which librdkafka it runs on just after it publishes the bootstrap file.
-            var named = $"from {Path.GetFileName(library)}";
-            for (var i = 0; i < 100 && !cluster.Output.Contains(named, StringComparison.Ordinal); i++) await Task.Delay(100);
-            Assert.Contains(named, cluster.Output, StringComparison.Ordinal);
-
-            // Mostly one record per batch, with bursts that share a batch: the mock keeps a list of
-            // batches per partition, and an offset inside a batch must find that batch.
-            var topic = new TopicNames().Events;
-            const int count = 1500;
-            using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 0 }).Build())
+            for (var i = 0; i < count;)
             {
-                for (var i = 0; i < count;)
+                if (i % 100 == 50)
                 {
-                    if (i % 100 == 50)
-                    {
-                        var burst = Enumerable.Range(i, 10).Select(n => producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(n) })).ToList();
-                        await Task.WhenAll(burst);
-                        i += 10;
-                    }
-                    else
-                    {
-                        await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(i) });
-                        i++;
-                    }
+                    var burst = Enumerable.Range(i, 10).Select(n => producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(n) })).ToList();
+                    await Task.WhenAll(burst);
+                    i += 10;
+                }
+                else
+                {
+                    await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(i) });
+                    i++;
                 }
             }
-
-            using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
-            {
-                BootstrapServers = bootstrap,
-                GroupId = "unused",
-                EnableAutoCommit = false,
-                FetchWaitMaxMs = 5,
-            }).Build();
-            foreach (var from in new[] { 0, 55, count / 2, count - 3 })
-            {
-                consumer.Assign(new TopicPartitionOffset(topic, 0, from));
-                var read = ReadUntil(consumer, count - from);
-                Assert.Equal(Enumerable.Range(from, count - from).Select(Text), read);
-            }
-
-            // At the tail: nothing yet, then the next record.
-            consumer.Assign(new TopicPartitionOffset(topic, 0, count));
-            Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(300)));
-            using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap }).Build())
-                await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(count) });
-            Assert.Equal([Text(count)], ReadUntil(consumer, 1));
         }
-        finally
+
+        using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
         {
-            Directory.Delete(folder, recursive: true);
+            BootstrapServers = bootstrap,
+            GroupId = "unused",
+            EnableAutoCommit = false,
+            FetchWaitMaxMs = 5,
+        }).Build();
+        foreach (var from in new[] { 0, 55, count / 2, count - 3 })
+        {
+            consumer.Assign(new TopicPartitionOffset(topic, 0, from));
+            var read = ReadUntil(consumer, count - from);
+            Assert.Equal(Enumerable.Range(from, count - from).Select(Text), read);
         }
+
+        // At the tail: nothing yet, then the next record.
+        consumer.Assign(new TopicPartitionOffset(topic, 0, count));
+        Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(300)));
+        using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap }).Build())
+            await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(count) });
+        Assert.Equal([Text(count)], ReadUntil(consumer, 1));
     }
 
     [Fact]
     public async Task The_built_mock_answers_a_waiting_fetch_when_data_arrives_not_when_the_wait_ends()
     {
-        var library = await BuildMockAsync();
-        var folder = Directory.CreateTempSubdirectory("local-cluster-mock-").FullName;
-        try
-        {
-            using var cluster = ChildProcess.Start("SlotCapacity.LocalCluster",
-                ["--brokers", "1", "--slot-partitions", "2", "--reply-partitions", "1", "--bootstrap-file", Path.Combine(folder, "bootstrap")],
-                new Dictionary<string, string> { [LocalCluster.LibraryVariable] = library });
-            var bootstrap = await LocalClusterTests.WaitForFileAsync(Path.Combine(folder, "bootstrap"), TimeSpan.FromSeconds(30), cluster);
-            var topic = new TopicNames().Replies;
-            using var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 0 }).Build();
-            await producer.ProduceAsync(topic, new Message<Null, string> { Value = "first" });
+        using var cluster = await BuiltMockCluster.StartAsync(slotPartitions: 2);
+        var bootstrap = cluster.Bootstrap;
+        var topic = new TopicNames().Replies;
+        using var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 0 }).Build();
+        await producer.ProduceAsync(topic, new Message<Null, string> { Value = "first" });
 
-            // A fetch that would wait 30 s for data: the stock mock holds its empty answer that long.
-            using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
-            {
-                BootstrapServers = bootstrap,
-                GroupId = "unused",
-                EnableAutoCommit = false,
-                FetchWaitMaxMs = 30_000,
-                SocketTimeoutMs = 60_000,
-            }).Build();
-            consumer.Assign(new TopicPartitionOffset(topic, 0, 0));
-            Assert.Equal(["first"], ReadUntil(consumer, 1));
-            // Now at the tail, the fetch waits; a record arrives on the partition it waits on.
-            Assert.Null(consumer.Consume(TimeSpan.FromSeconds(1)));
-            var waited = Stopwatch.StartNew();
-            await producer.ProduceAsync(new TopicPartition(topic, 0), new Message<Null, string> { Value = "second" });
-            var read = new List<string>();
-            while (read.Count == 0 && waited.Elapsed < TimeSpan.FromSeconds(20))
-                if (consumer.Consume(TimeSpan.FromMilliseconds(100)) is { } record) read.Add(record.Message.Value);
-            Assert.Equal(["second"], read);
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), $"the record took {waited.Elapsed.TotalSeconds:0.0} s, the fetch's whole wait");
-        }
-        finally
+        // A fetch that would wait 30 s for data: the stock mock holds its empty answer that long.
+        using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
         {
-            Directory.Delete(folder, recursive: true);
-        }
+            BootstrapServers = bootstrap,
+            GroupId = "unused",
+            EnableAutoCommit = false,
+            FetchWaitMaxMs = 30_000,
+            SocketTimeoutMs = 60_000,
+        }).Build();
+        consumer.Assign(new TopicPartitionOffset(topic, 0, 0));
+        Assert.Equal(["first"], ReadUntil(consumer, 1));
+        // Now at the tail, the fetch waits; a record arrives on the partition it waits on.
+        Assert.Null(consumer.Consume(TimeSpan.FromSeconds(1)));
+        var waited = Stopwatch.StartNew();
+        await producer.ProduceAsync(new TopicPartition(topic, 0), new Message<Null, string> { Value = "second" });
+        var read = new List<string>();
+        while (read.Count == 0 && waited.Elapsed < TimeSpan.FromSeconds(20))
+            if (consumer.Consume(TimeSpan.FromMilliseconds(100)) is { } record) read.Add(record.Message.Value);
+        Assert.Equal(["second"], read);
+        Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), $"the record took {waited.Elapsed.TotalSeconds:0.0} s, the fetch's whole wait");
     }
 
     [Fact]
@@ -139,6 +112,53 @@ public sealed class LocalClusterMockTests
             if (consumer.Consume(TimeSpan.FromMilliseconds(200)) is { } record)
                 read.Add(record.Message.Value);
         return read;
+    }
+
+    /// <summary>The local cluster host on the built mock, in a process of its own, with a temporary folder for its bootstrap file.</summary>
+    private sealed class BuiltMockCluster : IDisposable
+    {
+        private readonly ChildProcess _process;
+        private readonly string _folder;
+
+        private BuiltMockCluster(ChildProcess process, string folder, string bootstrap)
+        {
+            _process = process;
+            _folder = folder;
+            Bootstrap = bootstrap;
+        }
+
+        public string Bootstrap { get; }
+
+        public static async Task<BuiltMockCluster> StartAsync(int slotPartitions)
+        {
+            var library = await BuildMockAsync();
+            var folder = Directory.CreateTempSubdirectory("local-cluster-mock-").FullName;
+            var process = ChildProcess.Start("SlotCapacity.LocalCluster",
+                ["--brokers", "1", "--slot-partitions", slotPartitions.ToString(CultureInfo.InvariantCulture), "--reply-partitions", "1",
+                 "--bootstrap-file", Path.Combine(folder, "bootstrap")],
+                new Dictionary<string, string> { [LocalCluster.LibraryVariable] = library });
+            try
+            {
+                var bootstrap = await LocalClusterTests.WaitForFileAsync(Path.Combine(folder, "bootstrap"), TimeSpan.FromSeconds(30), process);
+                // The host logs which librdkafka it runs on just after it publishes the bootstrap file.
+                var named = $"from {Path.GetFileName(library)}";
+                for (var i = 0; i < 100 && !process.Output.Contains(named, StringComparison.Ordinal); i++) await Task.Delay(100);
+                Assert.Contains(named, process.Output, StringComparison.Ordinal);
+                return new BuiltMockCluster(process, folder, bootstrap);
+            }
+            catch
+            {
+                process.Dispose();
+                Directory.Delete(folder, recursive: true);
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            _process.Dispose();
+            if (Directory.Exists(_folder)) Directory.Delete(_folder, recursive: true);
+        }
     }
 
     /// <summary>Runs compose/LocalCluster/mock/build.sh (it reuses an earlier build) and returns the library it printed.</summary>
