@@ -34,9 +34,7 @@ public static class SlotFit
         long remaining = 0;
         foreach (var counter in slot.Fleet)
         {
-            if (counter.Removed) continue;
-            if (zone.Length > 0 && counter.Zones.Count > 0 && !counter.Zones.Contains(zone)) continue;
-            if (!SlotDecisions.Carries(counter.Carries, order.Requires)) continue;
+            if (counter.Removed || !SlotDecisions.Serves(counter.Zones, counter.Carries, zone, order.Requires)) continue;
             remaining += Math.Max(0, counter.CapacityOrders - counter.UsedOrders);
         }
         if (zone.Length > 0 && ZoneOf(slot, zone) is { HasMaxOrders: true } rule)

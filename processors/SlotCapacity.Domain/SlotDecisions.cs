@@ -347,7 +347,7 @@ public static partial class SlotDecisions
 
         var eligible = new List<FleetCounterConfig>(config.Fleet.Count);
         foreach (var fleet in config.Fleet)
-            if ((zone.Length == 0 || fleet.Zones.Count == 0 || fleet.Zones.Contains(zone)) && Carries(fleet.Carries, needs.Requires))
+            if (Serves(fleet.Zones, fleet.Carries, zone, needs.Requires))
                 eligible.Add(fleet);
         if (eligible.Count == 0)
             return No(RejectReason.NoEligibleFleet,
@@ -377,11 +377,17 @@ public static partial class SlotDecisions
             : new ReserveCheck(RejectReason.Unspecified, "", chosen, draws ?? []);
     }
 
-    /// <summary>Whether a fleet counter carries every capability an order requires.</summary>
-    public static bool Carries(IList<string> carries, IList<string> requires)
+    /// <summary>Whether a fleet counter (its <paramref name="zones"/>, empty = every zone, and what it
+    /// <paramref name="carries"/>) can take an order to <paramref name="zone"/> (empty = any) that
+    /// <paramref name="requires"/> these capabilities. The engine's eligibility rule; the gateway
+    /// counts a snapshot's remaining orders with it.</summary>
+    public static bool Serves(IList<string> zones, IList<string> carries, string zone, IList<string> requires)
     {
+        ArgumentNullException.ThrowIfNull(zones);
         ArgumentNullException.ThrowIfNull(carries);
+        ArgumentNullException.ThrowIfNull(zone);
         ArgumentNullException.ThrowIfNull(requires);
+        if (zone.Length > 0 && zones.Count > 0 && !zones.Contains(zone)) return false;
         for (var i = 0; i < requires.Count; i++)
             if (!carries.Contains(requires[i])) return false;
         return true;
