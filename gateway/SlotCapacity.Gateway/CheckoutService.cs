@@ -64,18 +64,19 @@ public sealed class CheckoutService(
         var now = DateTimeOffset.UtcNow;
         var (lagRecords, lagMs) = follower.Lag();
         var reply = new AvailabilityReply { ViewLagRecords = lagRecords, ViewLagMs = lagMs };
-        foreach (var snapshot in view.Slots(request.Hub, from, to))
+        foreach (var entry in view.InHub(request.Hub, from, to))
         {
-            var fit = SlotFit.Evaluate(snapshot, view.ConfigOf(snapshot), request.Zone, request.Needs, now);
+            var snapshot = entry.Snapshot;
+            var fit = SlotFit.Evaluate(snapshot, entry.Config, request.Zone, request.Needs, now);
             reply.Slots.Add(new SlotAvailability
             {
-                Slot = new SlotId { Hub = snapshot.Hub, Start = Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(snapshot.StartUnixMs)) },
+                Slot = entry.SlotId,
                 Open = snapshot.Open,
                 CanTake = fit.CanTake,
                 Reason = fit.Reason,
                 FillRatio = fit.FillRatio,
                 RemainingOrders = fit.RemainingOrders,
-                Cutoff = snapshot.CutoffUnixMs > 0 ? Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(snapshot.CutoffUnixMs)) : null,
+                Cutoff = entry.Cutoff,
                 OverCommitted = snapshot.OverCommitted,
             });
         }

@@ -10,7 +10,7 @@ namespace SlotCapacity.Gateway;
 /// </summary>
 public static class SlotFit
 {
-    public sealed record Fit(bool CanTake, RejectReason Reason, double FillRatio, long RemainingOrders);
+    public readonly record struct Fit(bool CanTake, RejectReason Reason, double FillRatio, long RemainingOrders);
 
     /// <param name="zone">Empty = any zone.</param>
     /// <param name="needs">Null = any order.</param>
@@ -18,29 +18,33 @@ public static class SlotFit
         Evaluate(slot, ConfigOf(slot), zone, needs, now);
 
     /// <param name="config"><see cref="ConfigOf"/> of <paramref name="slot"/>, e.g. kept by the view with the snapshot</param>
+    /// <remarks>Allocates nothing: it runs for every slot of every availability read (hence index
+    /// loops, as a protobuf list's foreach allocates an enumerator).</remarks>
     public static Fit Evaluate(AvailabilitySnapshot slot, SlotConfig config, string zone, OrderNeeds? needs, DateTimeOffset now)
     {
+        var fleet = slot.Fleet;
         long capacity = 0, used = 0;
-        foreach (var counter in slot.Fleet)
+        for (var i = 0; i < fleet.Count; i++)
         {
-            capacity += counter.CapacityOrders;
-            used += counter.UsedOrders;
+            capacity += fleet[i].CapacityOrders;
+            used += fleet[i].UsedOrders;
         }
         var fill = capacity == 0 ? (used > 0 ? 1.0 : 0.0) : (double)used / capacity;
 
         var order = needs ?? AnyOrder;
-        var check = SlotDecisions.Check(config, new SnapshotUsage(slot), zone, order, now.ToUnixTimeMilliseconds(), slot.EndUnixMs);
+        var verdict = SlotDecisions.Decide(config, new SnapshotUsage(slot), zone, order, now.ToUnixTimeMilliseconds(), slot.EndUnixMs);
 
         long remaining = 0;
-        foreach (var counter in slot.Fleet)
+        for (var i = 0; i < fleet.Count; i++)
         {
+            var counter = fleet[i];
             if (counter.Removed || !SlotDecisions.Serves(counter.Zones, counter.Carries, zone, order.Requires)) continue;
             remaining += Math.Max(0, counter.CapacityOrders - counter.UsedOrders);
         }
         if (zone.Length > 0 && ZoneOf(slot, zone) is { HasMaxOrders: true } rule)
             remaining = Math.Min(remaining, Math.Max(0, rule.MaxOrders - rule.UsedOrders));
 
-        return new Fit(check.Fits, check.Reason, fill, remaining);
+        return new Fit(verdict.Fits, verdict.Reason, fill, remaining);
     }
 
     /// <summary>The configuration a snapshot shows: its counters still configured, and its zone rules.</summary>
@@ -65,25 +69,28 @@ public static class SlotFit
 
     private static ZoneState? ZoneOf(AvailabilitySnapshot slot, string zone)
     {
-        foreach (var rule in slot.Zones)
-            if (rule.Zone == zone) return rule;
+        var zones = slot.Zones;
+        for (var i = 0; i < zones.Count; i++)
+            if (zones[i].Zone == zone) return zones[i];
         return null;
     }
 
-    // Loops rather than LINQ lambdas: this runs for every slot of every availability read.
-    private sealed class SnapshotUsage(AvailabilitySnapshot slot) : SlotDecisions.ISlotUsage
+    // A struct, so that SlotDecisions.Decide runs on it without an allocation.
+    private readonly struct SnapshotUsage(AvailabilitySnapshot slot) : SlotDecisions.ISlotUsage
     {
         public long Fleet(string counter)
         {
-            foreach (var fleet in slot.Fleet)
-                if (fleet.Name == counter) return fleet.UsedOrders;
+            var fleet = slot.Fleet;
+            for (var i = 0; i < fleet.Count; i++)
+                if (fleet[i].Name == counter) return fleet[i].UsedOrders;
             return 0;
         }
 
         public long Shared(string counter)
         {
-            foreach (var shared in slot.Shared)
-                if (shared.Name == counter) return shared.Used;
+            var shared = slot.Shared;
+            for (var i = 0; i < shared.Count; i++)
+                if (shared[i].Name == counter) return shared[i].Used;
             return 0;
         }
 

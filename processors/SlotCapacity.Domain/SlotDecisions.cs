@@ -305,77 +305,114 @@ public static partial class SlotDecisions
         public bool Fits => Counter is not null;
     }
 
+    /// <summary>What <see cref="Decide{TUsage}"/> found, without words: the fleet counter the order
+    /// takes, or the reason it does not fit (and the shared counter that is full, if that is why).</summary>
+    public readonly record struct Verdict(RejectReason Reason, FleetCounterConfig? Counter, SharedCounterConfig? FullShared)
+    {
+        public bool Fits => Counter is not null;
+    }
+
+    /// <summary><see cref="Decide{TUsage}"/> with the refusal put in words and the shared counters'
+    /// draws listed: what the engine needs to book or reject a Reserve.</summary>
+    public static ReserveCheck Check(SlotConfig config, ISlotUsage used, string zone, OrderNeeds needs, long atUnixMs, long slotEndUnixMs)
+    {
+        var verdict = Decide(config, used, zone, needs, atUnixMs, slotEndUnixMs);
+        return verdict.Counter is { } chosen
+            ? new ReserveCheck(RejectReason.Unspecified, "", chosen, Draws(config, needs))
+            : new ReserveCheck(verdict.Reason, Explain(verdict, config, used, zone, needs, atUnixMs, slotEndUnixMs), null, []);
+    }
+
     /// <summary>
     /// The slot's rules for one order, checked in this order (the first that fails is the reason):
     /// open; window not ended; before cut-off (0 = none); zone not closed; zone under its max
     /// orders; some fleet counter serves the zone (its list has it, or is empty) and carries every
     /// required capability; every shared counter the order needs units of has room for them;
     /// an eligible fleet counter has room, the one with the most room left wins, ties broken by
-    /// name (ordinal). The engine decides a Reserve with it; the gateway answers "could this slot
-    /// take this order" with it from a snapshot, so the two cannot disagree.
+    /// name (ordinal). The engine decides a Reserve with it (through <see cref="Check"/>); the
+    /// gateway answers "could this slot take this order" with it from a snapshot, so the two cannot
+    /// disagree. It allocates nothing: the gateway runs it for every slot of every availability read
+    /// (hence index loops: a protobuf list's foreach allocates an enumerator).
     /// </summary>
     /// <param name="zone">Empty = any zone (an availability question; a Reserve always names one).</param>
-    public static ReserveCheck Check(SlotConfig config, ISlotUsage used, string zone, OrderNeeds needs, long atUnixMs, long slotEndUnixMs)
+    public static Verdict Decide<TUsage>(SlotConfig config, TUsage used, string zone, OrderNeeds needs, long atUnixMs, long slotEndUnixMs)
+        where TUsage : ISlotUsage
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(used);
         ArgumentNullException.ThrowIfNull(zone);
         ArgumentNullException.ThrowIfNull(needs);
-        ReserveCheck No(RejectReason reason, string detail) => new(reason, detail, null, []);
-        if (!config.Open)
-            return No(RejectReason.SlotClosed, "the slot is closed");
-        if (atUnixMs >= slotEndUnixMs)
-            return No(RejectReason.PastCutoff,
-                $"the slot's window ended at {SlotValidation.Iso(slotEndUnixMs)} (command time {SlotValidation.Iso(atUnixMs)})");
-        if (config.CutoffUnixMs != 0 && atUnixMs >= config.CutoffUnixMs)
-            return No(RejectReason.PastCutoff,
-                $"command time {SlotValidation.Iso(atUnixMs)} is at or after the slot's cut-off {SlotValidation.Iso(config.CutoffUnixMs)}");
+        if (!config.Open) return new(RejectReason.SlotClosed, null, null);
+        if (atUnixMs >= slotEndUnixMs || (config.CutoffUnixMs != 0 && atUnixMs >= config.CutoffUnixMs))
+            return new(RejectReason.PastCutoff, null, null);
 
-        // Loops rather than LINQ: the gateway runs this for every slot of every availability read.
-        ZoneRule? rule = null;
-        if (zone.Length > 0)
-            foreach (var candidate in config.ZoneRules)
-                if (candidate.Zone == zone)
-                {
-                    rule = candidate;
-                    break;
-                }
-        if (rule is { Closed: true })
-            return No(RejectReason.ZoneRestricted, $"zone {zone} is closed in this slot");
-        if (rule is { HasMaxOrders: true } && used.Zone(zone) >= rule.MaxOrders)
-            return No(RejectReason.ZoneFull, $"zone {zone} has its {rule.MaxOrders} orders");
+        var rule = RuleOf(config, zone);
+        if (rule is { Closed: true }) return new(RejectReason.ZoneRestricted, null, null);
+        if (rule is { HasMaxOrders: true } && used.Zone(zone) >= rule.MaxOrders) return new(RejectReason.ZoneFull, null, null);
 
-        var eligible = new List<FleetCounterConfig>(config.Fleet.Count);
-        foreach (var fleet in config.Fleet)
-            if (Serves(fleet.Zones, fleet.Carries, zone, needs.Requires))
-                eligible.Add(fleet);
-        if (eligible.Count == 0)
-            return No(RejectReason.NoEligibleFleet,
-                $"no fleet counter serves zone {zone}" + (needs.Requires.Count > 0 ? $" carrying {string.Join(", ", needs.Requires)}" : ""));
+        var fleets = config.Fleet;
+        var anyEligible = false;
+        for (var i = 0; i < fleets.Count && !anyEligible; i++)
+            anyEligible = Serves(fleets[i].Zones, fleets[i].Carries, zone, needs.Requires);
+        if (!anyEligible) return new(RejectReason.NoEligibleFleet, null, null);
 
-        List<(string Counter, long Units)>? draws = null;
-        foreach (var shared in config.Shared)
-        {
-            if (!needs.Quantities.TryGetValue(shared.Measure, out var units) || units == 0) continue;
-            if (used.Shared(shared.Name) + units > shared.Capacity)
-                return No(RejectReason.SlotFull,
-                    $"shared counter {shared.Name} has {Math.Max(0, shared.Capacity - used.Shared(shared.Name))} {shared.Measure} left, the order needs {units}");
-            (draws ??= []).Add((shared.Name, units));
-        }
+        var shared = config.Shared;
+        for (var i = 0; i < shared.Count; i++)
+            if (needs.Quantities.TryGetValue(shared[i].Measure, out var units) && units != 0
+                && used.Shared(shared[i].Name) + units > shared[i].Capacity)
+                return new(RejectReason.SlotFull, null, shared[i]);
 
         FleetCounterConfig? chosen = null;
         long chosenRoom = 0;
-        foreach (var fleet in eligible)
+        for (var i = 0; i < fleets.Count; i++)
         {
+            var fleet = fleets[i];
+            if (!Serves(fleet.Zones, fleet.Carries, zone, needs.Requires)) continue;
             var room = fleet.CapacityOrders - used.Fleet(fleet.Name);
             if (room <= 0) continue;
             if (chosen is null || room > chosenRoom || (room == chosenRoom && string.CompareOrdinal(fleet.Name, chosen.Name) < 0))
                 (chosen, chosenRoom) = (fleet, room);
         }
-        return chosen is null
-            ? No(RejectReason.SlotFull, $"every fleet counter that can take this order is full ({string.Join(", ", eligible.Select(f => f.Name))})")
-            : new ReserveCheck(RejectReason.Unspecified, "", chosen, draws ?? []);
+        return chosen is null ? new(RejectReason.SlotFull, null, null) : new(RejectReason.Unspecified, chosen, null);
     }
+
+    private static ZoneRule? RuleOf(SlotConfig config, string zone)
+    {
+        if (zone.Length == 0) return null;
+        var rules = config.ZoneRules;
+        for (var i = 0; i < rules.Count; i++)
+            if (rules[i].Zone == zone) return rules[i];
+        return null;
+    }
+
+    /// <summary>The units an order that fits draws on each shared counter it needs.</summary>
+    private static List<(string Counter, long Units)> Draws(SlotConfig config, OrderNeeds needs)
+    {
+        var draws = new List<(string Counter, long Units)>();
+        foreach (var shared in config.Shared)
+            if (needs.Quantities.TryGetValue(shared.Measure, out var units) && units != 0)
+                draws.Add((shared.Name, units));
+        return draws;
+    }
+
+    /// <summary>Why an order does not fit, in words, for a refused Reserve's detail.</summary>
+    private static string Explain(Verdict verdict, SlotConfig config, ISlotUsage used, string zone, OrderNeeds needs, long atUnixMs, long slotEndUnixMs) =>
+        verdict.Reason switch
+        {
+            RejectReason.SlotClosed => "the slot is closed",
+            RejectReason.PastCutoff when atUnixMs >= slotEndUnixMs =>
+                $"the slot's window ended at {SlotValidation.Iso(slotEndUnixMs)} (command time {SlotValidation.Iso(atUnixMs)})",
+            RejectReason.PastCutoff =>
+                $"command time {SlotValidation.Iso(atUnixMs)} is at or after the slot's cut-off {SlotValidation.Iso(config.CutoffUnixMs)}",
+            RejectReason.ZoneRestricted => $"zone {zone} is closed in this slot",
+            RejectReason.ZoneFull => $"zone {zone} has its {RuleOf(config, zone)!.MaxOrders} orders",
+            RejectReason.NoEligibleFleet =>
+                $"no fleet counter serves zone {zone}" + (needs.Requires.Count > 0 ? $" carrying {string.Join(", ", needs.Requires)}" : ""),
+            RejectReason.SlotFull when verdict.FullShared is { } shared =>
+                $"shared counter {shared.Name} has {Math.Max(0, shared.Capacity - used.Shared(shared.Name))} {shared.Measure} left, the order needs {needs.Quantities[shared.Measure]}",
+            RejectReason.SlotFull =>
+                $"every fleet counter that can take this order is full ({string.Join(", ", config.Fleet.Where(f => Serves(f.Zones, f.Carries, zone, needs.Requires)).Select(f => f.Name))})",
+            _ => verdict.Reason.ToString(),
+        };
 
     /// <summary>Whether a fleet counter (its <paramref name="zones"/>, empty = every zone, and what it
     /// <paramref name="carries"/>) can take an order to <paramref name="zone"/> (empty = any) that

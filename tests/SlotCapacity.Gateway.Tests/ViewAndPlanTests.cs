@@ -1,3 +1,4 @@
+using Google.Protobuf.WellKnownTypes;
 using SlotCapacity.Contracts;
 using SlotCapacity.Domain;
 
@@ -103,15 +104,39 @@ public class ViewAndPlanTests
         var view = new AvailabilityView();
         var first = Snapshot("LON1", Start, 1, used: 5);
         view.Apply(first);
-        var config = view.ConfigOf(first);
-        Assert.Same(config, view.ConfigOf(first));
-        Assert.Equal(SlotFit.ConfigOf(first), config);
-        Assert.Equal(SlotFit.Evaluate(first, "", null, Start.AddDays(-1)), SlotFit.Evaluate(first, config, "", null, Start.AddDays(-1)));
+        var entry = Assert.Single(view.InHub("LON1", Start, Start.AddHours(1)));
+        Assert.Same(entry, Assert.Single(view.InHub("LON1", Start, Start.AddHours(1))));
+        Assert.Same(first, entry.Snapshot);
+        Assert.Equal(SlotFit.ConfigOf(first), entry.Config);
+        Assert.Equal(SlotFit.Evaluate(first, "", null, Start.AddDays(-1)), SlotFit.Evaluate(first, entry.Config, "", null, Start.AddDays(-1)));
+        Assert.Equal(new SlotId { Hub = "LON1", Start = Timestamp.FromDateTimeOffset(Start) }, entry.SlotId);
 
         var closed = Snapshot("LON1", Start, 2, used: 5, open: false);
         view.Apply(closed);
-        Assert.False(view.ConfigOf(closed).Open);
-        Assert.Equal(RejectReason.SlotClosed, SlotFit.Evaluate(closed, view.ConfigOf(closed), "", null, Start.AddDays(-1)).Reason);
+        var replaced = Assert.Single(view.InHub("LON1", Start, Start.AddHours(1)));
+        Assert.Same(closed, replaced.Snapshot);
+        Assert.False(replaced.Config.Open);
+        Assert.Equal(RejectReason.SlotClosed, SlotFit.Evaluate(closed, replaced.Config, "", null, Start.AddDays(-1)).Reason);
+
+        Assert.False(view.Apply(first));
+        Assert.Same(closed, view.Get(closed.Slot));
+    }
+
+    [Fact]
+    public void A_hubs_slots_stay_in_start_order_as_they_arrive_change_and_go()
+    {
+        var view = new AvailabilityView();
+        foreach (var hours in new[] { 6, 2, 10, 0, 4 })
+            view.Apply(Snapshot("LON1", Start.AddHours(hours), 1, used: 0));
+        view.Apply(Snapshot("LON1", Start.AddHours(4), 2, used: 3));
+        view.Remove(Snapshot("LON1", Start.AddHours(6), 1, used: 0).Slot);
+
+        var starts = view.InHub("LON1", Start.AddHours(1), Start.AddHours(11)).Select(e => e.Snapshot.StartUnixMs).ToList();
+        Assert.Equal(new[] { 2, 4, 10 }.Select(h => Start.AddHours(h).ToUnixTimeMilliseconds()), starts);
+        Assert.Equal(2, view.InHub("LON1", Start, Start.AddHours(11)).Single(e => e.Snapshot.StartUnixMs == Start.AddHours(4).ToUnixTimeMilliseconds()).Snapshot.Version);
+        Assert.Equal(4, view.SlotCount);
+        Assert.Equal(0, view.InHub("LON1", Start.AddHours(11), Start.AddDays(1)).Count);
+        Assert.Equal(0, view.InHub("NOPE", Start, Start.AddDays(1)).Count);
     }
 
     [Fact]
