@@ -6,10 +6,11 @@ using SlotCapacity.Kafka;
 namespace SlotCapacity.Infrastructure.Tests;
 
 /// <summary>
-/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with two changes
+/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with three changes
 /// (compose/LocalCluster/mock/fetches.patch): a fetch looks for its offset from the end of the
-/// partition nearer to it instead of always from the oldest batch, and a waiting fetch is answered
-/// when data arrives. These tests build it (once; cached) and read through it.
+/// partition nearer to it instead of always from the oldest batch, a waiting fetch is answered
+/// when data arrives, and a fetch gets every whole batch that fits, not one. These tests build it
+/// (once; cached) and read through it.
 /// </summary>
 public sealed class LocalClusterMockTests
 {
@@ -60,6 +61,41 @@ public sealed class LocalClusterMockTests
         using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = bootstrap }).Build())
             await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(count) });
         Assert.Equal([Text(count)], ReadUntil(consumer, 1));
+    }
+
+    [Fact]
+    public async Task The_built_mock_answers_a_fetch_with_every_batch_that_fits_not_one()
+    {
+        using var cluster = await BuiltMockCluster.StartAsync(slotPartitions: 1);
+        var topic = new TopicNames().Events;
+        const int count = 600;
+        // One record per batch: each produce is sent before the next starts.
+        using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = cluster.Bootstrap, LingerMs = 0 }).Build())
+            for (var i = 0; i < count; i++)
+                await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(i) });
+
+        string? statistics = null;
+        using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
+        {
+            BootstrapServers = cluster.Bootstrap,
+            GroupId = "unused",
+            EnableAutoCommit = false,
+            // At the tail a fetch then waits for data instead of coming back every few ms.
+            FetchWaitMaxMs = 5_000,
+            StatisticsIntervalMs = 100,
+        }).SetStatisticsHandler((_, json) => statistics = json).Build();
+        consumer.Assign(new TopicPartitionOffset(topic, 0, 0));
+        Assert.Equal(Enumerable.Range(0, count).Select(Text), ReadUntil(consumer, count));
+        // Statistics come with Consume calls; wait for some taken after the last record.
+        statistics = null;
+        for (var i = 0; i < 50 && statistics is null; i++) consumer.Consume(TimeSpan.FromMilliseconds(100));
+        Assert.NotNull(statistics);
+
+        // The stock mock answers with one batch per fetch: at least one fetch per record here.
+        using var json = System.Text.Json.JsonDocument.Parse(statistics);
+        var fetches = json.RootElement.GetProperty("brokers").EnumerateObject()
+            .Sum(broker => broker.Value.TryGetProperty("req", out var requests) && requests.TryGetProperty("Fetch", out var n) ? n.GetInt64() : 0);
+        Assert.True(fetches < count / 10, $"{fetches} fetches for {count} one-record batches");
     }
 
     [Fact]
