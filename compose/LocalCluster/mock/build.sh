@@ -3,8 +3,9 @@
 # from the npm registry (its source ships in @confluentinc/kafka-javascript 1.10.1, checked against a
 # pinned SHA-256), with fetches.patch applied: a fetch finds its offset from the nearer end of the
 # partition (the stock mock walked every batch from the oldest: 82 % of the local cluster's CPU at
-# 10x), and a delayed empty fetch is answered as soon as one of its partitions gets data (the stock
-# mock always waited fetch.wait.max.ms). Only the local cluster host loads this library
+# 10x), a delayed empty fetch is answered as soon as one of its partitions gets data (the stock
+# mock always waited fetch.wait.max.ms), and a fetch gets every whole batch that fits its byte limits
+# (the stock mock sent one batch per partition). Only the local cluster host loads this library
 # (LOCAL_CLUSTER_LIBRDKAFKA); the processors, gateways and tests use Confluent.Kafka's own.
 # Prints the path of the built library; builds once, then reuses it (about a minute on 2 cores).
 set -euo pipefail
