@@ -155,9 +155,12 @@ internal sealed class CheckoutClient : IDisposable
         }
     }
 
-    /// <summary>Orders held or booked in the hub's slots once nothing changes any more (abandons applied, views caught up).</summary>
-    public async Task<Bookings> SettledBookingsAsync(string hub, IReadOnlyList<SlotId> slots)
+    /// <summary>Orders held or booked in the hub's slots once nothing changes any more (abandons applied,
+    /// views caught up): the same figures for 3 s, and <paramref name="commandsTaken"/> true (every
+    /// command written has reached the processors; a restarted processor may hold the last releases).</summary>
+    public async Task<Bookings> SettledBookingsAsync(string hub, IReadOnlyList<SlotId> slots, Func<Task<bool>> commandsTaken)
     {
+        ArgumentNullException.ThrowIfNull(commandsTaken);
         var from = slots.Min(s => s.Start.ToDateTime());
         var request = new UtilisationRequest
         {
@@ -184,9 +187,22 @@ internal sealed class CheckoutClient : IDisposable
                 reply.Days.Sum(d => d.CapacityOrders), reply.Days.Sum(d => d.Slots));
             stable = now == last ? stable + 1 : 0;
             last = now;
-            if (stable >= 3 && now.Slots == slots.Count) return now;
+            if (stable >= 3 && now.Slots == slots.Count && await Taken(commandsTaken)) return now;
         }
         return last ?? throw new InvalidOperationException($"no utilisation for hub {hub} within 60 s");
+    }
+
+    // A failed look at the offsets (the cluster busy or down) is "not yet": the 60 s bound still holds.
+    private static async Task<bool> Taken(Func<Task<bool>> commandsTaken)
+    {
+        try
+        {
+            return await commandsTaken();
+        }
+        catch (Confluent.Kafka.KafkaException)
+        {
+            return false;
+        }
     }
 
     public void Dispose() => _channels.ForEach(c => c.Dispose());

@@ -55,7 +55,7 @@ public sealed class FaultSuiteTests(ITestOutputHelper output)
         }
         var results = await Task.WhenAll(calls);
         await fault!;
-        var booked = await client.SettledBookingsAsync(hub, slots);
+        var booked = await client.SettledBookingsAsync(hub, slots, () => CommandsTaken.AllAsync(system.Broker.BootstrapServers, system.Topics));
 
         output.WriteLine($"{results.Count(c => c.Accepted)} accepted, {results.Count(c => c.Attempts > 1)} retried, "
                          + $"{results.Count(c => c.Lost)} lost; engine holds {booked.Used} of {booked.Capacity}");
