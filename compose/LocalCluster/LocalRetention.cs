@@ -117,15 +117,9 @@ public sealed class LocalRetention : IDisposable
     /// <summary>The processors' committed offset per command partition; a partition they never committed is absent (never cut).</summary>
     private async Task<Dictionary<int, long>> CommittedCommandsAsync(CancellationToken ct)
     {
-        var partitions = Enumerable.Range(0, _partitions[_topics.Commands]).Select(p => new TopicPartition(_topics.Commands, p)).ToList();
         try
         {
-            var results = await _admin.ListConsumerGroupOffsetsAsync(
-                [new ConsumerGroupTopicPartitions(_topics.ProcessorApplicationId, partitions)],
-                new ListConsumerGroupOffsetsOptions { RequestTimeout = TimeSpan.FromSeconds(5) }).WaitAsync(ct).ConfigureAwait(false);
-            return results.SelectMany(r => r.Partitions)
-                .Where(p => p.Error.Code == ErrorCode.NoError && p.Offset.Value >= 0)
-                .ToDictionary(p => p.Partition.Value, p => p.Offset.Value);
+            return await CommittedCommands.ReadAsync(_admin, _topics, _partitions[_topics.Commands], ct).ConfigureAwait(false);
         }
         catch (ListConsumerGroupOffsetsException e)
         {

@@ -15,13 +15,15 @@ internal static class CommandsTaken
     public static async Task<bool> AllAsync(string bootstrap, TopicNames topics)
     {
         using var admin = new AdminClientBuilder(KafkaEndpoint.Secured(new AdminClientConfig { BootstrapServers = bootstrap })).Build();
-        var metadata = admin.GetMetadata(topics.Commands, TimeSpan.FromSeconds(5));
-        var partitions = metadata.Topics.Single().Partitions.Select(p => new TopicPartition(topics.Commands, p.PartitionId)).ToList();
-        var committed = await admin.ListConsumerGroupOffsetsAsync([new ConsumerGroupTopicPartitions(topics.ProcessorApplicationId, partitions)]);
-        var taken = committed.Single().Partitions.ToDictionary(p => p.TopicPartition, p => p.Offset.Value);
-        var ends = await admin.ListOffsetsAsync(partitions.Select(p => new TopicPartitionOffsetSpec { TopicPartition = p, OffsetSpec = OffsetSpec.Latest() }));
+        var partitions = admin.GetMetadata(topics.Commands, TimeSpan.FromSeconds(5)).Topics.Single().Partitions.Count;
+        var taken = await CommittedCommands.ReadAsync(admin, topics, partitions);
+        var ends = await admin.ListOffsetsAsync(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffsetSpec
+        {
+            TopicPartition = new TopicPartition(topics.Commands, p),
+            OffsetSpec = OffsetSpec.Latest(),
+        }));
         return ends.ResultInfos.All(end =>
             end.TopicPartitionOffsetError.Offset.Value == 0
-            || (taken.TryGetValue(end.TopicPartitionOffsetError.TopicPartition, out var offset) && offset >= end.TopicPartitionOffsetError.Offset.Value));
+            || (taken.TryGetValue(end.TopicPartitionOffsetError.Partition.Value, out var offset) && offset >= end.TopicPartitionOffsetError.Offset.Value));
     }
 }

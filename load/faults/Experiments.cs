@@ -98,7 +98,7 @@ internal static class Experiments
 
     private static async Task MalformedAsync(RunningSystem system, Stopwatch clock, TextWriter log)
     {
-        var topic = new TopicNames(KafkaEndpoint.ProcessConfiguration[TopicNames.PrefixVariable] ?? "").Commands;
+        var topic = RunningSystem.Topics().Commands;
         WriteMalformedCommands(system.Bootstrap(), topic, 1_000);
         await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s 1,000 malformed records written to {topic}");
     }

@@ -44,8 +44,7 @@ static async Task<int> RunAsync(Options options)
     var results = await Task.WhenAll(calls);
     if (fault is not null) await fault;
     Console.WriteLine($"calls done at t={clock.Elapsed.TotalSeconds:F1}s; waiting for abandons and the views to settle...");
-    var topics = new TopicNames(KafkaEndpoint.ProcessConfiguration[TopicNames.PrefixVariable] ?? "");
-    var booked = await client.SettledBookingsAsync(hub, slots, () => CommandsTaken.AllAsync(system.Bootstrap(), topics));
+    var booked = await client.SettledBookingsAsync(hub, slots, () => CommandsTaken.AllAsync(system.Bootstrap(), RunningSystem.Topics()));
     var report = FaultReport.From(experiment, options, results, booked, fault is null ? null : options.At);
     report.Print(Console.Out);
     foreach (var (kind, count) in client.FailedAttempts().Take(8))

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using SlotCapacity.Kafka;
 
 namespace SlotCapacity.Faults;
 
@@ -19,6 +20,9 @@ internal sealed class RunningSystem(string runDirectory)
     }
 
     public string Bootstrap() => File.ReadAllText(Path.Combine(runDirectory, "bootstrap")).Trim();
+
+    /// <summary>The system's topic names (TOPIC_PREFIX, as `make run` and the processors read it).</summary>
+    public static TopicNames Topics() => new(KafkaEndpoint.ProcessConfiguration[TopicNames.PrefixVariable] ?? "");
 
     /// <summary>Brokers of the local cluster (its bootstrap list names each one).</summary>
     public int Brokers() => Bootstrap().Split(',', StringSplitOptions.RemoveEmptyEntries).Length;
