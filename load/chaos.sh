@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make chaos`: the fault suite. For each load (nominal 50 reserves/s, tenx 500/s) it runs every
 # experiment of load/faults against a system started afresh for it (compose/run-local.sh): the local
-# cluster keeps only 5 MiB per partition, so at 10x a few experiments on one cluster fill a
-# changelog partition past it, and the next ones would test the refusal of truncated changelogs
-# instead (seen on 2026-11-27), and each experiment should start from the same state anyway.
+# cluster keeps only so much per partition (5 MiB before its own build raised it to 64), so at 10x a
+# few experiments on one cluster filled a changelog partition past it, and the next ones tested the
+# refusal of truncated changelogs instead (seen on 2026-11-27); and each experiment should start
+# from the same state anyway.
 # Results: load/results/faults/.
 #   LOADS        which loads (default "50 500")
 #   EXPERIMENTS  which experiments (default: all, in the order below)

@@ -10,7 +10,7 @@ namespace SlotCapacity.LocalClusterHost;
 /// The mock finds a fetch's offset by walking the partition's batches from the oldest
 /// (<c>rd_kafka_mock_msgset_find</c>, "FIXME: Maintain an index"), so every fetch at the tail of a
 /// partition costs in proportion to all it holds: measured, its CPU per reserve grew from 810 to
-/// 1,376 µs over three 10x runs on one system, and kept growing up to its 5 MiB cap per partition.
+/// 1,376 µs over three 10x runs on one system, and kept growing up to its cap per partition (5 MiB stock, 64 MiB in make run's build).
 /// Commands and replies are read once, at their tail, so their history is pure cost.
 /// <para>
 /// Each round remembers every partition's end; a partition is cut back to the end it had

@@ -12,7 +12,7 @@ namespace SlotCapacity.Gateway;
 /// and nothing is committed). Lag is the high watermark minus the consumer position, which also steps
 /// over transaction markers left by exactly-once processors. When records the view needed are gone
 /// from the topic (its start offset is past where reading begins: retention, or the local cluster's
-/// 5 MiB cap per partition) the view says it is incomplete rather than claim every slot.
+/// cap per partition) the view says it is incomplete rather than claim every slot.
 /// Once caught up it follows in rounds (<see cref="FetchRounds"/>, <see cref="GatewaySettings.ViewFetchInterval"/>):
 /// a round reads every partition to where it ended, then the partitions are unassigned for the interval
 /// and assigned again at the positions the view reached. Unassign and assign rather than pause and resume:

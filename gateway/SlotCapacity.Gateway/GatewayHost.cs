@@ -68,6 +68,12 @@ public static class GatewayHost
             // Without TLS Kestrel cannot offer HTTP/1.1 and HTTP/2 on one port: gRPC gets cleartext
             // HTTP/2 (or TLS when a certificate is configured), /health and /metrics an HTTP/1.1
             // admin port (what Prometheus and curl speak).
+            // Kestrel bounds a connection's queue of pending stream output by twice this, and when a
+            // pause (a GC, a starved core) lets that queue fill, as a burst of calls reset at their
+            // deadlines does, it aborts the whole connection, taking other callers' answers with it
+            // (accepts among them, seen under the fault suite at 10x). One connection may carry as many
+            // calls as the gateway admits; beyond them the in-flight gate sheds with a clear answer.
+            kestrel.Limits.Http2.MaxStreamsPerConnection = Math.Max(100, settings.MaxInFlight);
             kestrel.Listen(endpoint, listen =>
             {
                 listen.Protocols = HttpProtocols.Http2;

@@ -25,7 +25,9 @@ internal sealed record Call(double SentAt, double EndedAt, int Attempts, IReadOn
 /// transport error, shedding) is tried again on the other gateway with the same reservation id;
 /// one the engine reports abandoned is tried with a new id. An id with an attempt that went
 /// unanswered (the call failed in transport or ran into its own deadline) may hold capacity the
-/// caller never saw, so unless the call ends holding that id it is released before the call ends.
+/// caller never saw, so unless the call ends holding that id it is released before the call ends; a
+/// release that gets no answer either stays in an outbox and is retried after the calls
+/// (<see cref="SettleReleasesAsync"/>).
 /// </summary>
 internal sealed class CheckoutClient : IDisposable
 {
@@ -34,6 +36,7 @@ internal sealed class CheckoutClient : IDisposable
     private static readonly TimeSpan CallBudget = TimeSpan.FromSeconds(8);
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _failures = new();
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(SlotId Slot, string Id)> _outbox = new();
     private readonly List<GrpcChannel> _channels;
     private readonly List<Checkout.CheckoutClient> _checkout;
     private readonly Planning.PlanningClient _planning;
@@ -92,7 +95,8 @@ internal sealed class CheckoutClient : IDisposable
     }
 
     /// <summary>Releases each id, retried like a confirm (same id, the other gateway) until a definite answer:
-    /// released, or UNKNOWN_RESERVATION (nothing held). Returns how many were sent and how many never got one.</summary>
+    /// released, or UNKNOWN_RESERVATION (nothing held). Returns how many were sent and how many never got one
+    /// within the call; those stay in the outbox (<see cref="SettleReleasesAsync"/>).</summary>
     private async Task<(int Released, int Unknown)> ReleaseAllAsync(SlotId slot, IEnumerable<string> ids)
     {
         var (released, unknown) = (0, 0);
@@ -102,21 +106,55 @@ internal sealed class CheckoutClient : IDisposable
             var answered = false;
             for (var attempt = 0; attempt < MaxAttempts && !answered; attempt++)
             {
-                try
-                {
-                    var reply = await _checkout[attempt % _checkout.Count].ReleaseAsync(
-                        new ReleaseRequest { ReservationId = id, Slot = slot, Reason = "no answer to a reserve attempt" },
-                        deadline: DateTime.UtcNow + AttemptDeadline);
-                    answered = reply.Accepted || reply.Reason != RejectReason.Unavailable;
-                }
-                catch (RpcException e) when (e.StatusCode is not (StatusCode.Unauthenticated or StatusCode.PermissionDenied or StatusCode.InvalidArgument))
-                {
-                }
+                answered = await TryReleaseAsync(slot, id, attempt);
                 if (!answered) await Task.Delay(TimeSpan.FromMilliseconds(100 << attempt));
             }
-            if (!answered) unknown++;
+            if (answered) continue;
+            unknown++;
+            _outbox.Enqueue((slot, id));
         }
         return (released, unknown);
+    }
+
+    /// <summary>
+    /// Retries the releases that got no definite answer within their calls, as checkout's outbox would
+    /// (a release is idempotent, and until it lands the id may hold capacity nobody was told of), a round
+    /// every second with at most 64 in flight, until each is answered or <paramref name="budget"/> is spent.
+    /// Returns how many got an answer now and how many never did.
+    /// </summary>
+    public async Task<(int Answered, int Never)> SettleReleasesAsync(TimeSpan budget)
+    {
+        var until = DateTime.UtcNow + budget;
+        var answered = 0;
+        for (var round = 0; !_outbox.IsEmpty && DateTime.UtcNow < until; round++)
+        {
+            var pending = new List<(SlotId Slot, string Id)>();
+            while (_outbox.TryDequeue(out var release)) pending.Add(release);
+            await Parallel.ForEachAsync(pending, new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (release, _) =>
+            {
+                if (await TryReleaseAsync(release.Slot, release.Id, round)) Interlocked.Increment(ref answered);
+                else _outbox.Enqueue(release);
+            });
+            if (!_outbox.IsEmpty) await Task.Delay(TimeSpan.FromSeconds(1));
+        }
+        return (answered, _outbox.Count);
+    }
+
+    /// <summary>One release attempt, on gateway <paramref name="attempt"/> modulo their number: true when it got
+    /// a definite answer (released, or a reject other than UNAVAILABLE such as UNKNOWN_RESERVATION).</summary>
+    private async Task<bool> TryReleaseAsync(SlotId slot, string id, int attempt)
+    {
+        try
+        {
+            var reply = await _checkout[attempt % _checkout.Count].ReleaseAsync(
+                new ReleaseRequest { ReservationId = id, Slot = slot, Reason = "no answer to a reserve attempt" },
+                deadline: DateTime.UtcNow + AttemptDeadline);
+            return reply.Accepted || reply.Reason != RejectReason.Unavailable;
+        }
+        catch (RpcException e) when (e.StatusCode is not (StatusCode.Unauthenticated or StatusCode.PermissionDenied or StatusCode.InvalidArgument))
+        {
+            return false;
+        }
     }
 
     /// <param name="Unanswered">The attempt failed in transport or ran into its own deadline: it may have been applied.</param>

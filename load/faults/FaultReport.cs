@@ -7,12 +7,12 @@ namespace SlotCapacity.Faults;
 internal sealed record FaultReport(
     string Experiment, string Description, int Rate, int Seconds, double? FaultAt,
     int Calls, int Accepted, int Rejected, int Lost, int Retried, long Booked, long Capacity, int Oversold,
-    double RecoverySeconds, IReadOnlyList<(int Second, int Ok, int Failed)> Timeline, IReadOnlyDictionary<string, int> Answers)
+    double RecoverySeconds, IReadOnlyList<(int Second, int Ok, int Failed)> Timeline, IReadOnlyDictionary<string, int> Answers, Releases Releases)
 {
     /// <summary>Orders the engine holds beyond what callers were told was accepted (negative: accepts it does not hold).</summary>
     public long Phantom => Booked - Accepted;
 
-    public static FaultReport From(Experiment experiment, Options options, IReadOnlyList<Call> calls, Bookings booked, double? faultAt)
+    public static FaultReport From(Experiment experiment, Options options, IReadOnlyList<Call> calls, Bookings booked, double? faultAt, Releases releases)
     {
         var failedAttempts = calls.SelectMany(c => c.FailedAttempts).Order().ToList();
         // Recovery: from the fault to the last attempt that got no definite answer.
@@ -25,7 +25,7 @@ internal sealed record FaultReport(
         return new FaultReport(experiment.Name, experiment.Description, options.Rate, options.Seconds, faultAt,
             calls.Count, calls.Count(c => c.Accepted), calls.Count(c => !c.Accepted && !c.Lost), calls.Count(c => c.Lost),
             calls.Count(c => c.Attempts > 1 || c.Lost), booked.Used, booked.Capacity, booked.OverCommittedSlots, recovery, timeline,
-            calls.GroupBy(c => c.Answer).ToDictionary(g => g.Key, g => g.Count()));
+            calls.GroupBy(c => c.Answer).ToDictionary(g => g.Key, g => g.Count()), releases);
     }
 
     public const string TableHeader =
@@ -42,6 +42,7 @@ internal sealed record FaultReport(
         output.WriteLine(TableRow);
         output.WriteLine($"answers: {string.Join(", ", Answers.OrderByDescending(a => a.Value).Select(a => $"{a.Value} {a.Key}"))}; "
                          + $"engine holds {Booked} orders of {Capacity} capacity");
+        if (Releases.Sent > 0) output.WriteLine(Releases.Text);
     }
 
     public void Write(string directory)
@@ -58,8 +59,9 @@ internal sealed record FaultReport(
             .AppendLine(TableRow)
             .AppendLine()
             .AppendLine(CultureInfo.InvariantCulture, $"Answers: {string.Join(", ", Answers.OrderByDescending(a => a.Value).Select(a => $"{a.Value} {a.Key}"))}.")
-            .AppendLine()
-            .AppendLine(CultureInfo.InvariantCulture, $"![timeline]({name}.png)");
+            .AppendLine();
+        if (Releases.Sent > 0) text.AppendLine(Releases.Text).AppendLine();
+        text.AppendLine(CultureInfo.InvariantCulture, $"![timeline]({name}.png)");
         File.WriteAllText(Path.Combine(directory, name + ".md"), text.ToString());
         File.WriteAllLines(Path.Combine(directory, name + ".csv"),
             ["second,definite_answers,attempts_without_answer", .. Timeline.Select(t => $"{t.Second},{t.Ok},{t.Failed}")]);
@@ -88,4 +90,13 @@ internal sealed record FaultReport(
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
         plot.SavePng(path, 1200, 500);
     }
+}
+
+/// <summary>Releases of ids with an unanswered attempt (the client contract): sent within the calls, of those
+/// not answered within their call, answered when retried from the outbox afterwards, and never answered.</summary>
+internal sealed record Releases(int Sent, int UnansweredInCall, int AnsweredLater, int Never)
+{
+    public string Text => string.Create(CultureInfo.InvariantCulture,
+        $"Releases after an unanswered attempt: {Sent} sent; {UnansweredInCall} got no answer within their call, "
+        + $"of which {AnsweredLater} were answered when retried afterwards and {Never} never were.");
 }

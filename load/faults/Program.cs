@@ -43,14 +43,14 @@ static async Task<int> RunAsync(Options options)
     }
     var results = await Task.WhenAll(calls);
     if (fault is not null) await fault;
-    Console.WriteLine($"calls done at t={clock.Elapsed.TotalSeconds:F1}s; waiting for abandons and the views to settle...");
+    Console.WriteLine($"calls done at t={clock.Elapsed.TotalSeconds:F1}s; retrying unanswered releases, then waiting for abandons and the views to settle...");
+    var (answeredLater, neverAnswered) = await client.SettleReleasesAsync(TimeSpan.FromSeconds(90));
+    var releases = new Releases(results.Sum(c => c.Released), results.Sum(c => c.ReleasesUnanswered), answeredLater, neverAnswered);
     var booked = await client.SettledBookingsAsync(hub, slots, () => CommandsTaken.AllAsync(system.Bootstrap(), RunningSystem.Topics()));
-    var report = FaultReport.From(experiment, options, results, booked, fault is null ? null : options.At);
+    var report = FaultReport.From(experiment, options, results, booked, fault is null ? null : options.At, releases);
     report.Print(Console.Out);
     foreach (var (kind, count) in client.FailedAttempts().Take(8))
         Console.WriteLine($"  attempts without an answer: {count,6}  {kind}");
-    if (results.Sum(c => c.Released) is var released and > 0)
-        Console.WriteLine($"  ids released after an unanswered attempt (the call did not end holding them): {released}, of which {results.Sum(c => c.ReleasesUnanswered)} got no answer to the release either");
     if (options.Out is { } directory) report.Write(directory);
     return report.Oversold > 0 || report.Phantom != 0 ? 1 : 0;
 }

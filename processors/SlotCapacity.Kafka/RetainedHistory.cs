@@ -6,7 +6,8 @@ namespace SlotCapacity.Kafka;
 /// Whether a partition still holds the records a reader needs. A reader that rebuilds state
 /// (a processor restoring its store, a view or a replay reading a topic from the start) must see
 /// every record from where it starts; if the cluster has dropped some (the local cluster keeps
-/// only the last 5 MiB of each partition, a real cluster drops by retention or DeleteRecords),
+/// only the last LOCAL_CLUSTER_PARTITION_MAX_MB of each partition, 64 MiB by default, the stock mock
+/// 5 MiB; a real cluster drops by retention or DeleteRecords),
 /// the rebuilt state would be silently incomplete.
 /// </summary>
 public static class RetainedHistory
@@ -28,7 +29,7 @@ public static class RetainedHistory
         ArgumentNullException.ThrowIfNull(partition);
         if (startOffset <= neededFrom) return null;
         return $"{partition.Topic}[{partition.Partition.Value}] starts at offset {startOffset} but records from offset {neededFrom} on are needed: "
-               + $"{startOffset - neededFrom} records are gone (the local cluster keeps only the last 5 MiB of each partition; "
+               + $"{startOffset - neededFrom} records are gone (the local cluster keeps only the last LOCAL_CLUSTER_PARTITION_MAX_MB, 64 MiB by default, of each partition; "
                + "a real cluster drops records by retention or DeleteRecords)";
     }
 }

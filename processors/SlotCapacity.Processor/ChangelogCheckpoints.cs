@@ -14,13 +14,16 @@ namespace SlotCapacity.Processor;
 /// checkpoint (or from the start when there is none) and, when the changelog now starts later,
 /// silently skips to the new start: a state with slots or bookings missing, i.e. an oversell
 /// waiting to happen. Here such a task is refused instead: the check runs when Streamiz reads the
-/// checkpoint, before the restore, and <see cref="SlotCommandProcessor"/> then answers every command
-/// of the partition UNAVAILABLE with the reason, deciding nothing from partial state. A refused
-/// task never writes a checkpoint, so the refusal survives restarts of this instance.
+/// checkpoint, before the restore; <see cref="SlotCommandProcessor"/> then decides and answers none
+/// of the partition's commands and <see cref="RebalanceTolerantCommits"/> commits none of their
+/// offsets, so they wait for a processor that can restore the partition. A refused task never
+/// writes a checkpoint, so the refusal survives restarts of this instance.
 /// </summary>
 public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
 {
     private static readonly TimeSpan WatermarkTimeout = TimeSpan.FromSeconds(10);
+    // Short: it runs on the stream thread, between commands.
+    private static readonly TimeSpan RunningCheckpointTimeout = TimeSpan.FromSeconds(1);
 
     private readonly ProcessorSettings _settings;
     private readonly ILogger _log;
@@ -86,7 +89,7 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
             ? $"this processor's checkpoint is at offset {checkpoint}"
             : "this processor has no local state for it";
         var refusal = $"processor {_settings.InstanceName} refuses slot partition {taskId.Partition}: its state cannot be restored, {local} and {gap}. "
-                      + "It answers the partition's commands UNAVAILABLE and decides nothing from partial state. "
+                      + "It decides nothing from partial state: the partition's commands wait, uncommitted, for a processor that can restore it (callers get UNAVAILABLE at the gateway's deadline). "
                       + $"Fix: run the processor whose state directory (PROCESSOR_STATE_DIR) has a checkpoint at or after offset {startOffset} for this partition; "
                       + "on the local cluster, or if no such state exists, start the system afresh (make run) and apply the plan again";
         _refused[taskId.Partition] = refusal;
@@ -106,6 +109,40 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
         // The store defers Streamiz's commit-time flushes to here (see SlotStateStoreSupplier).
         if (_stores.TryGetValue(taskId, out var store)) store.FlushForCheckpoint();
         CheckpointFile(taskId).Write(taskId, data);
+    }
+
+    /// <summary>
+    /// Writes the checkpoint of a running task, which Streamiz 1.8 never does: it checkpoints a task
+    /// when it closes it and, while it runs, only once 10,000 changelog records have passed since a
+    /// previous checkpoint of the same task object, of which there is none until it closes
+    /// (<c>AbstractTask.WriteCheckpoint</c>: no snapshot yet means no checkpoint). A processor killed
+    /// after an hour therefore restored from the checkpoint of its last clean close: every record
+    /// since, and on the local cluster, whose partitions keep ~40 s of changelog at 10x, a refusal.
+    /// Here, called on the stream thread between records: the changelog's end offset is read first,
+    /// then the store is flushed, then that offset is written. Each record below it was appended
+    /// before the read, so its put (made before its write, by this task, the partition's only
+    /// writer) is in the flushed files; records from it on are replayed by a restore, which is
+    /// idempotent. Nothing written since the last checkpoint (or a refused task): nothing to do.
+    /// </summary>
+    public void CheckpointRunning(TaskId taskId)
+    {
+        ArgumentNullException.ThrowIfNull(taskId);
+        if (_refused.ContainsKey(taskId.Partition) || !_stores.TryGetValue(taskId, out var store) || !store.TakeWritten()) return;
+        var changelog = new TopicPartition(_settings.Topics.StateChangelog, taskId.Partition);
+        long end;
+        try
+        {
+            end = _watermarks.Value.QueryWatermarkOffsets(changelog, RunningCheckpointTimeout).High.Value;
+        }
+        catch (KafkaException e)
+        {
+            // The next round tries again: a restore from an older checkpoint is only slower.
+            _log.LogWarning("Checkpoint of running task {Task} skipped: the end offset of {Changelog} is unknown ({Reason})", taskId, changelog, e.Error.Reason);
+            return;
+        }
+        store.FlushForCheckpoint();
+        CheckpointFile(taskId).Write(taskId, new Dictionary<TopicPartition, long> { [changelog] = end });
+        _log.LogDebug("Checkpoint of running task {Task}: {Changelog} restores from offset {Offset}", taskId, changelog, end);
     }
 
     /// <summary>The task's open `slot-state` store, flushed before each of its checkpoints.</summary>

@@ -15,18 +15,24 @@ namespace SlotCapacity.Processor;
 /// cluster gives it for the whole join phase); the member is still in the group. A skipped commit
 /// widens the re-delivery window, and re-delivered commands are answered from state (each slot
 /// stores the offset of the last command it applied); the next commit covers the skipped offsets.
-/// Its polls also wait longer once a poll found nothing (see <see cref="Consumer.Consume(TimeSpan)"/>).
+/// Its polls also wait longer once a poll found nothing (see <see cref="Consumer.Consume(TimeSpan)"/>),
+/// and it never commits the offsets of a command partition this processor refused
+/// (<see cref="ChangelogCheckpoints"/>): those commands are decided by the processor that can restore it.
 /// </summary>
 public sealed class RebalanceTolerantCommits : IKafkaSupplier
 {
     private readonly DefaultKafkaClientSupplier _clients;
     private readonly ILogger _log;
+    private readonly Func<TopicPartitionOffset, bool> _heldBack;
 
-    public RebalanceTolerantCommits(IStreamConfig config, ILoggerFactory loggers)
+    /// <param name="commandsTopic">the topic whose partitions <paramref name="checkpoints"/> may refuse</param>
+    public RebalanceTolerantCommits(IStreamConfig config, ILoggerFactory loggers, ChangelogCheckpoints checkpoints, string commandsTopic)
     {
         ArgumentNullException.ThrowIfNull(loggers);
+        ArgumentNullException.ThrowIfNull(checkpoints);
         _clients = new DefaultKafkaClientSupplier(new KafkaLoggerAdapter(config), config);
         _log = loggers.CreateLogger<RebalanceTolerantCommits>();
+        _heldBack = offset => offset.Topic == commandsTopic && checkpoints.Refusal(offset.Partition.Value) is not null;
     }
 
     public StreamMetricsRegistry MetricsRegistry
@@ -36,7 +42,7 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
     }
 
     public IConsumer<byte[], byte[]> GetConsumer(ConsumerConfig config, IConsumerRebalanceListener rebalanceListener) =>
-        new Consumer(_clients.GetConsumer(config, rebalanceListener), _log);
+        new Consumer(_clients.GetConsumer(config, rebalanceListener), _log, _heldBack);
 
     public IProducer<byte[], byte[]> GetProducer(ProducerConfig config) => _clients.GetProducer(config);
 
@@ -46,8 +52,9 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
 
     public IConsumer<byte[], byte[]> GetGlobalConsumer(ConsumerConfig config) => _clients.GetGlobalConsumer(config);
 
-    /// <summary>The stream thread's consumer: every call goes to Streamiz's, commits tolerate a rebalance.</summary>
-    private sealed class Consumer(IConsumer<byte[], byte[]> inner, ILogger log) : IConsumer<byte[], byte[]>
+    /// <summary>The stream thread's consumer: every call goes to Streamiz's, commits tolerate a rebalance
+    /// and leave out the offsets <paramref name="heldBack"/> names.</summary>
+    private sealed class Consumer(IConsumer<byte[], byte[]> inner, ILogger log, Func<TopicPartitionOffset, bool> heldBack) : IConsumer<byte[], byte[]>
     {
         /// <summary>How long a poll waits once the previous one found nothing.</summary>
         internal static readonly TimeSpan IdleWait = TimeSpan.FromMilliseconds(100);
@@ -71,9 +78,11 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
 
         public void Commit(IEnumerable<TopicPartitionOffset> offsets)
         {
+            var committed = offsets.Where(o => !heldBack(o)).ToList();
+            if (committed.Count == 0) return;
             try
             {
-                inner.Commit(offsets);
+                inner.Commit(committed);
             }
             catch (KafkaException e) when (e.Error.Code is ErrorCode.RebalanceInProgress or ErrorCode.IllegalGeneration)
             {

@@ -30,6 +30,10 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     public static readonly TimeSpan ExpiryTick = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan ExpiryRetry = TimeSpan.FromSeconds(3);
 
+    /// <summary>How often a running task's checkpoint is written (when it wrote anything since): a restore
+    /// after a crash replays about this much of its changelog, and the local cluster keeps ~40 s of it at 10x.</summary>
+    public static readonly TimeSpan CheckpointInterval = TimeSpan.FromSeconds(5);
+
     private readonly TopicNames _topics;
     private readonly int _replyPartitions;
     private readonly ChangelogCheckpoints _checkpoints;
@@ -41,6 +45,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     // Earliest hold expiry per slot of this task; built from the store on the first tick.
     private Dictionary<string, long>? _nextExpiry;
     private readonly Dictionary<string, long> _expiryRequestedAt = new(StringComparer.Ordinal);
+    private long _checkpointedAt;
     // Decoded slot states and reservation records of this task, equal to what was last put: this
     // task is the store's only writer while it lives, and parsing costs more than deciding.
     private readonly Dictionary<string, SlotState> _states = new(StringComparer.Ordinal);
@@ -67,7 +72,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     {
         _context = context;
         _store = _storeAccess((IKeyValueStore<string, byte[]>)context.GetStateStore(TopicNames.SlotStateStore));
-        context.Schedule(ExpiryTick, PunctuationType.PROCESSING_TIME, RequestDueExpiries);
+        context.Schedule(ExpiryTick, PunctuationType.PROCESSING_TIME, Tick);
     }
 
     public Record<string, Outbound>? Process(Record<byte[], byte[]> record)
@@ -93,11 +98,13 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
         if (_checkpoints.Refusal(partition) is { } refusal)
         {
-            // Every Nth only: a refused partition may see a stream of retries.
+            // Held back, not answered: its offset is never committed (RebalanceTolerantCommits), so the
+            // processor that can restore the partition decides it, in order. An answer now would be
+            // one the caller could get contradicted, and an Abandon or Release skipped here would
+            // leave capacity held that nobody holds. The gateway answers UNAVAILABLE at its deadline.
             if (_refusedCommands++ % 1000 == 0)
-                _log.LogError("Command {CommandId} at {Topic}[{Partition}]@{Offset} refused ({Refused} so far): {Refusal}",
+                _log.LogError("Command {CommandId} at {Topic}[{Partition}]@{Offset} held back, not decided ({Refused} so far): {Refusal}",
                     command.CommandId, position.Topic, partition, offset, _refusedCommands, refusal);
-            ReplyRejected(command, partition, offset, timestamp, refusal, RejectReason.Unavailable);
             return null;
         }
 
@@ -328,9 +335,18 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         }
     }
 
-    private void RequestDueExpiries(long now)
+    /// <summary>The task's wall-clock tick: hold expiries due, and the running task's checkpoint.</summary>
+    private void Tick(long now)
     {
         if (_checkpoints.Refusal(_context.Id.Partition) is not null) return;
+        RequestDueExpiries(now);
+        if (now - _checkpointedAt < CheckpointInterval.TotalMilliseconds) return;
+        _checkpointedAt = now;
+        _checkpoints.CheckpointRunning(_context.Id);
+    }
+
+    private void RequestDueExpiries(long now)
+    {
         if (_nextExpiry is null)
         {
             _nextExpiry = new Dictionary<string, long>(StringComparer.Ordinal);

@@ -29,7 +29,7 @@ public static class SlotProcessor
         var checkpoints = new ChangelogCheckpoints(settings, loggers);
         var config = SlotTopology.Config(settings, checkpoints, loggers);
         var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config,
-            new RebalanceTolerantCommits(config, loggers));
+            new RebalanceTolerantCommits(config, loggers, checkpoints, settings.Topics.Commands));
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         stream.StateChanged += (_, now) =>
         {

@@ -11,13 +11,14 @@ namespace SlotCapacity.Processor;
 /// <summary>
 /// The `slot-state` RocksDB store, flushed only when its checkpoint is written. Streamiz flushes every
 /// task's memtable to a new SST file on every commit (once a second per task: most of a processor's
-/// RocksDB work at nominal load), yet writes a checkpoint only every 10,000 changelog records, with
-/// a flush of its own just before. The commit-time flush buys nothing: the changelog, not the local
-/// files, is what a restore trusts, and the local files only have to be at least as new as their
-/// checkpoint. So <see cref="Flush"/> is deferred and <see cref="ChangelogCheckpoints"/> flushes right
-/// before it writes a checkpoint, as Kafka Streams does since 2.7 (KAFKA-9450). After a crash the
-/// memtable is lost (Streamiz writes no WAL) and the restore replays the changelog from the last
-/// checkpoint, whose records are whole values: replaying them over newer files gives the same state.
+/// RocksDB work at nominal load), yet writes a checkpoint of a running task never (see
+/// <see cref="ChangelogCheckpoints.CheckpointRunning"/>), only when it closes it. The commit-time flush
+/// buys nothing: the changelog, not the local files, is what a restore trusts, and the local files
+/// only have to be at least as new as their checkpoint. So <see cref="Flush"/> is deferred and
+/// <see cref="ChangelogCheckpoints"/> flushes right before it writes a checkpoint, as Kafka Streams does
+/// since 2.7 (KAFKA-9450). After a crash the memtable is lost (Streamiz writes no WAL) and the restore
+/// replays the changelog from the last checkpoint, whose records are whole values: replaying them
+/// over newer files gives the same state.
 /// </summary>
 public sealed class SlotStateStoreSupplier(string name, ChangelogCheckpoints checkpoints) : IKeyValueBytesStoreSupplier
 {
@@ -32,6 +33,15 @@ public sealed class SlotStateStoreSupplier(string name, ChangelogCheckpoints che
 public sealed class DeferredFlushStore(RocksDbKeyValueStore rocks, ChangelogCheckpoints checkpoints) : IKeyValueStore<Bytes, byte[]>
 {
     private TaskId? _task;
+    private volatile bool _written;
+
+    /// <summary>Whether anything was written since the last call; clears the mark.</summary>
+    internal bool TakeWritten()
+    {
+        var written = _written;
+        _written = false;
+        return written;
+    }
 
     public string Name => rocks.Name;
     public bool Persistent => rocks.Persistent;
@@ -70,8 +80,28 @@ public sealed class DeferredFlushStore(RocksDbKeyValueStore rocks, ChangelogChec
     public IEnumerable<KeyValuePair<Bytes, byte[]>> All() => rocks.All();
     public IEnumerable<KeyValuePair<Bytes, byte[]>> ReverseAll() => rocks.ReverseAll();
     public long ApproximateNumEntries() => rocks.ApproximateNumEntries();
-    public void Put(Bytes key, byte[] value) => rocks.Put(key, value);
-    public byte[] PutIfAbsent(Bytes key, byte[] value) => rocks.PutIfAbsent(key, value);
-    public void PutAll(IEnumerable<KeyValuePair<Bytes, byte[]>> entries) => rocks.PutAll(entries);
-    public byte[] Delete(Bytes key) => rocks.Delete(key);
+
+    public void Put(Bytes key, byte[] value)
+    {
+        _written = true;
+        rocks.Put(key, value);
+    }
+
+    public byte[] PutIfAbsent(Bytes key, byte[] value)
+    {
+        _written = true;
+        return rocks.PutIfAbsent(key, value);
+    }
+
+    public void PutAll(IEnumerable<KeyValuePair<Bytes, byte[]>> entries)
+    {
+        _written = true;
+        rocks.PutAll(entries);
+    }
+
+    public byte[] Delete(Bytes key)
+    {
+        _written = true;
+        return rocks.Delete(key);
+    }
 }

@@ -249,6 +249,22 @@ public partial class EndToEndTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task One_connection_carries_as_many_calls_as_the_gateway_admits_not_kestrels_default_100()
+    {
+        await using var system = await EngineAndGateways.StartAsync(output, processors: 0);
+        var gateway = await system.StartGatewayAsync("gw-streams", deadline: TimeSpan.FromSeconds(5));
+        // One HTTP/2 connection: calls beyond the server's stream limit would queue in the client.
+        using var channel = SlotChannel.ForAddress(gateway.Address, EngineAndGateways.Token(SlotRoles.Checkout),
+            new Grpc.Net.Client.GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = false } });
+        var checkout = new Checkout.CheckoutClient(channel);
+        var slot = EngineAndGateways.Slot("STR1", Start);
+        // No processor runs: every Reserve waits in flight until the gateway's deadline.
+        var calls = Enumerable.Range(0, 300).Select(i => checkout.ReserveAsync(Reserve($"stream-{i}", slot)).ResponseAsync).ToList();
+        await WaitAsync(() => gateway.Status().InFlight >= 300, TimeSpan.FromSeconds(4), () => $"only {gateway.Status().InFlight} of 300 calls in flight on one connection");
+        Assert.All(await Task.WhenAll(calls), reply => Assert.Equal(RejectReason.Unavailable, reply.Reason));
+    }
+
+    [Fact]
     public async Task Two_gateways_each_get_only_their_own_replies()
     {
         await using var system = await EngineAndGateways.StartAsync(output);

@@ -27,19 +27,25 @@ public sealed class FaultClientTests
     private static ReservationReply Abandoned(ReserveRequest r) =>
         new() { ReservationId = r.ReservationId, Reason = RejectReason.Unavailable, Retryable = true, Status = ReservationStatus.Abandoned };
 
+    private static ReservationReply Released(ReleaseRequest r) => new() { ReservationId = r.ReservationId, Accepted = true, Status = ReservationStatus.Released };
+
     private static Task<ReservationReply> NoAnswer() => Task.FromException<ReservationReply>(new RpcException(new Status(StatusCode.Unavailable, "connection reset")));
 
     [Fact]
-    public async Task A_call_that_ends_without_an_answer_releases_its_id()
+    public async Task A_call_that_ends_without_an_answer_releases_its_id_and_an_unanswered_release_is_retried_after_the_calls()
     {
-        await using var checkout = await ScriptedCheckout.StartAsync((_, _) => NoAnswer());
+        // The release goes unanswered for the six attempts the call makes, and is answered on the seventh.
+        await using var checkout = await ScriptedCheckout.StartAsync((_, _) => NoAnswer(), (r, n) => n <= 6 ? NoAnswer() : Task.FromResult(Released(r)));
         using var client = new CheckoutClient([checkout.Url], null, null);
 
         var call = await client.ReserveAsync(Slot, "r-1", 0, Stopwatch.StartNew());
 
         Assert.True(call.Lost);
-        Assert.Equal(["r-1"], checkout.Released);
-        Assert.Equal((1, 0), (call.Released, call.ReleasesUnanswered));
+        Assert.Equal(Enumerable.Repeat("r-1", 6), checkout.Released);
+        Assert.Equal((1, 1), (call.Released, call.ReleasesUnanswered));
+        Assert.Equal((1, 0), await client.SettleReleasesAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(Enumerable.Repeat("r-1", 7), checkout.Released);
+        Assert.Equal((0, 0), await client.SettleReleasesAsync(TimeSpan.FromSeconds(30)));
     }
 
     [Fact]
@@ -75,24 +81,28 @@ public sealed class FaultClientTests
     }
 
     /// <summary>A Checkout service on a loopback port whose Reserve answers as the script says (n counts
-    /// calls from 1); Release answers accepted and is recorded.</summary>
+    /// calls from 1); Release is recorded and answers as its script says (accepted without one).</summary>
     private sealed class ScriptedCheckout : Checkout.CheckoutBase, IAsyncDisposable
     {
         private readonly Func<ReserveRequest, int, Task<ReservationReply>> _reserve;
+        private readonly Func<ReleaseRequest, int, Task<ReservationReply>> _release;
         private readonly ConcurrentQueue<string> _reserved = new();
         private readonly ConcurrentQueue<string> _released = new();
         private WebApplication? _app;
         private int _calls;
+        private int _releases;
 
-        private ScriptedCheckout(Func<ReserveRequest, int, Task<ReservationReply>> reserve) => _reserve = reserve;
+        private ScriptedCheckout(Func<ReserveRequest, int, Task<ReservationReply>> reserve, Func<ReleaseRequest, int, Task<ReservationReply>> release) =>
+            (_reserve, _release) = (reserve, release);
 
         public string Url { get; private set; } = "";
         public IReadOnlyList<string> Reserved => [.. _reserved];
         public IReadOnlyList<string> Released => [.. _released];
 
-        public static async Task<ScriptedCheckout> StartAsync(Func<ReserveRequest, int, Task<ReservationReply>> reserve)
+        public static async Task<ScriptedCheckout> StartAsync(Func<ReserveRequest, int, Task<ReservationReply>> reserve,
+            Func<ReleaseRequest, int, Task<ReservationReply>>? release = null)
         {
-            var service = new ScriptedCheckout(reserve);
+            var service = new ScriptedCheckout(reserve, release ?? ((r, _) => Task.FromResult(Released(r))));
             var builder = WebApplication.CreateBuilder();
             builder.Logging.ClearProviders();
             builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2));
@@ -115,7 +125,7 @@ public sealed class FaultClientTests
         public override Task<ReservationReply> Release(ReleaseRequest request, ServerCallContext context)
         {
             _released.Enqueue(request.ReservationId);
-            return Task.FromResult(new ReservationReply { ReservationId = request.ReservationId, Accepted = true });
+            return _release(request, Interlocked.Increment(ref _releases));
         }
 
         public async ValueTask DisposeAsync()

@@ -7,7 +7,7 @@ namespace SlotCapacity.Infrastructure.Tests;
 
 /// <summary>
 /// `make run`'s local cluster hosts its mock brokers in a librdkafka built with three changes
-/// (compose/LocalCluster/mock/fetches.patch): a fetch looks for its offset from the end of the
+/// (compose/LocalCluster/mock/mock.patch): a fetch looks for its offset from the end of the
 /// partition nearer to it instead of always from the oldest batch, a waiting fetch is answered
 /// when data arrives, and a fetch gets every whole batch that fits, not one. These tests build it
 /// (once; cached) and read through it.
@@ -98,6 +98,27 @@ public sealed class LocalClusterMockTests
         Assert.True(fetches < count / 10, $"{fetches} fetches for {count} one-record batches");
     }
 
+    [Theory]
+    [InlineData(null, 0L)]
+    [InlineData("6", 1L)]
+    public async Task The_built_mock_keeps_what_LOCAL_CLUSTER_PARTITION_MAX_MB_says_64_MiB_by_default_not_5(string? maxMb, long minimumStart)
+    {
+        using var cluster = await BuiltMockCluster.StartAsync(slotPartitions: 1, partitionMaxMb: maxMb);
+        var partition = new TopicPartition(new TopicNames().Events, 0);
+        // 8 MiB in 100 KiB records: past the stock mock's 5 MiB, past a 6 MiB setting, well within 64.
+        var value = new byte[100 * 1024];
+        using (var producer = new ProducerBuilder<Null, byte[]>(new ProducerConfig { BootstrapServers = cluster.Bootstrap, LingerMs = 5 }).Build())
+        {
+            var sent = Enumerable.Range(0, 82).Select(_ => producer.ProduceAsync(partition, new Message<Null, byte[]> { Value = value })).ToList();
+            await Task.WhenAll(sent);
+        }
+        using var consumer = new ConsumerBuilder<Null, byte[]>(new ConsumerConfig { BootstrapServers = cluster.Bootstrap, GroupId = "unused" }).Build();
+        var watermarks = consumer.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(10));
+        Assert.Equal(82, watermarks.High.Value);
+        if (minimumStart == 0) Assert.Equal(0, watermarks.Low.Value);
+        else Assert.True(watermarks.Low.Value >= minimumStart, $"with LOCAL_CLUSTER_PARTITION_MAX_MB={maxMb} the partition still starts at {watermarks.Low.Value}");
+    }
+
     [Fact]
     public async Task The_built_mock_answers_a_waiting_fetch_when_data_arrives_not_when_the_wait_ends()
     {
@@ -150,6 +171,8 @@ public sealed class LocalClusterMockTests
         return read;
     }
 
+    private const string PartitionMaxVariable = "LOCAL_CLUSTER_PARTITION_MAX_MB";
+
     /// <summary>The local cluster host on the built mock, in a process of its own, with a temporary folder for its bootstrap file.</summary>
     private sealed class BuiltMockCluster : IDisposable
     {
@@ -165,14 +188,15 @@ public sealed class LocalClusterMockTests
 
         public string Bootstrap { get; }
 
-        public static async Task<BuiltMockCluster> StartAsync(int slotPartitions)
+        /// <param name="partitionMaxMb">LOCAL_CLUSTER_PARTITION_MAX_MB for the host, or null to leave it unset</param>
+        public static async Task<BuiltMockCluster> StartAsync(int slotPartitions, string? partitionMaxMb = null)
         {
             var library = await BuildMockAsync();
             var folder = Directory.CreateTempSubdirectory("local-cluster-mock-").FullName;
             var process = ChildProcess.Start("SlotCapacity.LocalCluster",
                 ["--brokers", "1", "--slot-partitions", slotPartitions.ToString(CultureInfo.InvariantCulture), "--reply-partitions", "1",
                  "--bootstrap-file", Path.Combine(folder, "bootstrap")],
-                new Dictionary<string, string> { [LocalCluster.LibraryVariable] = library });
+                new Dictionary<string, string> { [LocalCluster.LibraryVariable] = library, [PartitionMaxVariable] = partitionMaxMb ?? "" });
             try
             {
                 var bootstrap = await LocalClusterTests.WaitForFileAsync(Path.Combine(folder, "bootstrap"), TimeSpan.FromSeconds(30), process);

@@ -12,8 +12,8 @@ namespace SlotCapacity.Processor.Tests;
 /// <summary>
 /// A changelog partition whose oldest records are gone (the local cluster keeps only the last
 /// 5 MiB of a partition) cannot rebuild a slot's state. A processor that would need them refuses
-/// the partition instead of serving a state with bookings missing; one whose checkpoint is past the
-/// gap serves it exactly.
+/// the partition instead of serving a state with bookings missing, and holds its commands back
+/// (neither answered nor committed); one whose checkpoint is past the gap then decides them exactly.
 /// </summary>
 public sealed class TruncatedChangelogTests(ITestOutputHelper output)
 {
@@ -49,22 +49,31 @@ public sealed class TruncatedChangelogTests(ITestOutputHelper output)
                 output.WriteLine($"changelog {changelog} now starts at {StartOffset(broker, changelog)}");
             }
 
-            // An empty processor would restore the full slot without its configuration and bookings.
+            // An empty processor would restore the full slot without its configuration and bookings: it
+            // refuses the partition, and holds its commands back instead of deciding them.
+            var heldBack = Reserve(fullSlot, "while-refused", replyPartition: 0);
+            long heldBackOffset;
             await using (var newcomer = await StartAsync(broker, topics, newcomerState, "newcomer"))
             {
-                var refused = await ReserveAsync(kafka, topics, fullSlot, "while-refused");
-                Assert.False(refused.Accepted);
-                Assert.Equal(RejectReason.Unavailable, refused.Reason);
-                Assert.Contains($"refuses slot partition {full}", refused.Detail, StringComparison.Ordinal);
-                Assert.Contains("has no local state", refused.Detail, StringComparison.Ordinal);
-                output.WriteLine(refused.Detail);
-                Assert.True((await ReserveAsync(kafka, topics, intactSlot, "other-partition")).Accepted);
+                heldBackOffset = (await kafka.SendAsync(topics.Commands, heldBack)).Offset.Value;
+                var other = await ReserveAsync(kafka, topics, intactSlot, "other-partition");
+                Assert.True(other.Accepted);
+                // Past a commit interval (1 s): the intact partition's offsets are committed, the refused one's are not.
+                await Task.Delay(TimeSpan.FromSeconds(3));
+                Assert.DoesNotContain(ReadReplies(kafka, topics, TimeSpan.FromSeconds(1)), r => r.Message.Key == heldBack.CorrelationId);
+                var committed = Committed(broker, topics, full);
+                output.WriteLine($"held back at offset {heldBackOffset}; committed offset of the refused partition: {committed}");
+                Assert.True(committed <= heldBackOffset, $"the refused partition's offset was committed past its held-back command ({committed} > {heldBackOffset})");
             }
             // The refusal leaves no checkpoint that would vouch for the partial state on the next start.
             Assert.False(File.Exists(Path.Combine(newcomerState, topics.ProcessorApplicationId, $"0-{full}", ".checkpoint")));
 
             await using (var owner = await StartAsync(broker, topics, ownerState, "owner-again"))
             {
+                // The owner, whose state is complete, decides the held-back command: the full slot is full.
+                var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions,
+                    read => read.Any(r => r.Message.Key == heldBack.CorrelationId), TimeSpan.FromSeconds(60));
+                Assert.Equal(RejectReason.SlotFull, replies.First(r => r.Message.Key == heldBack.CorrelationId).Message.Value.Reason);
                 var reply = await ReserveAsync(kafka, topics, fullSlot, "owner-back");
                 Assert.Equal(RejectReason.SlotFull, reply.Reason);
             }
@@ -73,6 +82,38 @@ public sealed class TruncatedChangelogTests(ITestOutputHelper output)
         {
             foreach (var directory in new[] { ownerState, newcomerState })
                 if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_running_task_checkpoints_its_changelog_every_few_seconds_not_only_when_closed()
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        var state = NewStateDirectory();
+        using var kafka = new Kafka(broker.BootstrapServers);
+        try
+        {
+            await using var processor = await StartAsync(broker, topics, state, "checkpointing");
+            var slot = Slot("checkpointed");
+            var partition = (await kafka.SendAsync(topics.Commands, Configure(slot, Config(vans: Vans), replyPartition: null))).Partition.Value;
+            Assert.True((await ReserveAsync(kafka, topics, slot, "before-checkpoint")).Accepted);
+            var changelog = new TopicPartition(topics.StateChangelog, partition);
+            var end = broker.Watermarks(changelog).High.Value;
+            var task = new Streamiz.Kafka.Net.Processors.Internal.TaskId { Id = 0, Partition = partition };
+            var file = new Streamiz.Kafka.Net.State.OffsetCheckpointFile(Path.Combine(state, topics.ProcessorApplicationId, $"0-{partition}"));
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            long checkpoint = -1;
+            while (waited.Elapsed < SlotCommandProcessor.CheckpointInterval * 4
+                   && (checkpoint = file.Read(task).TryGetValue(changelog, out var offset) ? offset : -1) < end)
+                await Task.Delay(200);
+            output.WriteLine($"changelog {changelog} ends at {end}; the running task's checkpoint: {checkpoint} after {waited.Elapsed.TotalSeconds:F1} s");
+            // At least as far as the changelog reached once the reserve was answered (its last record may land just after).
+            Assert.True(checkpoint >= end, $"no checkpoint of the running task at or past offset {end} (found {checkpoint})");
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
         }
     }
 
@@ -110,4 +151,15 @@ public sealed class TruncatedChangelogTests(ITestOutputHelper output)
     }
 
     private static long StartOffset(TestBroker broker, TopicPartition partition) => broker.Watermarks(partition).Low.Value;
+
+    private static List<ConsumeResult<string, SlotReply>> ReadReplies(Kafka kafka, TopicNames topics, TimeSpan during) =>
+        kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, _ => false, during);
+
+    /// <summary>The processors' committed offset of a commands partition (-1 when none).</summary>
+    private static long Committed(TestBroker broker, TopicNames topics, int partition)
+    {
+        using var consumer = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = broker.BootstrapServers, GroupId = topics.ProcessorApplicationId })
+            .SetLogHandler((_, _) => { }).Build();
+        return consumer.Committed([new TopicPartition(topics.Commands, partition)], TimeSpan.FromSeconds(10)).Single().Offset.Value;
+    }
 }

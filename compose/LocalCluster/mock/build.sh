@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the librdkafka that `make run`'s local cluster hosts its mock brokers in: librdkafka 2.15.1
 # from the npm registry (its source ships in @confluentinc/kafka-javascript 1.10.1, checked against a
-# pinned SHA-256), with fetches.patch applied: a fetch finds its offset from the nearer end of the
+# pinned SHA-256), with mock.patch applied: a fetch finds its offset from the nearer end of the
 # partition (the stock mock walked every batch from the oldest: 82 % of the local cluster's CPU at
 # 10x), a delayed empty fetch is answered as soon as one of its partitions gets data (the stock
-# mock always waited fetch.wait.max.ms), and a fetch gets every whole batch that fits its byte limits
-# (the stock mock sent one batch per partition). Only the local cluster host loads this library
+# mock always waited fetch.wait.max.ms), a fetch gets every whole batch that fits its byte limits
+# (the stock mock sent one batch per partition), and a partition keeps LOCAL_CLUSTER_PARTITION_MAX_MB
+# (64 MiB by default, read when the cluster starts) instead of 5 MiB. Only the local cluster host loads this library
 # (LOCAL_CLUSTER_LIBRDKAFKA); the processors, gateways and tests use Confluent.Kafka's own.
 # Prints the path of the built library; builds once, then reuses it (about a minute on 2 cores).
 set -euo pipefail
@@ -14,7 +15,7 @@ version=2.15.1
 package=kafka-javascript-1.10.1.tgz
 sha256=ada7d703bb1d3237e2292bfabf438d663b6160c9f1ac2a2406b5dc4257c81b66
 url="https://registry.npmjs.org/@confluentinc/kafka-javascript/-/$package"
-patch_sum=$(sha256sum "$here/fetches.patch" | cut -c1-16)
+patch_sum=$(sha256sum "$here/mock.patch" | cut -c1-16)
 out="$(cd "$here/.." && pwd)/bin/mock/librdkafka-$version-$patch_sum.so"
 if [ -s "$out" ]; then echo "$out"; exit 0; fi
 
@@ -32,12 +33,12 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "building the local cluster's librdkafka $version with $(basename "$here")/fetches.patch (once, about a minute)" >&2
+echo "building the local cluster's librdkafka $version with $(basename "$here")/mock.patch (once, about a minute)" >&2
 curl -fsSL --retry 3 -o "$work/$package" "$url"
 echo "$sha256  $work/$package" | sha256sum -c --quiet - >&2
 tar -xzf "$work/$package" -C "$work" package/deps/librdkafka
 src="$work/package/deps/librdkafka"
-patch -s -p1 -d "$src" <"$here/fetches.patch"
+patch -s -p1 -d "$src" <"$here/mock.patch"
 # The mock needs none of the optional dependencies; leaving them out keeps the build to cc and make.
 (cd "$src" && ./configure --no-download --disable-zlib --disable-zstd --disable-ssl --disable-gssapi \
   --disable-curl --disable-lz4-ext --disable-regex-ext --disable-syslog >"$work/configure.log" 2>&1) \
