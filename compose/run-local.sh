@@ -34,7 +34,9 @@ supervise() {
     child=""
     stopping=""
     trap 'stopping=yes; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
-    delay=1
+    # 0.2 s first (a crashed processor's partitions move back to it as soon as it rejoins), doubling
+    # to 30 s while it keeps failing within a minute.
+    delay_ms=200
     while [ -z "$stopping" ]; do
       started=$(date +%s)
       "$@" >>"$logs/$name.log" 2>&1 &
@@ -46,11 +48,12 @@ supervise() {
       while kill -0 "$child" 2>/dev/null; do wait "$child" || code=$?; done
       [ -n "$stopping" ] && break
       ran=$(($(date +%s) - started))
-      [ "$ran" -ge 60 ] && delay=1
+      [ "$ran" -ge 60 ] && delay_ms=200
+      delay=$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))
       echo "$(date -u +%FT%TZ) $name (pid $child) exited with code $code after ${ran}s; starting it again in ${delay}s" | tee -a "$logs/supervisor.log"
       sleep "$delay" &
       wait $! || true
-      delay=$((delay * 2 > 30 ? 30 : delay * 2))
+      delay_ms=$((delay_ms * 2 > 30000 ? 30000 : delay_ms * 2))
     done
     rm -f "$pidfiles/$name.pid"
   ) &
