@@ -136,12 +136,12 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
         }
         catch (KafkaException e)
         {
-            // The next round tries again: a restore from an older checkpoint is only slower.
+            // The next round tries again, written or not: a restore from an older checkpoint is only slower.
+            store.MarkWritten();
             _log.LogWarning("Checkpoint of running task {Task} skipped: the end offset of {Changelog} is unknown ({Reason})", taskId, changelog, e.Error.Reason);
             return;
         }
-        store.FlushForCheckpoint();
-        CheckpointFile(taskId).Write(taskId, new Dictionary<TopicPartition, long> { [changelog] = end });
+        Write(taskId, new Dictionary<TopicPartition, long> { [changelog] = end });
         _log.LogDebug("Checkpoint of running task {Task}: {Changelog} restores from offset {Offset}", taskId, changelog, end);
     }
 

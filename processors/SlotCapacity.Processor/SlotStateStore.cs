@@ -43,6 +43,9 @@ public sealed class DeferredFlushStore(RocksDbKeyValueStore rocks, ChangelogChec
         return written;
     }
 
+    /// <summary>Sets the mark again: a checkpoint taken with <see cref="TakeWritten"/> was not written.</summary>
+    internal void MarkWritten() => _written = true;
+
     public string Name => rocks.Name;
     public bool Persistent => rocks.Persistent;
     public bool IsLocally => rocks.IsLocally;
