@@ -33,17 +33,30 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Every failure ends with one line naming the step, so a test or CI log that shows only the last
+# line still says what went wrong.
+fail() { echo "build.sh: $1" >&2; exit 1; }
 echo "building the local cluster's librdkafka $version with $(basename "$here")/mock.patch (once, about a minute)" >&2
-curl -fsSL --retry 3 -o "$work/$package" "$url"
-echo "$sha256  $work/$package" | sha256sum -c --quiet - >&2
-tar -xzf "$work/$package" -C "$work" package/deps/librdkafka
+# The verified package is kept in the user's cache, so clean clones on one machine download it once.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/slot-capacity"
+archive="$cache/$package"
+if ! echo "$sha256  $archive" | sha256sum -c --quiet - >/dev/null 2>&1; then
+  curl -fsSL --retry 5 --retry-all-errors --retry-delay 3 --connect-timeout 30 --max-time 600 -o "$work/$package" "$url" \
+    || fail "downloading $url failed (curl exit $?)"
+  echo "$sha256  $work/$package" | sha256sum -c --quiet - >&2 || fail "$url does not have the pinned SHA-256 $sha256"
+  archive="$work/$package"
+  if mkdir -p "$cache" 2>/dev/null && cp "$archive" "$cache/$package.$$" 2>/dev/null; then mv "$cache/$package.$$" "$cache/$package"; fi
+fi
+tar -xzf "$archive" -C "$work" package/deps/librdkafka || fail "unpacking $archive failed"
 src="$work/package/deps/librdkafka"
-patch -s -p1 -d "$src" <"$here/mock.patch"
+patch -s -p1 -d "$src" <"$here/mock.patch" >&2 || fail "mock.patch does not apply to librdkafka $version"
 # The mock needs none of the optional dependencies; leaving them out keeps the build to cc and make.
 (cd "$src" && ./configure --no-download --disable-zlib --disable-zstd --disable-ssl --disable-gssapi \
   --disable-curl --disable-lz4-ext --disable-regex-ext --disable-syslog >"$work/configure.log" 2>&1) \
-  || { tail -20 "$work/configure.log" >&2; exit 1; }
-make -s -j"$(nproc)" -C "$src/src" librdkafka.so >"$work/make.log" 2>&1 || { tail -30 "$work/make.log" >&2; exit 1; }
+  || { tail -20 "$work/configure.log" >&2; fail "librdkafka's configure failed (its log's tail is above)"; }
+make -s -j"$(nproc)" -C "$src/src" librdkafka.so >"$work/make.log" 2>&1 \
+  || { grep -E "error|Error" "$work/make.log" | head -20 >&2; tail -10 "$work/make.log" >&2; fail "compiling librdkafka failed (its errors are above)"; }
 mkdir -p "$(dirname "$out")"
-cp "$src/src/librdkafka.so.1" "$out.tmp" && mv "$out.tmp" "$out"
+# A build running at the same time writes its own temporary file; the rename makes either one win whole.
+cp "$src/src/librdkafka.so.1" "$out.$$" && mv "$out.$$" "$out" || fail "cannot write $out"
 echo "$out"
