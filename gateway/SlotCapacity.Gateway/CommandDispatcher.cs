@@ -9,7 +9,7 @@ namespace SlotCapacity.Gateway;
 /// <summary>What became of a command sent for a call: its reply, or why there is none.</summary>
 public sealed record CommandOutcome(SlotReply? Reply, CommandOutcome.Miss Missed, string Why)
 {
-    public enum Miss { None, NoReplyPartition, NotWritten, DeadlineMissed, CallerGone }
+    public enum Miss { None, NoReplyPartition, PartitionDark, NotWritten, DeadlineMissed, CallerGone }
 
     public static CommandOutcome Answered(SlotReply reply) => new(reply, Miss.None, "");
     public static CommandOutcome NotAnswered(Miss missed, string why, bool abandoned = false) => new(null, missed, why) { Abandoned = abandoned };
@@ -51,6 +51,7 @@ public sealed class CommandDispatcher : IDisposable
     private long abandonsInProgress, abandonRetries, abandonsFailed, orphanedAccepts;
 
     private readonly GatewayMetrics metrics;
+    private readonly DarkPartitions dark;
 
     /// <summary>Set when the producer failed for good; the gateway is then not ready.</summary>
     public string? FatalError => fatal;
@@ -66,6 +67,7 @@ public sealed class CommandDispatcher : IDisposable
         this.replies = replies;
         this.metrics = metrics;
         this.logger = logger;
+        dark = new DarkPartitions(settings.DarkPartitionAfter, settings.DarkPartitionProbeEvery);
         var config = new ProducerConfig
         {
             BootstrapServers = settings.BootstrapServers,
@@ -108,6 +110,10 @@ public sealed class CommandDispatcher : IDisposable
         if (!replies.TryPickPartition(out var replyPartition))
             return CommandOutcome.NotAnswered(CommandOutcome.Miss.NoReplyPartition, "this gateway owns no reply partition yet (starting, or more gateways than reply partitions)");
 
+        if (settings.DarkPartitionAfter > TimeSpan.Zero && !dark.MaySend(command.Slot, Stopwatch.GetTimestamp(), out var darkPartition))
+            return CommandOutcome.NotAnswered(CommandOutcome.Miss.PartitionDark,
+                $"partition {darkPartition} of {settings.Topics.Commands} has answered nothing in time for over {settings.DarkPartitionAfter.TotalSeconds:0.#} s (a processor failing over?): not written, retry shortly");
+
         var id = CorrelationId.New(router.Incarnation, reserve: abandonOnMiss is not null).ToString();
         command.CommandId = id;
         command.CorrelationId = id;
@@ -144,6 +150,14 @@ public sealed class CommandDispatcher : IDisposable
         // A reply that raced the caller's cancellation would be answered to nobody: an accept in it
         // would hold capacity for a caller told nothing, so it is undone like a miss.
         var callerGone = callAborted.IsCancellationRequested;
+        if (reply is not null)
+        {
+            if (dark.Answered(command.Slot, Stopwatch.GetTimestamp(), out var lit))
+                logger.LogInformation("Partition {Partition} of {Topic} answers again", lit, settings.Topics.Commands);
+        }
+        else if (!callerGone && dark.Missed(command.Slot, Stopwatch.GetTimestamp(), out var partition) && settings.DarkPartitionAfter > TimeSpan.Zero)
+            logger.LogWarning("Partition {Partition} of {Topic} is dark: no command answered in time for over {DarkAfterMs} ms; calls for its slots are answered UNAVAILABLE without writing, but for a probe every {ProbeMs} ms",
+                partition, settings.Topics.Commands, settings.DarkPartitionAfter.TotalMilliseconds, settings.DarkPartitionProbeEvery.TotalMilliseconds);
         if (reply is not null && !(callerGone && reply.Accepted && abandonOnMiss is not null)) return CommandOutcome.Answered(reply);
 
         var cause = callerGone ? AbandonCause.CallerGone : AbandonCause.Deadline;
@@ -241,7 +255,11 @@ public sealed class CommandDispatcher : IDisposable
 
     private void CommandDelivered(DeliveryReport<string, byte[]> report, SlotCommand command, string correlationId)
     {
-        if (!report.Error.IsError) return;
+        if (!report.Error.IsError)
+        {
+            dark.Delivered(command.Slot, report.Partition.Value);
+            return;
+        }
         logger.LogError("Command {CommandId} ({Kind}) for slot {Slot} was not written ({Persistence}): {Reason}",
             command.CommandId, command.BodyCase, command.Slot, report.Status, report.Error.Reason);
         router.NotWritten(correlationId, report.Error.Reason, possiblyWritten: report.Status != PersistenceStatus.NotPersisted);

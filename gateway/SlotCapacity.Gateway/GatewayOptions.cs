@@ -29,6 +29,12 @@ public sealed class GatewayOptions : KafkaOptions, IValidatableObject
     [ConfigurationKeyName("GATEWAY_PLANNING_DEADLINE_MS"), Range(1, int.MaxValue, ErrorMessage = Positive)]
     public int PlanningDeadlineMs { get; set; } = (int)Defaults.PlanningDeadline.TotalMilliseconds;
 
+    [ConfigurationKeyName("GATEWAY_DARK_PARTITION_AFTER_MS"), Range(0, int.MaxValue, ErrorMessage = "must be a whole number of milliseconds, 0 or more")]
+    public int DarkPartitionAfterMs { get; set; } = GatewaySettings.DefaultDarkPartitionAfterMs;
+
+    [ConfigurationKeyName("GATEWAY_DARK_PARTITION_PROBE_MS"), Range(1, int.MaxValue, ErrorMessage = Positive)]
+    public int DarkPartitionProbeMs { get; set; } = GatewaySettings.DefaultDarkPartitionProbeMs;
+
     [ConfigurationKeyName("GATEWAY_MAX_IN_FLIGHT"), Range(1, int.MaxValue, ErrorMessage = Positive)]
     public int MaxInFlight { get; set; } = Defaults.MaxInFlight;
 
@@ -81,6 +87,8 @@ public sealed class GatewayOptions : KafkaOptions, IValidatableObject
         AdminUrl = AdminUrl,
         Deadline = TimeSpan.FromMilliseconds(DeadlineMs),
         PlanningDeadline = TimeSpan.FromMilliseconds(PlanningDeadlineMs),
+        DarkPartitionAfter = TimeSpan.FromMilliseconds(DarkPartitionAfterMs),
+        DarkPartitionProbeEvery = TimeSpan.FromMilliseconds(DarkPartitionProbeMs),
         MaxInFlight = MaxInFlight,
         FetchWaitMaxMs = ReplyFetchWaitMs,
         ViewFetchWaitMaxMs = ViewFetchWaitMs,

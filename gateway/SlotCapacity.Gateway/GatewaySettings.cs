@@ -24,6 +24,18 @@ public sealed record GatewaySettings
     public TimeSpan ClientDeadlineMargin { get; init; } = TimeSpan.FromMilliseconds(10);
     /// <summary>Deadline of one planner change (ConfigureSlot, SetSlotOpen, each slot of ApplyPlan).</summary>
     public TimeSpan PlanningDeadline { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>A partition of the commands topic that has answered no command in time for this long, while
+    /// at least three missed their deadline, is dark (<see cref="DarkPartitions"/>): calls for its slots are
+    /// answered UNAVAILABLE without writing, but for one probe per <see cref="DarkPartitionProbeEvery"/>.
+    /// Longer than a GC pause or a hiccup of the processor (those end by themselves), shorter than a failover.
+    /// Zero: never.</summary>
+    public TimeSpan DarkPartitionAfter { get; init; } = TimeSpan.FromMilliseconds(DefaultDarkPartitionAfterMs);
+
+    public const int DefaultDarkPartitionAfterMs = 1000;
+    /// <summary>How often a dark partition still gets a command, whose reply in time lights it again.</summary>
+    public TimeSpan DarkPartitionProbeEvery { get; init; } = TimeSpan.FromMilliseconds(DefaultDarkPartitionProbeMs);
+
+    public const int DefaultDarkPartitionProbeMs = 100;
     /// <summary>Writes waiting for a reply above this are shed with RESOURCE_EXHAUSTED.</summary>
     public int MaxInFlight { get; init; } = 2_000;
     /// <summary>Slot changes of one ApplyPlan sent at once.</summary>

@@ -40,6 +40,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     private readonly ILogger _log;
     private readonly Func<IKeyValueStore<string, byte[]>, IKeyValueStore<string, byte[]>> _storeAccess;
     private long _refusedCommands;
+    private long _lateReserves;
     private ProcessorContext<string, Outbound> _context = null!;
     private IKeyValueStore<string, byte[]> _store = null!;
     // Earliest hold expiry per slot of this task; built from the store on the first tick.
@@ -105,6 +106,21 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
             if (_refusedCommands++ % 1000 == 0)
                 _log.LogError("Command {CommandId} at {Topic}[{Partition}]@{Offset} held back, not decided ({Refused} so far): {Refusal}",
                     command.CommandId, position.Topic, partition, offset, _refusedCommands, refusal);
+            return null;
+        }
+
+        if (command.BodyCase == SlotCommand.BodyOneofCase.Reserve && command.DeadlineUnixMs != 0
+            && DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() is var now && now > command.DeadlineUnixMs)
+        {
+            // Its caller was answered UNAVAILABLE at the deadline and the gateway abandons it behind
+            // this record: deciding it would book capacity only for the Abandon to free it, at twice
+            // the cost, and behind a backlog (after a failover, at 10x) that work is what kept the
+            // processor from catching up. Not decided, not answered, nothing stored. The Abandon of
+            // an attempt never decided frees nothing (SlotDecisions), and a re-delivery of one that
+            // was decided in time leaves its effect in state for that Abandon to settle.
+            if (_lateReserves++ % 1000 == 0)
+                _log.LogInformation("Reserve {CommandId} at {Topic}[{Partition}]@{Offset} arrived {LateMs} ms after its deadline: not decided, its gateway abandons it ({Late} so far)",
+                    command.CommandId, position.Topic, partition, offset, now - command.DeadlineUnixMs, _lateReserves);
             return null;
         }
 

@@ -225,4 +225,39 @@ public sealed class TopologyTests : IDisposable
         Assert.Equal("held", expired.ReservationId);
         Assert.Equal(0, _availability.ReadKeyValueList().Last().Message.Value.Fleet.Single().UsedOrders);
     }
+
+    [Fact]
+    public void A_reserve_processed_after_its_deadline_is_not_decided_and_the_abandon_of_that_attempt_frees_nothing()
+    {
+        // Written in time (record timestamp before the deadline), processed after it (the real clock).
+        var now = DateTime.UtcNow;
+        var slot = Slot();
+        Send(Configure(slot, Config(vans: 1)), now);
+        _replies.ReadKeyValueList();
+        _events.ReadKeyValueList();
+        _availability.ReadKeyValueList();
+        var late = Reserve(slot, "r1");
+        late.DeadlineUnixMs = new DateTimeOffset(now).AddSeconds(-1).ToUnixTimeMilliseconds();
+        Send(late, now.AddSeconds(-2));
+
+        Assert.Empty(_replies.ReadKeyValueList());
+        Assert.Empty(_events.ReadKeyValueList());
+        Assert.Empty(_availability.ReadKeyValueList());
+        var store = _driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore);
+        Assert.Null(store.Get(SlotCommandProcessor.RecordKey(slot, "r1")));
+        Assert.Equal(0, SlotState.Parser.ParseFrom(store.Get(slot)).LastApplied.Offset);
+
+        // Checkout's retry, same reservation id, in time: decided and booked, the slot's only van.
+        var retry = Reserve(slot, "r1");
+        retry.CommandId = retry.CorrelationId = "retry-r1";
+        retry.DeadlineUnixMs = new DateTimeOffset(now).AddMinutes(5).ToUnixTimeMilliseconds();
+        Send(retry, now);
+        Assert.True(Assert.Single(_replies.ReadKeyValueList()).Message.Value.Accepted);
+
+        // The first attempt's gateway abandons it: that attempt was never accepted, so the booking stays.
+        Send(Envelope(slot, "abandon-r1", null, c => c.Abandon = new Abandon { ReservationId = "r1", ReserveCommandId = late.CommandId }), now);
+        Assert.Equal(1, _availability.ReadKeyValueList().Last().Message.Value.Fleet.Single().UsedOrders);
+        var booked = ReservationRecord.Parser.ParseFrom(store.Get(SlotCommandProcessor.RecordKey(slot, "r1")));
+        Assert.Equal(ReservationStatus.Booked, booked.Status);
+    }
 }
