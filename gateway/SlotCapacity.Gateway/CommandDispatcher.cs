@@ -110,7 +110,7 @@ public sealed class CommandDispatcher : IDisposable
         if (!replies.TryPickPartition(out var replyPartition))
             return CommandOutcome.NotAnswered(CommandOutcome.Miss.NoReplyPartition, "this gateway owns no reply partition yet (starting, or more gateways than reply partitions)");
 
-        if (settings.DarkPartitionAfter > TimeSpan.Zero && !dark.MaySend(command.Slot, Stopwatch.GetTimestamp(), out var darkPartition))
+        if (!dark.MaySend(command.Slot, Stopwatch.GetTimestamp(), out var darkPartition))
             return CommandOutcome.NotAnswered(CommandOutcome.Miss.PartitionDark,
                 $"partition {darkPartition} of {settings.Topics.Commands} has answered nothing in time for over {settings.DarkPartitionAfter.TotalSeconds:0.#} s (a processor failing over?): not written, retry shortly");
 
@@ -155,7 +155,7 @@ public sealed class CommandDispatcher : IDisposable
             if (dark.Answered(command.Slot, Stopwatch.GetTimestamp(), out var lit))
                 logger.LogInformation("Partition {Partition} of {Topic} answers again", lit, settings.Topics.Commands);
         }
-        else if (!callerGone && dark.Missed(command.Slot, Stopwatch.GetTimestamp(), out var partition) && settings.DarkPartitionAfter > TimeSpan.Zero)
+        else if (!callerGone && dark.Missed(command.Slot, Stopwatch.GetTimestamp(), out var partition))
             logger.LogWarning("Partition {Partition} of {Topic} is dark: no command answered in time for over {DarkAfterMs} ms; calls for its slots are answered UNAVAILABLE without writing, but for a probe every {ProbeMs} ms",
                 partition, settings.Topics.Commands, settings.DarkPartitionAfter.TotalMilliseconds, settings.DarkPartitionProbeEvery.TotalMilliseconds);
         if (reply is not null && !(callerGone && reply.Accepted && abandonOnMiss is not null)) return CommandOutcome.Answered(reply);

@@ -11,7 +11,8 @@ namespace SlotCapacity.Gateway;
 /// a two-second failover grew into a backlog the processors never caught up with. One command per
 /// <see cref="ProbeEvery"/> still goes through; its reply in time lights the partition again.
 /// A slot's partition is learnt from the delivery reports of its commands (the producer's partitioner
-/// decides it); a slot not yet seen is never refused. Times are Stopwatch timestamps, passed in.
+/// decides it); a slot not yet seen is never refused. A zero <c>darkAfter</c> darkens nothing.
+/// Times are Stopwatch timestamps, passed in.
 /// </summary>
 public sealed class DarkPartitions(TimeSpan darkAfter, TimeSpan probeEvery, int minimumMisses = 3)
 {
@@ -53,7 +54,7 @@ public sealed class DarkPartitions(TimeSpan darkAfter, TimeSpan probeEvery, int 
     /// <summary>No reply within the deadline. True when this made the slot's partition dark.</summary>
     public bool Missed(string slot, long now, out int partition)
     {
-        if (!_partitionOf.TryGetValue(slot, out partition)) return false;
+        if (!_partitionOf.TryGetValue(slot, out partition) || darkAfter <= TimeSpan.Zero) return false;
         var state = _partitions.GetOrAdd(partition, _ => new Partition { AnsweredAt = now });
         lock (state)
         {

@@ -64,4 +64,13 @@ public sealed class DarkPartitionsTests
         Assert.True(_dark.MaySend("a@x", 11 * Second, out _));
         Assert.True(_dark.Missed("a@x", 12 * Second, out _));
     }
+
+    [Fact]
+    public void A_zero_dark_after_darkens_nothing()
+    {
+        var never = new DarkPartitions(TimeSpan.Zero, TimeSpan.FromMilliseconds(100));
+        never.Delivered("a@x", 1);
+        for (var i = 0; i < 10; i++) Assert.False(never.Missed("a@x", i * Second, out _));
+        Assert.True(never.MaySend("a@x", 10 * Second, out _));
+    }
 }
