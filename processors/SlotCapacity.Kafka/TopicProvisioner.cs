@@ -56,15 +56,24 @@ public static class TopicProvisioner
         await VerifyAsync(bootstrap, wanted, TimeSpan.FromSeconds(30), ct);
     }
 
-    public static async Task VerifyAsync(string bootstrap, IEnumerable<TopicSpec> topics, TimeSpan timeout, CancellationToken ct = default)
+    public static Task VerifyAsync(string bootstrap, IEnumerable<TopicSpec> topics, TimeSpan timeout, CancellationToken ct = default)
     {
         var wanted = topics.ToList();
+        return VerifyAsync(bootstrap, _ => wanted, timeout, ct);
+    }
+
+    /// <summary>The same check, with the topics wanted worked out from those that exist (name to partition
+    /// count), e.g. partition counts that follow an existing topic's: one metadata read per attempt.</summary>
+    public static async Task VerifyAsync(string bootstrap, Func<IReadOnlyDictionary<string, int>, IEnumerable<TopicSpec>> wanted,
+        TimeSpan timeout, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(wanted);
         using var admin = Admin(bootstrap);
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
             var existing = Topics(Metadata(admin, bootstrap, timeout));
-            var problem = Problem(wanted, existing);
+            var problem = Problem(wanted(existing).ToList(), existing);
             if (problem is null) return;
             // Freshly created topics take a moment to show every partition in metadata.
             if (DateTime.UtcNow >= deadline || problem.WrongCount) throw new StartupException(problem.Message);

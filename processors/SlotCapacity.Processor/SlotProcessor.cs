@@ -1,4 +1,3 @@
-using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using SlotCapacity.Kafka;
 using Streamiz.Kafka.Net;
@@ -21,9 +20,15 @@ public static class SlotProcessor
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(loggers);
         var log = loggers.CreateLogger(typeof(SlotProcessor));
-        var (slotPartitions, replyPartitions) = PartitionCounts(settings);
-        await TopicProvisioner.VerifyAsync(settings.BootstrapServers, settings.Topics.Specs(slotPartitions, replyPartitions),
-            TimeSpan.FromSeconds(30), ct);
+        // One metadata read: a restarted processor's start is part of every failover.
+        int slotPartitions = 0, replyPartitions = 0;
+        await TopicProvisioner.VerifyAsync(settings.BootstrapServers, existing =>
+        {
+            // Slot topics share the commands topic's partition count; replies have their own.
+            slotPartitions = existing.GetValueOrDefault(settings.Topics.Commands, TopicNames.DefaultSlotPartitions);
+            replyPartitions = existing.GetValueOrDefault(settings.Topics.Replies, TopicNames.DefaultReplyPartitions);
+            return settings.Topics.Specs(slotPartitions, replyPartitions);
+        }, TimeSpan.FromSeconds(30), ct);
         Directory.CreateDirectory(settings.StateDirectory);
 
         var checkpoints = new ChangelogCheckpoints(settings, loggers);
@@ -59,25 +64,6 @@ public static class SlotProcessor
         }
         log.LogInformation("Processor {Instance} running", settings.InstanceName);
         return new Running(stream, checkpoints, log, settings.InstanceName);
-    }
-
-    /// <summary>Slot topics share the commands topic's partition count; replies have their own.</summary>
-    private static (int Slot, int Reply) PartitionCounts(ProcessorSettings settings)
-    {
-        using var admin = new AdminClientBuilder(KafkaEndpoint.Secured(new AdminClientConfig { BootstrapServers = settings.BootstrapServers, SocketTimeoutMs = 10_000 }))
-            .SetLogHandler((_, _) => { }).Build();
-        Metadata metadata;
-        try
-        {
-            metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
-        }
-        catch (KafkaException e)
-        {
-            throw new StartupException($"cannot reach Kafka at '{settings.BootstrapServers}' ({e.Error.Reason}): check {KafkaEndpoint.BootstrapVariable}", e);
-        }
-        int Count(string topic, int fallback) =>
-            metadata.Topics.FirstOrDefault(t => t.Topic == topic && t.Error.Code == ErrorCode.NoError)?.Partitions.Count ?? fallback;
-        return (Count(settings.Topics.Commands, TopicNames.DefaultSlotPartitions), Count(settings.Topics.Replies, TopicNames.DefaultReplyPartitions));
     }
 
     private sealed class Running(KafkaStream stream, ChangelogCheckpoints checkpoints, ILogger log, string instance) : IAsyncDisposable
