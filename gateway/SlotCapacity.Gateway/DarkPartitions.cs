@@ -4,12 +4,12 @@ namespace SlotCapacity.Gateway;
 
 /// <summary>
 /// Which partitions of the commands topic have gone dark for this gateway: no reply in time for
-/// <see cref="DarkAfter"/> while commands to them kept missing their deadline (a processor crashed
+/// <c>darkAfter</c> while commands to them kept missing their deadline (a processor crashed
 /// and its partitions are moving, or a backlog sits in front of them). A call for a slot on a dark
 /// partition is answered UNAVAILABLE at once instead of writing a command that would only miss its
 /// deadline too: at 10x, every such miss was an Abandon and a retry written behind the backlog, so
 /// a two-second failover grew into a backlog the processors never caught up with. One command per
-/// <see cref="ProbeEvery"/> still goes through; its reply in time lights the partition again.
+/// <c>probeEvery</c> still goes through; its reply in time lights the partition again.
 /// A slot's partition is learnt from the delivery reports of its commands (the producer's partitioner
 /// decides it); a slot not yet seen is never refused. A zero <c>darkAfter</c> darkens nothing.
 /// Times are Stopwatch timestamps, passed in.
