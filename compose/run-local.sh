@@ -143,6 +143,10 @@ else
   # sessions once a second), and it waits the session timeout less 1 s for members to rejoin, 0.5 s
   # here. Measured in the README (Faults and recovery): 1.5 s halved the reserves lost to a SIGKILL.
   export PROCESSOR_SESSION_TIMEOUT_MS=${PROCESSOR_SESSION_TIMEOUT_MS:-1500}
+  # A member learns of a rebalance from its next heartbeat, and the local cluster closes the join
+  # window after the session less 1 s (0.5 s): a survivor heartbeating every 375 ms (a quarter of the
+  # session) could miss it and cost another rebalance. 100 ms here ("Faults and recovery", eighth session).
+  export PROCESSOR_HEARTBEAT_INTERVAL_MS=${PROCESSOR_HEARTBEAT_INTERVAL_MS:-100}
   echo "local cluster (librdkafka mock, $LOCAL_CLUSTER_BROKERS broker(s), in memory) at $KAFKA_BOOTSTRAP_SERVERS"
 fi
 

@@ -48,10 +48,11 @@ summary="$out/README.md"
   echo "engine says the old one was abandoned), the fault at 10 s, then an audit once abandons and views"
   echo "have settled. *Phantom bookings*: orders the engine holds beyond the accepts callers were told"
   echo "(negative: accepts it does not hold). *Recovery*: from the fault to the last attempt that got no"
-  echo "definite answer. Per-experiment details, CSV and timeline plots are beside this file."
+  echo "definite answer. *Client lag*: how far the fault client itself fell behind its schedule (over 1 s, the"
+  echo "run measured the saturated client and machine as well). Per-experiment details, CSV and plots are beside this file."
   echo
-  echo "| experiment | rate/s | calls | definite answers | accepted | retried | lost | phantom bookings | oversold slots | recovery (s) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| experiment | rate/s | calls | definite answers | accepted | retried | lost | phantom bookings | oversold slots | recovery (s) | client lag (s) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$summary"
 
 start_system() { # $1 = brokers of the local cluster

@@ -52,16 +52,26 @@ internal sealed class CheckoutClient : IDisposable
         _planning = new Planning.PlanningClient(planning);
     }
 
+    private const int ConfigureAttempts = 3;
+
     public async Task<List<SlotId>> ConfigureSlotsAsync(string hub, int count, int capacity)
     {
         var day = DateTime.UtcNow.Date.AddDays(30);
         var slots = Enumerable.Range(0, count).Select(i => new SlotId { Hub = hub, Start = Timestamp.FromDateTime(day.AddHours(2 * (i % 12)).AddDays(i / 12)) }).ToList();
         var config = new SlotConfig { Open = true, Fleet = { new FleetCounterConfig { Name = "vans", CapacityOrders = capacity } } };
-        var reply = await _planning.ApplyPlanAsync(new ApplyPlanRequest { Slots = { slots.Select(s => new ConfigureSlotRequest { Slot = s, Config = config }) } },
-            deadline: DateTime.UtcNow.AddSeconds(60));
-        if (reply.Failed > 0)
-            throw new InvalidOperationException($"{reply.Failed} fault-suite slots were not configured: {reply.Results.First(r => !r.Applied).Detail}");
-        return slots;
+        // A system that has just started may not answer yet (its processors still joining): a change that
+        // was not applied is sent again, which is safe, a few times before giving up.
+        var pending = slots;
+        for (var attempt = 1; ; attempt++)
+        {
+            var reply = await _planning.ApplyPlanAsync(new ApplyPlanRequest { Slots = { pending.Select(s => new ConfigureSlotRequest { Slot = s, Config = config }) } },
+                deadline: DateTime.UtcNow.AddSeconds(60));
+            if (reply.Failed == 0) return slots;
+            if (attempt == ConfigureAttempts)
+                throw new SlotsNotConfiguredException($"{reply.Failed} of the experiment's {slots.Count} slots were not configured after {attempt} attempts: {reply.Results.First(r => !r.Applied).Detail}");
+            pending = pending.Where((_, i) => !reply.Results[i].Applied).ToList();
+            await Task.Delay(TimeSpan.FromSeconds(2));
+        }
     }
 
     public async Task<Call> ReserveAsync(SlotId slot, string reservationId, int n, Stopwatch clock)
@@ -247,3 +257,6 @@ internal sealed class CheckoutClient : IDisposable
 }
 
 internal sealed record Bookings(long Used, long Held, int OverCommittedSlots, long Capacity, int Slots);
+
+/// <summary>The experiment's slots could not be configured: nothing was run.</summary>
+internal sealed class SlotsNotConfiguredException(string message) : Exception(message);

@@ -7,12 +7,17 @@ namespace SlotCapacity.Faults;
 internal sealed record FaultReport(
     string Experiment, string Description, int Rate, int Seconds, double? FaultAt,
     int Calls, int Accepted, int Rejected, int Lost, int Retried, long Booked, long Capacity, int Oversold,
-    double RecoverySeconds, IReadOnlyList<(int Second, int Ok, int Failed)> Timeline, IReadOnlyDictionary<string, int> Answers, Releases Releases)
+    double RecoverySeconds, IReadOnlyList<(int Second, int Ok, int Failed)> Timeline, IReadOnlyDictionary<string, int> Answers, Releases Releases,
+    double ClientLagSeconds)
 {
+    /// <summary>Beyond this the client's own lateness is part of the result, and the report says so.</summary>
+    private const double TolerableClientLagSeconds = 1;
+
     /// <summary>Orders the engine holds beyond what callers were told was accepted (negative: accepts it does not hold).</summary>
     public long Phantom => Booked - Accepted;
 
-    public static FaultReport From(Experiment experiment, Options options, IReadOnlyList<Call> calls, Bookings booked, double? faultAt, Releases releases)
+    public static FaultReport From(Experiment experiment, Options options, IReadOnlyList<Call> calls, Bookings booked, double? faultAt, Releases releases,
+        TimeSpan clientLag)
     {
         var failedAttempts = calls.SelectMany(c => c.FailedAttempts).Order().ToList();
         // Recovery: from the fault to the last attempt that got no definite answer.
@@ -25,15 +30,15 @@ internal sealed record FaultReport(
         return new FaultReport(experiment.Name, experiment.Description, options.Rate, options.Seconds, faultAt,
             calls.Count, calls.Count(c => c.Accepted), calls.Count(c => !c.Accepted && !c.Lost), calls.Count(c => c.Lost),
             calls.Count(c => c.Attempts > 1 || c.Lost), booked.Used, booked.Capacity, booked.OverCommittedSlots, recovery, timeline,
-            calls.GroupBy(c => c.Answer).ToDictionary(g => g.Key, g => g.Count()), releases);
+            calls.GroupBy(c => c.Answer).ToDictionary(g => g.Key, g => g.Count()), releases, clientLag.TotalSeconds);
     }
 
     public const string TableHeader =
-        "| experiment | rate/s | calls | definite answers | accepted | retried | lost | phantom bookings | oversold slots | recovery (s) |\n"
-        + "|---|---|---|---|---|---|---|---|---|---|";
+        "| experiment | rate/s | calls | definite answers | accepted | retried | lost | phantom bookings | oversold slots | recovery (s) | client lag (s) |\n"
+        + "|---|---|---|---|---|---|---|---|---|---|---|";
 
     public string TableRow => string.Create(CultureInfo.InvariantCulture,
-        $"| {Experiment} | {Rate} | {Calls} | {Calls - Lost} | {Accepted} | {Retried} | {Lost} | {Phantom} | {Oversold} | {RecoverySeconds:F1} |");
+        $"| {Experiment} | {Rate} | {Calls} | {Calls - Lost} | {Accepted} | {Retried} | {Lost} | {Phantom} | {Oversold} | {RecoverySeconds:F1} | {ClientLagSeconds:F1} |");
 
     public void Print(TextWriter output)
     {
@@ -43,7 +48,13 @@ internal sealed record FaultReport(
         output.WriteLine($"answers: {string.Join(", ", Answers.OrderByDescending(a => a.Value).Select(a => $"{a.Value} {a.Key}"))}; "
                          + $"engine holds {Booked} orders of {Capacity} capacity");
         if (Releases.Sent > 0) output.WriteLine(Releases.Text);
+        if (ClientLagWarning is { } warning) output.WriteLine(warning);
     }
+
+    /// <summary>Said when the client fell behind its own schedule: calls it started late (or could not
+    /// finish) are then as much the client's and the machine's as the system's.</summary>
+    public string? ClientLagWarning => ClientLagSeconds <= TolerableClientLagSeconds ? null : string.Create(CultureInfo.InvariantCulture,
+        $"warning: this client started calls up to {ClientLagSeconds:F1} s behind its schedule (the machine or the client itself was saturated): part of what this run lost is the client's, not the system's");
 
     public void Write(string directory)
     {
@@ -61,6 +72,7 @@ internal sealed record FaultReport(
             .AppendLine(CultureInfo.InvariantCulture, $"Answers: {string.Join(", ", Answers.OrderByDescending(a => a.Value).Select(a => $"{a.Value} {a.Key}"))}.")
             .AppendLine();
         if (Releases.Sent > 0) text.AppendLine(Releases.Text).AppendLine();
+        if (ClientLagWarning is { } warning) text.AppendLine(warning).AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"![timeline]({name}.png)");
         File.WriteAllText(Path.Combine(directory, name + ".md"), text.ToString());
         File.WriteAllLines(Path.Combine(directory, name + ".csv"),

@@ -25,17 +25,30 @@ static async Task<int> RunAsync(Options options)
     // The tokens `make run` issued (or $SLOT_CHECKOUT_TOKEN / $SLOT_PLANNER_TOKEN).
     using var client = new CheckoutClient(system.Gateways(), SlotChannel.TokenFor("checkout", system.Directory), SlotChannel.TokenFor("planner", system.Directory));
     var hub = $"FAULT-{experiment.Name}-{DateTime.UtcNow:HHmmss}";
-    var slots = await client.ConfigureSlotsAsync(hub, options.SlotCount, options.Capacity);
+    List<SlotId> slots;
+    try
+    {
+        slots = await client.ConfigureSlotsAsync(hub, options.SlotCount, options.Capacity);
+    }
+    catch (Exception e) when (e is SlotsNotConfiguredException or Grpc.Core.RpcException)
+    {
+        Console.Error.WriteLine($"slot-faults: {experiment.Name}: the system did not take the experiment's slots, nothing was run: {e.Message}");
+        return 2;
+    }
     Console.WriteLine($"{experiment.Name}: {options.Rate} reserves/s for {options.Seconds} s on {slots.Count} slots of {options.Capacity} "
                       + $"(hub {hub}); fault at {options.At} s: {experiment.Description}");
 
     var clock = Stopwatch.StartNew();
     var calls = new List<Task<Call>>(options.Rate * options.Seconds);
     Task? fault = null;
+    var clientLag = TimeSpan.Zero;
     for (var i = 0; i < options.Rate * options.Seconds; i++)
     {
         var due = TimeSpan.FromSeconds((double)i / options.Rate);
         if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+        // How late this client starts calls against its schedule: when it falls behind, the machine
+        // (or the client itself) was saturated, and the run measured that as well as the system.
+        if (clock.Elapsed - due > clientLag) clientLag = clock.Elapsed - due;
         if (fault is null && clock.Elapsed.TotalSeconds >= options.At)
             fault = Task.Run(() => experiment.Inject(system, clock, Console.Out));
         var n = i;
@@ -47,7 +60,7 @@ static async Task<int> RunAsync(Options options)
     var (answeredLater, neverAnswered) = await client.SettleReleasesAsync(TimeSpan.FromSeconds(90));
     var releases = new Releases(results.Sum(c => c.Released), results.Sum(c => c.ReleasesUnanswered), answeredLater, neverAnswered);
     var booked = await client.SettledBookingsAsync(hub, slots, () => CommandsTaken.AllAsync(system.Bootstrap(), RunningSystem.Topics()));
-    var report = FaultReport.From(experiment, options, results, booked, fault is null ? null : options.At, releases);
+    var report = FaultReport.From(experiment, options, results, booked, fault is null ? null : options.At, releases, clientLag);
     report.Print(Console.Out);
     foreach (var (kind, count) in client.FailedAttempts().Take(8))
         Console.WriteLine($"  attempts without an answer: {count,6}  {kind}");

@@ -23,6 +23,11 @@ public sealed class ProcessorOptions : KafkaOptions
     [Range(500, int.MaxValue, ErrorMessage = "must be at least {1} ms (and at least the broker's group.min.session.timeout.ms)")]
     public int SessionTimeoutMs { get; set; } = ProcessorSettings.DefaultSessionTimeoutMs;
 
+    /// <summary>Null: a quarter of the session timeout.</summary>
+    [ConfigurationKeyName("PROCESSOR_HEARTBEAT_INTERVAL_MS")]
+    [Range(10, int.MaxValue, ErrorMessage = "must be at least {1} ms (and below the session timeout)")]
+    public int? HeartbeatIntervalMs { get; set; }
+
     [ConfigurationKeyName("PROCESSOR_COMMIT_INTERVAL_MS")]
     [Range(10, int.MaxValue, ErrorMessage = "must be at least {1} ms")]
     public int CommitIntervalMs { get; set; } = ProcessorSettings.DefaultCommitIntervalMs;
@@ -42,9 +47,12 @@ public sealed class ProcessorOptions : KafkaOptions
         var stateDirectory = string.IsNullOrWhiteSpace(StateDirectory)
             ? Path.Combine(Path.GetTempPath(), "slot-processor-state", instance)
             : StateDirectory;
+        if (HeartbeatIntervalMs >= SessionTimeoutMs)
+            throw new StartupException($"PROCESSOR_HEARTBEAT_INTERVAL_MS={HeartbeatIntervalMs} must be below PROCESSOR_SESSION_TIMEOUT_MS={SessionTimeoutMs}");
         return new ProcessorSettings(KafkaEndpoint.BootstrapServers(BootstrapServers), Topics(), stateDirectory, instance)
         {
             SessionTimeoutMs = SessionTimeoutMs,
+            HeartbeatIntervalMs = HeartbeatIntervalMs,
             CommitIntervalMs = CommitIntervalMs,
             FetchWaitMaxMs = FetchWaitMaxMs,
         };

@@ -19,6 +19,14 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
     public int SessionTimeoutMs { get; init; } = DefaultSessionTimeoutMs;
 
     /// <summary>
+    /// How often the processor tells the group it is alive (PROCESSOR_HEARTBEAT_INTERVAL_MS; null: a quarter
+    /// of the session timeout, at least 100 ms). A heartbeat is also how a member learns that the group is
+    /// rebalancing, so it bounds how late a survivor rejoins; the local cluster closes a rebalance's
+    /// join window after the session timeout less 1 s, and a member that misses it costs another rebalance.
+    /// </summary>
+    public int? HeartbeatIntervalMs { get; init; }
+
+    /// <summary>
     /// How often consumed offsets are committed (PROCESSOR_COMMIT_INTERVAL_MS). Streamiz flushes every
     /// task's RocksDB memtable on every commit; a longer interval only widens the re-delivery window
     /// after a crash, and re-delivered commands are answered from state.

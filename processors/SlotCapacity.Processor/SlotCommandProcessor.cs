@@ -41,6 +41,7 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
     private readonly Func<IKeyValueStore<string, byte[]>, IKeyValueStore<string, byte[]>> _storeAccess;
     private long _refusedCommands;
     private long _lateReserves;
+    private long _replayedCommands;
     private ProcessorContext<string, Outbound> _context = null!;
     private IKeyValueStore<string, byte[]> _store = null!;
     // Earliest hold expiry per slot of this task; built from the store on the first tick.
@@ -178,8 +179,12 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
             }
         }
         if (decision.Reply.Replayed)
-            _log.LogInformation("Re-delivered command {CommandId} at {Topic}[{Partition}]@{Offset} answered from state",
-                command.CommandId, position.Topic, partition, offset);
+        {
+            // After a rebalance whole seconds of commands can come again: one line per thousand.
+            if (_replayedCommands++ % 1000 == 0)
+                _log.LogInformation("Re-delivered command {CommandId} at {Topic}[{Partition}]@{Offset} answered from state ({Replayed} so far)",
+                    command.CommandId, position.Topic, partition, offset, _replayedCommands);
+        }
         else if (decision.Reply is { Accepted: false, Reason: RejectReason.Invalid or RejectReason.UnknownSlot })
             _log.LogWarning("Command {CommandId} at {Topic}[{Partition}]@{Offset} rejected {Reason}: {Detail}",
                 command.CommandId, position.Topic, partition, offset, decision.Reply.Reason, decision.Reply.Detail);

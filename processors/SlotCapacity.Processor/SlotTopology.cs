@@ -77,7 +77,7 @@ public static class SlotTopology
             AllowAutoCreateTopics = false,
             // Failover after a crash is bounded by the session timeout.
             SessionTimeoutMs = settings.SessionTimeoutMs,
-            HeartbeatIntervalMs = Math.Max(100, settings.SessionTimeoutMs / 4),
+            HeartbeatIntervalMs = settings.HeartbeatIntervalMs ?? Math.Max(100, settings.SessionTimeoutMs / 4),
             NumStreamThreads = 1,
             Logger = loggers,
         };

@@ -16,7 +16,8 @@ namespace SlotCapacity.Gateway.Tests;
 
 /// <summary>
 /// The fault suite's client keeps the client contract (gateway/README.md): an id with an attempt that
-/// went unanswered is released unless the call ends holding it. Against a scripted Checkout service.
+/// went unanswered is released unless the call ends holding it, and it sends the experiment's slots
+/// again when a system that has just started did not take them. Against scripted Checkout and Planning services.
 /// </summary>
 public sealed class FaultClientTests
 {
@@ -80,6 +81,89 @@ public sealed class FaultClientTests
         Assert.Equal(0, retried.Released + atOnce.Released);
     }
 
+    [Fact]
+    public async Task Slots_a_just_started_system_did_not_take_are_sent_again_and_only_those()
+    {
+        await using var planning = await ScriptedPlanning.StartAsync(attempt => attempt == 1 ? i => i % 2 == 0 : _ => true);
+        using var client = new CheckoutClient([planning.Url], null, null);
+
+        var slots = await client.ConfigureSlotsAsync("FAULT-T", 6, 10);
+
+        Assert.Equal(6, slots.Count);
+        Assert.Equal([6, 3], planning.SlotsPerRequest);
+    }
+
+    [Fact]
+    public async Task Slots_never_taken_end_the_run_before_it_starts_naming_how_many_and_why()
+    {
+        await using var planning = await ScriptedPlanning.StartAsync(_ => _ => false);
+        using var client = new CheckoutClient([planning.Url], null, null);
+
+        var refused = await Assert.ThrowsAsync<SlotsNotConfiguredException>(() => client.ConfigureSlotsAsync("FAULT-T", 4, 10));
+
+        Assert.StartsWith("4 of the experiment's 4 slots were not configured after 3 attempts: no reply within the deadline", refused.Message, StringComparison.Ordinal);
+        Assert.Equal([4, 4, 4], planning.SlotsPerRequest);
+    }
+
+    /// <summary>A Planning service on a loopback port whose ApplyPlan applies a slot when the script, given
+    /// the attempt (from 1), says so for the slot's index in the request.</summary>
+    private sealed class ScriptedPlanning : Planning.PlanningBase, IAsyncDisposable
+    {
+        private readonly Func<int, Func<int, bool>> _applies;
+        private readonly ConcurrentQueue<int> _requests = new();
+        private WebApplication? _app;
+        private int _attempts;
+
+        private ScriptedPlanning(Func<int, Func<int, bool>> applies) => _applies = applies;
+
+        public string Url { get; private set; } = "";
+        public IReadOnlyList<int> SlotsPerRequest => [.. _requests];
+
+        public static async Task<ScriptedPlanning> StartAsync(Func<int, Func<int, bool>> applies)
+        {
+            var service = new ScriptedPlanning(applies);
+            service._app = await Host(service, app => app.MapGrpcService<ScriptedPlanning>());
+            service.Url = service._app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+            return service;
+        }
+
+        public override Task<ApplyPlanReply> ApplyPlan(ApplyPlanRequest request, ServerCallContext context)
+        {
+            _requests.Enqueue(request.Slots.Count);
+            var applies = _applies(Interlocked.Increment(ref _attempts));
+            var reply = new ApplyPlanReply
+            {
+                Results =
+                {
+                    request.Slots.Select((s, i) => applies(i)
+                        ? new SlotChangeResult { Slot = s.Slot, Applied = true }
+                        : new SlotChangeResult { Slot = s.Slot, Reason = RejectReason.Unavailable, Detail = "no reply within the deadline; re-sending the change is safe" }),
+                },
+            };
+            reply.Applied = reply.Results.Count(r => r.Applied);
+            reply.Failed = reply.Results.Count - reply.Applied;
+            return Task.FromResult(reply);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_app is not null) await _app.DisposeAsync();
+        }
+    }
+
+    private static async Task<WebApplication> Host<T>(T service, Action<WebApplication> map) where T : class
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2));
+        builder.Services.AddGrpc();
+        builder.Services.AddSingleton(service);
+        var app = builder.Build();
+        map(app);
+        await app.StartAsync();
+        return app;
+    }
+
     /// <summary>A Checkout service on a loopback port whose Reserve answers as the script says (n counts
     /// calls from 1); Release is recorded and answers as its script says (accepted without one).</summary>
     private sealed class ScriptedCheckout : Checkout.CheckoutBase, IAsyncDisposable
@@ -103,16 +187,8 @@ public sealed class FaultClientTests
             Func<ReleaseRequest, int, Task<ReservationReply>>? release = null)
         {
             var service = new ScriptedCheckout(reserve, release ?? ((r, _) => Task.FromResult(Released(r))));
-            var builder = WebApplication.CreateBuilder();
-            builder.Logging.ClearProviders();
-            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2));
-            builder.Services.AddGrpc();
-            builder.Services.AddSingleton(service);
-            var app = builder.Build();
-            app.MapGrpcService<ScriptedCheckout>();
-            await app.StartAsync();
-            service._app = app;
-            service.Url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+            service._app = await Host(service, app => app.MapGrpcService<ScriptedCheckout>());
+            service.Url = service._app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
             return service;
         }
 

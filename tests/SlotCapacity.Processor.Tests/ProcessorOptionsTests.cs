@@ -46,6 +46,25 @@ public sealed class ProcessorOptionsTests : IDisposable
     }
 
     [Fact]
+    public void The_heartbeat_is_a_quarter_of_the_session_unless_set_and_must_stay_below_the_session()
+    {
+        ConsumerConfig Consumer(params (string, string)[] variables)
+        {
+            var settings = SettingsBinder.BindValid<ProcessorOptions>(Environment([("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), .. variables])).ToSettings();
+            using var checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
+            return SlotTopology.Config(settings, checkpoints, NullLoggerFactory.Instance, []).ToConsumerConfig("c");
+        }
+
+        var derived = Consumer();
+        Assert.Equal((1500, 6000), (derived.HeartbeatIntervalMs, derived.SessionTimeoutMs));
+        var set = Consumer(("PROCESSOR_SESSION_TIMEOUT_MS", "1500"), ("PROCESSOR_HEARTBEAT_INTERVAL_MS", "100"));
+        Assert.Equal((100, 1500), (set.HeartbeatIntervalMs, set.SessionTimeoutMs));
+        var refused = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
+            ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), ("PROCESSOR_SESSION_TIMEOUT_MS", "1500"), ("PROCESSOR_HEARTBEAT_INTERVAL_MS", "1500"))).ToSettings());
+        Assert.Equal("PROCESSOR_HEARTBEAT_INTERVAL_MS=1500 must be below PROCESSOR_SESSION_TIMEOUT_MS=1500", refused.Message);
+    }
+
+    [Fact]
     public void Every_bad_value_is_one_line_naming_its_variable()
     {
         var error = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
