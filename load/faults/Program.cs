@@ -45,10 +45,13 @@ static async Task<int> RunAsync(Options options)
     for (var i = 0; i < options.Rate * options.Seconds; i++)
     {
         var due = TimeSpan.FromSeconds((double)i / options.Rate);
-        if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+        // One reading of the clock: read twice, it can pass `due` in between, and a negative delay throws.
+        var wait = due - clock.Elapsed;
+        if (wait > TimeSpan.Zero) await Task.Delay(wait);
         // How late this client starts calls against its schedule: when it falls behind, the machine
         // (or the client itself) was saturated, and the run measured that as well as the system.
-        if (clock.Elapsed - due > clientLag) clientLag = clock.Elapsed - due;
+        var late = clock.Elapsed - due;
+        if (late > clientLag) clientLag = late;
         if (fault is null && clock.Elapsed.TotalSeconds >= options.At)
             fault = Task.Run(() => experiment.Inject(system, clock, Console.Out));
         var n = i;
