@@ -52,6 +52,9 @@ public sealed class CommandDispatcher : IDisposable
 
     private readonly GatewayMetrics metrics;
     private readonly DarkPartitions dark;
+    // A failing-over partition makes an Abandon for every call: one Warning line a second, each one
+    // Debug, and gateway.abandons counts them all.
+    private readonly LogThrottle abandonLines = new(TimeSpan.FromSeconds(1));
 
     /// <summary>Set when the producer failed for good; the gateway is then not ready.</summary>
     public string? FatalError => fatal;
@@ -183,8 +186,12 @@ public sealed class CommandDispatcher : IDisposable
             Abandon = new Abandon { ReservationId = reservationId, ReserveCommandId = missedCommandId },
         };
         metrics.Abandoned(cause);
-        logger.LogWarning("{Cause} for command {CommandId}: abandoning reservation {ReservationId} on slot {Slot} with command {AbandonCommandId}",
-            CauseText(cause), missedCommandId, reservationId, slot, abandon.CommandId);
+        if (abandonLines.TryTake(Stopwatch.GetTimestamp(), out var leftOut))
+            logger.LogWarning("{Cause} for command {CommandId}: abandoning reservation {ReservationId} on slot {Slot} with command {AbandonCommandId} ({LeftOut} more abandoned since the last such line)",
+                CauseText(cause), missedCommandId, reservationId, slot, abandon.CommandId, leftOut);
+        else
+            logger.LogDebug("{Cause} for command {CommandId}: abandoning reservation {ReservationId} on slot {Slot} with command {AbandonCommandId}",
+                CauseText(cause), missedCommandId, reservationId, slot, abandon.CommandId);
         Interlocked.Increment(ref abandonsInProgress);
         WriteAbandon(abandon, attempt: 1);
     }

@@ -74,10 +74,18 @@ public sealed class SecurityTests(ITestOutputHelper output)
         Assert.Equal(commands, CommandsWritten(system));
 
         // A viewer reads utilisation; the slot still has the planner's 2 vans, not the checkout token's 500.
-        var utilisation = await viewer.GetUtilisationAsync(new UtilisationRequest
+        // It is read from the gateway's view, which follows the engine: on a loaded machine it can show
+        // the planner's change a moment after the change is answered.
+        var request = new UtilisationRequest
         {
             Hub = "SEC1", From = Timestamp.FromDateTimeOffset(Start.Date), To = Timestamp.FromDateTimeOffset(Start.Date.AddDays(1)),
-        });
+        };
+        var utilisation = await viewer.GetUtilisationAsync(request);
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); utilisation.Days.Count == 0 && waited.Elapsed < TimeSpan.FromSeconds(10);)
+        {
+            await Task.Delay(50);
+            utilisation = await viewer.GetUtilisationAsync(request);
+        }
         Assert.Equal(2, Assert.Single(utilisation.Days).CapacityOrders);
         var checkout = system.Checkout(gateway);
         Assert.True((await checkout.ReserveAsync(reserve)).Accepted);
