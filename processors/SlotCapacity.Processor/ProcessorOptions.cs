@@ -9,7 +9,7 @@ namespace SlotCapacity.Processor;
 /// The processor's configuration, bound from its environment variables by <see cref="SettingsBinder"/>
 /// (see <see cref="ProcessorSettings"/> for what each setting does).
 /// </summary>
-public sealed class ProcessorOptions : KafkaOptions
+public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
 {
     /// <summary>Null: processor-{process id}.</summary>
     [ConfigurationKeyName("PROCESSOR_INSTANCE")]
@@ -41,14 +41,18 @@ public sealed class ProcessorOptions : KafkaOptions
     [ConfigurationKeyName("STREAMIZ_LOG_LEVEL")]
     public LogLevel StreamizLogLevel { get; set; } = LogLevel.Warning;
 
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (HeartbeatIntervalMs >= SessionTimeoutMs)
+            yield return new($"PROCESSOR_HEARTBEAT_INTERVAL_MS='{HeartbeatIntervalMs}' must be below PROCESSOR_SESSION_TIMEOUT_MS ({SessionTimeoutMs})");
+    }
+
     public ProcessorSettings ToSettings()
     {
         var instance = string.IsNullOrWhiteSpace(Instance) ? $"processor-{Environment.ProcessId}" : Instance;
         var stateDirectory = string.IsNullOrWhiteSpace(StateDirectory)
             ? Path.Combine(Path.GetTempPath(), "slot-processor-state", instance)
             : StateDirectory;
-        if (HeartbeatIntervalMs >= SessionTimeoutMs)
-            throw new StartupException($"PROCESSOR_HEARTBEAT_INTERVAL_MS={HeartbeatIntervalMs} must be below PROCESSOR_SESSION_TIMEOUT_MS={SessionTimeoutMs}");
         return new ProcessorSettings(KafkaEndpoint.BootstrapServers(BootstrapServers), Topics(), stateDirectory, instance)
         {
             SessionTimeoutMs = SessionTimeoutMs,

@@ -122,8 +122,7 @@ public sealed class FaultClientTests
         public static async Task<ScriptedPlanning> StartAsync(Func<int, Func<int, bool>> applies)
         {
             var service = new ScriptedPlanning(applies);
-            service._app = await Host(service, app => app.MapGrpcService<ScriptedPlanning>());
-            service.Url = service._app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+            (service._app, service.Url) = await Host(service, app => app.MapGrpcService<ScriptedPlanning>());
             return service;
         }
 
@@ -151,7 +150,8 @@ public sealed class FaultClientTests
         }
     }
 
-    private static async Task<WebApplication> Host<T>(T service, Action<WebApplication> map) where T : class
+    /// <summary>Serves <paramref name="service"/> over HTTP/2 on a free loopback port; returns the app and its address.</summary>
+    private static async Task<(WebApplication App, string Url)> Host<T>(T service, Action<WebApplication> map) where T : class
     {
         var builder = WebApplication.CreateBuilder();
         builder.Logging.ClearProviders();
@@ -161,7 +161,7 @@ public sealed class FaultClientTests
         var app = builder.Build();
         map(app);
         await app.StartAsync();
-        return app;
+        return (app, app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single());
     }
 
     /// <summary>A Checkout service on a loopback port whose Reserve answers as the script says (n counts
@@ -187,8 +187,7 @@ public sealed class FaultClientTests
             Func<ReleaseRequest, int, Task<ReservationReply>>? release = null)
         {
             var service = new ScriptedCheckout(reserve, release ?? ((r, _) => Task.FromResult(Released(r))));
-            service._app = await Host(service, app => app.MapGrpcService<ScriptedCheckout>());
-            service.Url = service._app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+            (service._app, service.Url) = await Host(service, app => app.MapGrpcService<ScriptedCheckout>());
             return service;
         }
 
