@@ -44,7 +44,7 @@ async Task<int> RunAsync(LocalClusterOptions options)
             return 0;
         }
 
-        using var cluster = LocalCluster.Start(options.Brokers);
+        using var cluster = LocalCluster.Start(options.Brokers, options.Debug);
         var topics = new TopicNames(options.Prefix).Specs(options.SlotPartitions, options.ReplyPartitions);
         cluster.CreateTopics(topics);
         await TopicProvisioner.VerifyAsync(cluster.BootstrapServers, topics, TimeSpan.FromSeconds(30));
@@ -94,7 +94,8 @@ async Task<int> RunAsync(LocalClusterOptions options)
 }
 
 internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int ReplyPartitions, string Prefix, string? BootstrapFile,
-    string? ProvisionBootstrap, int? ReplicationFactor = null, int WaitSeconds = 0, string? ControlFile = null, int RetainSeconds = 0)
+    string? ProvisionBootstrap, int? ReplicationFactor = null, int WaitSeconds = 0, string? ControlFile = null, int RetainSeconds = 0,
+    string? Debug = null)
 {
     /// <summary>The command line: run a local cluster, or `provision` a real one; a bad option is refused naming it.</summary>
     public static RootCommand Command(Func<LocalClusterOptions, Task<int>> run)
@@ -113,6 +114,10 @@ internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int 
         var controlFile = new Option<string?>("--control-file") { Description = "File the loopback control address (brokers down/up, partition leaders, GET /requests: requests received per broker and API) is published in while the cluster runs" };
         var retain = CommandLines.WholeNumber("--retain-seconds",
             "Seconds the mock keeps commands and replies (0 = forever, up to its cap); it walks a partition's whole log on every fetch", 0, int.MaxValue, 60);
+        var debug = new Option<string?>("--debug")
+        {
+            Description = "librdkafka debug contexts for the mock brokers' own log on stderr, e.g. cgrp,mock (group joins, rebalances, session expiries)",
+        };
         var bootstrap = new Option<string>("--bootstrap") { Description = "The real cluster, HOST:PORT[,...]", Required = true };
         var replication = CommandLines.WholeNumber("--replication-factor", "Replication factor of created topics (default: the broker's)", 1, int.MaxValue);
         var wait = CommandLines.WholeNumber("--wait", "Seconds to wait for brokers that are still starting", 0, int.MaxValue, 0);
@@ -120,10 +125,10 @@ internal sealed record LocalClusterOptions(int Brokers, int SlotPartitions, int 
         var root = new RootCommand("""
             Hosts librdkafka's mock cluster for development and CI: creates every topic, publishes the
             bootstrap list, runs until stopped. `provision` does the same topic work on a real cluster.
-            """) { brokers, slotPartitions, replyPartitions, prefix, bootstrapFile, controlFile, retain, provision };
+            """) { brokers, slotPartitions, replyPartitions, prefix, bootstrapFile, controlFile, retain, debug, provision };
         LocalClusterOptions Read(ParseResult parsed) => new(parsed.GetValue(brokers), parsed.GetValue(slotPartitions), parsed.GetValue(replyPartitions),
             parsed.GetRequiredValue(prefix), parsed.GetValue(bootstrapFile), null, ControlFile: parsed.GetValue(controlFile),
-            RetainSeconds: parsed.GetValue(retain));
+            RetainSeconds: parsed.GetValue(retain), Debug: parsed.GetValue(debug));
         root.SetAction(parsed => run(Read(parsed)));
         provision.SetAction(parsed => run(Read(parsed) with
         {

@@ -32,14 +32,21 @@ public sealed class LocalCluster : IDisposable
     /// <summary>How long a new group waits for more members before its first generation.</summary>
     public const int InitialRebalanceDelayMs = 500;
 
-    public static LocalCluster Start(int brokers = 3)
+    /// <param name="brokers">mock brokers to start</param>
+    /// <param name="debug">librdkafka debug contexts (e.g. "cgrp,mock") the mock logs to stderr; none when null</param>
+    public static LocalCluster Start(int brokers = 3, string? debug = null)
     {
         if (brokers < 1) throw new ArgumentOutOfRangeException(nameof(brokers), brokers, "a cluster needs at least one broker");
         var conf = Native.rd_kafka_conf_new();
         var error = new byte[512];
-        // The handle only anchors the mock cluster; it never produces. Quiet its logs.
-        if (Native.rd_kafka_conf_set(conf, "log_level", "3", error, (UIntPtr)error.Length) != 0)
-            throw new StartupException($"cannot configure the local cluster: {Text(error)}");
+        // The handle only anchors the mock cluster; it never produces. Quiet its logs unless asked.
+        var settings = new List<(string Name, string Value)> { ("log_level", string.IsNullOrEmpty(debug) ? "3" : "7") };
+        if (!string.IsNullOrEmpty(debug)) settings.Add(("debug", debug));
+        foreach (var (name, value) in settings)
+        {
+            if (Native.rd_kafka_conf_set(conf, name, value, error, (UIntPtr)error.Length) != 0)
+                throw new StartupException($"cannot configure the local cluster: {name}={value}: {Text(error)}");
+        }
         var handle = Native.rd_kafka_new(0, conf, error, (UIntPtr)error.Length);
         if (handle == IntPtr.Zero)
             throw new StartupException($"cannot start the local cluster: rd_kafka_new failed ({Text(error)})");

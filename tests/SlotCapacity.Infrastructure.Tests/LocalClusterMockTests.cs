@@ -6,11 +6,12 @@ using SlotCapacity.Kafka;
 namespace SlotCapacity.Infrastructure.Tests;
 
 /// <summary>
-/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with three changes
+/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with six changes
 /// (compose/LocalCluster/mock/mock.patch): a fetch looks for its offset from the end of the
 /// partition nearer to it instead of always from the oldest batch, a waiting fetch is answered
-/// when data arrives, and a fetch gets every whole batch that fits, not one. These tests build it
-/// (once; cached) and read through it.
+/// when data arrives, a fetch gets every whole batch that fits, not one, a partition keeps
+/// LOCAL_CLUSTER_PARTITION_MAX_MB, a commit is accepted while a group prepares a rebalance, and a
+/// rebalance ends once every member has rejoined. These tests build it (once; cached) and use it.
 /// </summary>
 public sealed class LocalClusterMockTests
 {
@@ -148,6 +149,55 @@ public sealed class LocalClusterMockTests
             if (consumer.Consume(TimeSpan.FromMilliseconds(100)) is { } record) read.Add(record.Message.Value);
         Assert.Equal(["second"], read);
         Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), $"the record took {waited.Elapsed.TotalSeconds:0.0} s, the fetch's whole wait");
+    }
+
+    [Fact]
+    public async Task The_built_mock_ends_a_rebalance_once_every_member_has_rejoined_not_a_session_timeout_later()
+    {
+        using var cluster = await BuiltMockCluster.StartAsync(slotPartitions: 4);
+        var topic = new TopicNames().Commands;
+        // A 10 s session: the stock mock holds every rebalance's join phase open 9 s (the session
+        // less 1 s), whoever has rejoined; a broker ends it once every member has.
+        IConsumer<Null, string> Member() => new ConsumerBuilder<Null, string>(new ConsumerConfig
+        {
+            BootstrapServers = cluster.Bootstrap,
+            GroupId = "rejoin",
+            SessionTimeoutMs = 10_000,
+            HeartbeatIntervalMs = 100,
+            EnableAutoCommit = false,
+        }).Build();
+        using var first = Member();
+        using var second = Member();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var polling = new List<Task>();
+        void Poll(IConsumer<Null, string> member) => polling.Add(Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested) member.Consume(TimeSpan.FromMilliseconds(50));
+        }));
+
+        first.Subscribe(topic);
+        Poll(first);
+        await WaitForAsync(() => first.Assignment.Count == 4, "the first member never got the topic's 4 partitions", stop.Token);
+
+        var joined = Stopwatch.StartNew();
+        second.Subscribe(topic);
+        Poll(second);
+        await WaitForAsync(() => first.Assignment.Count == 2 && second.Assignment.Count == 2,
+            "the two members never shared the topic's 4 partitions", stop.Token);
+        var rebalance = joined.Elapsed;
+        await stop.CancelAsync();
+        await Task.WhenAll(polling);
+        Assert.True(rebalance < TimeSpan.FromSeconds(5),
+            $"the second member's join took {rebalance.TotalSeconds:0.0} s to rebalance the group: the join phase waited out the session");
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition, string failure, CancellationToken cancel)
+    {
+        while (!condition())
+        {
+            if (cancel.IsCancellationRequested) Assert.Fail(failure);
+            await Task.Delay(20, CancellationToken.None);
+        }
     }
 
     [Fact]
