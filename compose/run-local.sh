@@ -131,7 +131,7 @@ else
     export GATEWAY_REPLY_FETCH_WAIT_MS=${GATEWAY_REPLY_FETCH_WAIT_MS:-100}
     export GATEWAY_VIEW_FETCH_WAIT_MS=${GATEWAY_VIEW_FETCH_WAIT_MS:-100}
   fi
-  LOCAL_CLUSTER_LIBRDKAFKA="$mock_library" dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" --control-file "$run/cluster-control" --retain-seconds "${LOCAL_CLUSTER_RETAIN_SECONDS:-60}" >"$logs/local-cluster.log" 2>&1 &
+  LOCAL_CLUSTER_LIBRDKAFKA="$mock_library" dotnet "$(bin compose/LocalCluster SlotCapacity.LocalCluster)" --brokers "$LOCAL_CLUSTER_BROKERS" --bootstrap-file "$run/bootstrap" --control-file "$run/cluster-control" --retain-seconds "${LOCAL_CLUSTER_RETAIN_SECONDS:-60}" ${LOCAL_CLUSTER_DEBUG:+--debug "$LOCAL_CLUSTER_DEBUG"} >"$logs/local-cluster.log" 2>&1 &
   pids+=($!)
   cluster=$!
   echo "$cluster" >"$pidfiles/local-cluster.pid"
@@ -153,7 +153,8 @@ fi
 for n in $(seq 1 "$PROCESSORS"); do
   mkdir -p "$run/processor-$n"
   # The state directory outlives restarts: a restarted processor restores from its checkpoint.
-  PROCESSOR_STATE_DIR="$run/processor-$n" PROCESSOR_INSTANCE="processor-$n" \
+  # The ready file holds the processor's pid while it serves (a rolling restart waits for it).
+  PROCESSOR_STATE_DIR="$run/processor-$n" PROCESSOR_INSTANCE="processor-$n" PROCESSOR_READY_FILE="$pidfiles/processor-$n.ready" \
     supervise "processor-$n" dotnet "$(bin processors/SlotCapacity.Processor SlotCapacity.Processor)"
   echo "processor-$n started (supervised, log .run/logs/processor-$n.log)"
 done

@@ -69,17 +69,12 @@ internal static class Experiments
                 await log.WriteLineAsync($"{name} was not started again within {RestartWait.TotalSeconds} s");
                 return;
             }
+            // As an orchestrator's readiness gate does: the next one stops only once this one serves.
             var ready = kind == "gateway"
                 ? await RunningSystem.ReadyAsync(gateways[n - 1], RestartWait)
-                : await WaitAsync(TimeSpan.FromSeconds(10));
+                : await system.ProcessorReadyAsync(name, RestartWait);
             await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s {name} is back{(ready ? "" : " but not ready")}");
         }
-    }
-
-    private static async Task<bool> WaitAsync(TimeSpan time)
-    {
-        await Task.Delay(time);
-        return true;
     }
 
     private static async Task BrokerDownAsync(RunningSystem system, Stopwatch clock, TextWriter log)

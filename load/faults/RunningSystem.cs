@@ -69,6 +69,35 @@ internal sealed class RunningSystem(string runDirectory)
         return false;
     }
 
+    /// <summary>
+    /// Waits (bounded) until the processor's ready file (PROCESSOR_READY_FILE, `make run`: pids/NAME.ready)
+    /// holds the pid the supervisor started it with: its stream runs with all its tasks.
+    /// </summary>
+    public async Task<bool> ProcessorReadyAsync(string name, TimeSpan timeout)
+    {
+        var file = Path.Combine(runDirectory, "pids", name + ".ready");
+        var until = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < until)
+        {
+            if (Pid(name) is { } pid && File.Exists(file) && ReadPid(file) == pid) return true;
+            await Task.Delay(100);
+        }
+        return false;
+    }
+
+    private static int? ReadPid(string file)
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture, out var pid) ? pid : null;
+        }
+        catch (IOException)
+        {
+            // Removed between the check and the read: not ready.
+            return null;
+        }
+    }
+
     /// <summary>Waits (bounded) until a gateway's admin /health answers ready.</summary>
     public static async Task<bool> ReadyAsync(string gateway, TimeSpan timeout)
     {

@@ -19,6 +19,10 @@ public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
     [ConfigurationKeyName("PROCESSOR_STATE_DIR")]
     public string? StateDirectory { get; set; }
 
+    /// <summary>Null: none.</summary>
+    [ConfigurationKeyName("PROCESSOR_READY_FILE")]
+    public string? ReadyFile { get; set; }
+
     [ConfigurationKeyName("PROCESSOR_SESSION_TIMEOUT_MS")]
     [Range(500, int.MaxValue, ErrorMessage = "must be at least {1} ms (and at least the broker's group.min.session.timeout.ms)")]
     public int SessionTimeoutMs { get; set; } = ProcessorSettings.DefaultSessionTimeoutMs;
@@ -59,6 +63,7 @@ public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
             HeartbeatIntervalMs = HeartbeatIntervalMs,
             CommitIntervalMs = CommitIntervalMs,
             FetchWaitMaxMs = FetchWaitMaxMs,
+            ReadyFile = string.IsNullOrWhiteSpace(ReadyFile) ? null : ReadyFile,
         };
     }
 }

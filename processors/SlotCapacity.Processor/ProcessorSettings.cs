@@ -21,8 +21,9 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
     /// <summary>
     /// How often the processor tells the group it is alive (PROCESSOR_HEARTBEAT_INTERVAL_MS; null: a quarter
     /// of the session timeout, at least 100 ms). A heartbeat is also how a member learns that the group is
-    /// rebalancing, so it bounds how late a survivor rejoins; the local cluster closes a rebalance's
-    /// join window after the session timeout less 1 s, and a member that misses it costs another rebalance.
+    /// rebalancing, so it bounds how late a survivor rejoins: a rebalance ends once every member has
+    /// rejoined, and the local cluster's stock mock closes its join window after the session timeout less
+    /// 1 s whoever has, so that a member that misses it costs another rebalance.
     /// </summary>
     public int? HeartbeatIntervalMs { get; init; }
 
@@ -43,6 +44,13 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
     public int FetchWaitMaxMs { get; init; } = DefaultFetchWaitMaxMs;
 
     public const int DefaultFetchWaitMaxMs = 5;
+
+    /// <summary>
+    /// A file that holds this process's id while the stream runs (PROCESSOR_READY_FILE; null: none). It is
+    /// removed during every rebalance and when the processor stops: what a rolling restart waits for
+    /// before stopping the next processor.
+    /// </summary>
+    public string? ReadyFile { get; init; }
 
     /// <summary>Called (once, from a Streamiz thread) if the stream fails after it was running, with what failed.</summary>
     public Action<string>? OnStreamFailed { get; init; }

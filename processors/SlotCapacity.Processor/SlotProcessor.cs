@@ -20,6 +20,8 @@ public static class SlotProcessor
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(loggers);
         var log = loggers.CreateLogger(typeof(SlotProcessor));
+        // One left by a processor that was killed says nothing about this one: removed first.
+        var ready = settings.ReadyFile is { } readyPath ? new ReadyFile(readyPath, log) : null;
         // One metadata read: a restarted processor's start is part of every failover.
         int slotPartitions = 0, replyPartitions = 0;
         await TopicProvisioner.VerifyAsync(settings.BootstrapServers, existing =>
@@ -38,6 +40,7 @@ public static class SlotProcessor
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         stream.StateChanged += (_, now) =>
         {
+            ready?.Set(now == KafkaStream.State.RUNNING);
             if (now == KafkaStream.State.RUNNING) running.TrySetResult();
             if (now != KafkaStream.State.ERROR) return;
             if (running.TrySetException(new StartupException($"processor {settings.InstanceName}: the stream failed while starting"))) return;
@@ -56,6 +59,7 @@ public static class SlotProcessor
         catch (Exception e)
         {
             await Task.Run(stream.Dispose, CancellationToken.None);
+            ready?.Set(running: false);
             checkpoints.Dispose();
             if (e is TimeoutException)
                 throw new StartupException($"processor {settings.InstanceName}: the stream was not running 60 s after start (still joining the group or restoring); "
@@ -63,10 +67,10 @@ public static class SlotProcessor
             throw;
         }
         log.LogInformation("Processor {Instance} running", settings.InstanceName);
-        return new Running(stream, checkpoints, log, settings.InstanceName);
+        return new Running(stream, checkpoints, ready, log, settings.InstanceName);
     }
 
-    private sealed class Running(KafkaStream stream, ChangelogCheckpoints checkpoints, ILogger log, string instance) : IAsyncDisposable
+    private sealed class Running(KafkaStream stream, ChangelogCheckpoints checkpoints, ReadyFile? ready, ILogger log, string instance) : IAsyncDisposable
     {
         private int _disposed;
 
@@ -74,6 +78,7 @@ public static class SlotProcessor
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             log.LogInformation("Processor {Instance} stopping", instance);
+            ready?.Set(running: false);
             await Task.Run(stream.Dispose);
             checkpoints.Dispose();
             log.LogInformation("Processor {Instance} stopped", instance);

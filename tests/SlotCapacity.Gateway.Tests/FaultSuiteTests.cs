@@ -32,6 +32,28 @@ public sealed class FaultSuiteTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_rolling_restart_takes_a_processor_as_back_only_once_its_ready_file_names_the_restarted_process()
+    {
+        var run = Directory.CreateTempSubdirectory("fault-suite-run-").FullName;
+        try
+        {
+            var pids = Directory.CreateDirectory(Path.Combine(run, "pids")).FullName;
+            await File.WriteAllTextAsync(Path.Combine(pids, "processor-1.pid"), "4242\n");
+            var system = new RunningSystem(run);
+            Assert.False(await system.ProcessorReadyAsync("processor-1", TimeSpan.FromMilliseconds(300)), "ready with no ready file");
+            // What a SIGKILLed predecessor leaves behind.
+            await File.WriteAllTextAsync(Path.Combine(pids, "processor-1.ready"), "4100\n");
+            Assert.False(await system.ProcessorReadyAsync("processor-1", TimeSpan.FromMilliseconds(300)), "ready on the killed process's file");
+            await File.WriteAllTextAsync(Path.Combine(pids, "processor-1.ready"), "4242\n");
+            Assert.True(await system.ProcessorReadyAsync("processor-1", TimeSpan.FromSeconds(5)), "not ready once the restarted process's file is there");
+        }
+        finally
+        {
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Malformed_commands_under_steady_reserves_lose_no_call_and_leave_no_phantom_booking_or_oversell()
     {
         await using var system = await EngineAndGateways.StartAsync(output, processors: 2);

@@ -63,6 +63,31 @@ public sealed class EndToEndTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_running_processor_holds_its_pid_in_its_ready_file_and_removes_it_when_it_stops()
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        var folder = Directory.CreateTempSubdirectory("slot-ready-").FullName;
+        try
+        {
+            var readyFile = Path.Combine(folder, "processor.ready");
+            // Left by a processor that was killed: it names a process that is gone.
+            await File.WriteAllTextAsync(readyFile, "1\n");
+            var settings = new ProcessorSettings(broker.BootstrapServers, topics, Path.Combine(folder, "state"), "ready") { ReadyFile = readyFile };
+            var processor = await SlotProcessor.StartAsync(settings, NullLoggerFactory.Instance, CancellationToken.None);
+            await using (processor)
+            {
+                Assert.Equal(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), (await File.ReadAllTextAsync(readyFile)).Trim());
+            }
+            Assert.False(File.Exists(readyFile), "the ready file outlived the processor's stop");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_malformed_record_gets_an_INVALID_reply_and_the_stream_continues()
     {
         var (broker, topics, processor) = await StartAsync();
