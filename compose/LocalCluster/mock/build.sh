@@ -7,8 +7,8 @@
 # mock always waited fetch.wait.max.ms), a fetch gets every whole batch that fits its byte limits
 # (the stock mock sent one batch per partition), and a partition keeps LOCAL_CLUSTER_PARTITION_MAX_MB
 # (64 MiB by default, read when the cluster starts) instead of 5 MiB, a commit is accepted while a
-# group prepares a rebalance, and a rebalance ends once every member has rejoined (sessions checked
-# every 100 ms). Only the local cluster host loads this library
+# group prepares a rebalance, and a rebalance ends once every member has rejoined (and a member expires
+# at its session timeout). Only the local cluster host loads this library
 # (LOCAL_CLUSTER_LIBRDKAFKA); the processors, gateways and tests use Confluent.Kafka's own.
 # Prints the path of the built library; builds once, then reuses it (about a minute on 2 cores).
 set -euo pipefail
