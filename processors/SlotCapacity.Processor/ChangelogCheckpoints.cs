@@ -29,6 +29,7 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
     private readonly ILogger _log;
     private readonly Lazy<IConsumer<byte[], byte[]>> _watermarks;
     private readonly ConcurrentDictionary<int, string> _refused = new();
+    private readonly ConcurrentDictionary<int, long> _takenOverAt = new();
     private readonly ConcurrentDictionary<TaskId, DeferredFlushStore> _stores = new();
 
     public ChangelogCheckpoints(ProcessorSettings settings, ILoggerFactory loggers)
@@ -50,6 +51,18 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
     /// <summary>Why the task of this command partition is refused, or null when it is served.</summary>
     public string? Refusal(int partition) => _refused.GetValueOrDefault(partition);
 
+    /// <summary>
+    /// The end offset of the commands partition when this processor took it over (0 until then):
+    /// commands below it were written while an earlier owner held the partition, which may have
+    /// decided and answered them and then died before its state write reached the changelog (the
+    /// reply and the changelog record are separate produce requests). Such a command must be decided
+    /// again, as it was then, never skipped.
+    /// </summary>
+    public long TakenOverAt(int partition) => _takenOverAt.GetValueOrDefault(partition);
+
+    /// <summary>Records where a task's commands partition ended when the task was created.</summary>
+    public void TookOver(int partition, long commandsEnd) => _takenOverAt[partition] = commandsEnd;
+
     public void Configure(IStreamConfig config, TaskId taskId)
     {
         // Paths come from the settings this instance was made with.
@@ -65,6 +78,8 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
         try
         {
             startOffset = RetainedHistory.StartOffset(_watermarks.Value, changelog, WatermarkTimeout);
+            var commands = new TopicPartition(_settings.Topics.Commands, taskId.Partition);
+            TookOver(taskId.Partition, _watermarks.Value.QueryWatermarkOffsets(commands, WatermarkTimeout).High.Value);
             _log.LogInformation("Changelog {Changelog} starts at offset {StartOffset}, checked before restoring in {Ms:0} ms",
                 changelog, startOffset, System.Diagnostics.Stopwatch.GetElapsedTime(asked).TotalMilliseconds);
         }

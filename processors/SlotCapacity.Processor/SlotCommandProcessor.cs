@@ -111,14 +111,18 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
         }
 
         if (command.BodyCase == SlotCommand.BodyOneofCase.Reserve && command.DeadlineUnixMs != 0
+            && offset >= _checkpoints.TakenOverAt(partition)
             && DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() is var now && now > command.DeadlineUnixMs)
         {
             // Its caller was answered UNAVAILABLE at the deadline and the gateway abandons it behind
             // this record: deciding it would book capacity only for the Abandon to free it, at twice
             // the cost, and behind a backlog (after a failover, at 10x) that work is what kept the
             // processor from catching up. Not decided, not answered, nothing stored. The Abandon of
-            // an attempt never decided frees nothing (SlotDecisions), and a re-delivery of one that
-            // was decided in time leaves its effect in state for that Abandon to settle.
+            // an attempt never decided frees nothing (SlotDecisions). Only commands written since
+            // this processor took the partition: one written before may have been decided in time
+            // and answered by the owner before it, whose state write can be lost with it (SIGKILL
+            // between the reply's produce request and the changelog's); skipping it then broke an
+            // accept the caller holds, so it is decided again as it was then.
             if (_lateReserves++ % 1000 == 0)
                 _log.LogInformation("Reserve {CommandId} at {Topic}[{Partition}]@{Offset} arrived {LateMs} ms after its deadline: not decided, its gateway abandons it ({Late} so far)",
                     command.CommandId, position.Topic, partition, offset, now - command.DeadlineUnixMs, _lateReserves);

@@ -18,6 +18,9 @@ internal sealed class TopologyDriver : IDisposable
     private readonly ChangelogCheckpoints _checkpoints;
 
     public TopicNames Topics { get; } = new("ttd.");
+
+    /// <summary>What the processor knows of its partitions (the test driver has no broker to ask).</summary>
+    public ChangelogCheckpoints Checkpoints => _checkpoints;
     public TopologyTestDriver Driver { get; }
     public TestInputTopic<string, byte[]> Commands { get; }
     public TestOutputTopic<string, SlotReply> Replies { get; }

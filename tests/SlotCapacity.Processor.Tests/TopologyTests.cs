@@ -260,4 +260,34 @@ public sealed class TopologyTests : IDisposable
         var booked = ReservationRecord.Parser.ParseFrom(store.Get(SlotCommandProcessor.RecordKey(slot, "r1")));
         Assert.Equal(ReservationStatus.Booked, booked.Status);
     }
+
+    [Fact]
+    public void A_late_reserve_written_before_this_processor_took_the_partition_is_decided_as_its_earlier_owner_may_have_answered_it()
+    {
+        // The owner before this one decided and answered these in time, then died before their state
+        // writes reached the changelog: skipping them now would break the accept its caller holds.
+        var now = DateTime.UtcNow;
+        var slot = Slot();
+        Send(Configure(slot, Config(vans: 1)), now);
+        _ttd.Checkpoints.TookOver(partition: 0, commandsEnd: 3);
+        var answered = Reserve(slot, "r1");
+        answered.DeadlineUnixMs = new DateTimeOffset(now).AddSeconds(-1).ToUnixTimeMilliseconds();
+        Send(answered, now.AddSeconds(-2));
+        var reply = Assert.Single(_replies.ReadKeyValueList(), r => r.Message.Key == answered.CorrelationId);
+        Assert.True(reply.Message.Value.Accepted);
+
+        // Offset 2 was also written before: decided (the slot is now full).
+        var second = Reserve(slot, "r2");
+        second.DeadlineUnixMs = answered.DeadlineUnixMs;
+        Send(second, now.AddSeconds(-2));
+        Assert.Equal(RejectReason.SlotFull, Assert.Single(_replies.ReadKeyValueList()).Message.Value.Reason);
+
+        // Offset 3 was written after the takeover: late, so skipped undecided as before.
+        var third = Reserve(slot, "r3");
+        third.DeadlineUnixMs = answered.DeadlineUnixMs;
+        Send(third, now.AddSeconds(-2));
+        Assert.Empty(_replies.ReadKeyValueList());
+        var store = _driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore);
+        Assert.Equal(ReservationStatus.Booked, ReservationRecord.Parser.ParseFrom(store.Get(SlotCommandProcessor.RecordKey(slot, "r1"))).Status);
+    }
 }
