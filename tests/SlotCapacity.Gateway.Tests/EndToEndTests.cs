@@ -243,11 +243,13 @@ public partial class EndToEndTests(ITestOutputHelper output)
         Assert.True(retried.Accepted, retried.Detail);
         var full = await checkout.ReserveAsync(Reserve("third", slot));
         Assert.Equal(RejectReason.SlotFull, full.Reason);
-        // The two Reserves not answered in time (and each retry the restarting processor missed) reached
-        // it after their deadlines: it decided none of them, so no late reply came. Their replies would
-        // have been written before the retry's, which was answered twice over by now.
+        // The two Reserves not answered in time were written before the new processor took the partition:
+        // for all it knows an earlier owner answered them, so it decided them again (late), and their
+        // Abandons, behind them, freed the unit the retry then got. Their replies came after the gateway
+        // had given up: counted late (as may be the retries the restarting processor missed), never
+        // answered to a caller. They were written before the retry's reply, answered twice over by now.
         output.WriteLine($"retries missed: {retriesMissed}, {gateway.Status()}");
-        Assert.Equal(0L, gateway.Status().LateReplies);
+        Assert.InRange(gateway.Status().LateReplies, 2L, 2L + retriesMissed);
     }
 
     [Fact]
