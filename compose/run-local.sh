@@ -139,13 +139,14 @@ else
   [ -s "$run/bootstrap" ] || { echo "the local cluster did not start: see $logs/local-cluster.log"; exit 1; }
   export KAFKA_BOOTSTRAP_SERVERS=$(cat "$run/bootstrap")
   # The local cluster enforces no minimum session timeout (real Kafka: group.min.session.timeout.ms,
-  # 6 s by default): a crashed processor's partitions move after 1.5-2.5 s instead of 6-7 (it checks
-  # sessions once a second), and it waits the session timeout less 1 s for members to rejoin, 0.5 s
-  # here. Measured in the README (Faults and recovery): 1.5 s halved the reserves lost to a SIGKILL.
+  # 6 s by default): a crashed processor's partitions move 1.5 s after it stopped heartbeating instead
+  # of 6, and the rebalance ends once the survivors have rejoined (mock.patch change 6). Measured in the
+  # README (Faults and recovery): 1.5 s halved the reserves lost to a SIGKILL; 1 s was no better.
   export PROCESSOR_SESSION_TIMEOUT_MS=${PROCESSOR_SESSION_TIMEOUT_MS:-1500}
-  # A member learns of a rebalance from its next heartbeat, and the local cluster closes the join
-  # window after the session less 1 s (0.5 s): a survivor heartbeating every 375 ms (a quarter of the
-  # session) could miss it and cost another rebalance. 100 ms here ("Faults and recovery", eighth session).
+  # A member learns of a rebalance from its next heartbeat, and the rebalance waits for it: a survivor
+  # heartbeating every 375 ms (a quarter of the session) joins later than one at 100 ms, and with the
+  # stock mock (LOCAL_CLUSTER_LIBRDKAFKA=stock), which closes the join window after the session less
+  # 1 s (0.5 s), it could miss it and cost another rebalance ("Faults and recovery", eighth session).
   export PROCESSOR_HEARTBEAT_INTERVAL_MS=${PROCESSOR_HEARTBEAT_INTERVAL_MS:-100}
   echo "local cluster (librdkafka mock, $LOCAL_CLUSTER_BROKERS broker(s), in memory) at $KAFKA_BOOTSTRAP_SERVERS"
 fi

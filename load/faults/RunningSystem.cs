@@ -43,10 +43,19 @@ internal sealed class RunningSystem(string runDirectory)
         await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s local cluster: {text}{(answer.IsSuccessStatusCode ? "" : $" (refused, HTTP {(int)answer.StatusCode})")}");
     }
 
-    public int? Pid(string name)
+    public int? Pid(string name) => PidIn(Path.Combine(runDirectory, "pids", name + ".pid"));
+
+    /// <summary>The process id a file holds: null when it is missing, unreadable or removed while being read.</summary>
+    private static int? PidIn(string file)
     {
-        var file = Path.Combine(runDirectory, "pids", name + ".pid");
-        return File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture, out var pid) ? pid : null;
+        try
+        {
+            return File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture, out var pid) ? pid : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     public async Task SignalAsync(string name, string signal, TextWriter log, Stopwatch clock)
@@ -58,44 +67,29 @@ internal sealed class RunningSystem(string runDirectory)
     }
 
     /// <summary>Waits (bounded) until the supervisor has started <paramref name="name"/> again with a new pid.</summary>
-    public async Task<bool> RestartedAsync(string name, int oldPid, TimeSpan timeout)
-    {
-        var until = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < until)
-        {
-            if (Pid(name) is { } pid && pid != oldPid) return true;
-            await Task.Delay(100);
-        }
-        return false;
-    }
+    public Task<bool> RestartedAsync(string name, int oldPid, TimeSpan timeout) =>
+        UntilAsync(() => Pid(name) is { } pid && pid != oldPid, timeout);
 
     /// <summary>
     /// Waits (bounded) until the processor's ready file (PROCESSOR_READY_FILE, `make run`: pids/NAME.ready)
     /// holds the pid the supervisor started it with: its stream runs with all its tasks.
     /// </summary>
-    public async Task<bool> ProcessorReadyAsync(string name, TimeSpan timeout)
+    public Task<bool> ProcessorReadyAsync(string name, TimeSpan timeout)
     {
         var file = Path.Combine(runDirectory, "pids", name + ".ready");
+        return UntilAsync(() => Pid(name) is { } pid && PidIn(file) == pid, timeout);
+    }
+
+    /// <summary>Checks <paramref name="condition"/> every 100 ms until it holds (true) or <paramref name="timeout"/> passes (false).</summary>
+    private static async Task<bool> UntilAsync(Func<bool> condition, TimeSpan timeout)
+    {
         var until = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < until)
         {
-            if (Pid(name) is { } pid && File.Exists(file) && ReadPid(file) == pid) return true;
+            if (condition()) return true;
             await Task.Delay(100);
         }
         return false;
-    }
-
-    private static int? ReadPid(string file)
-    {
-        try
-        {
-            return int.TryParse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture, out var pid) ? pid : null;
-        }
-        catch (IOException)
-        {
-            // Removed between the check and the read: not ready.
-            return null;
-        }
     }
 
     /// <summary>Waits (bounded) until a gateway's admin /health answers ready.</summary>
