@@ -97,6 +97,12 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
         {
             if (_refused.TryRemove(taskId.Partition, out _))
                 _log.LogInformation("Partition {Partition} restores from a complete changelog again", taskId.Partition);
+            // Without a checkpoint Streamiz gives the restore consumer Offset.Beginning, which librdkafka
+            // looks up with a ListOffsets request; Streamiz resumes the partition right after assigning it,
+            // that makes the answer outdated, and librdkafka asks again only 500 ms later (a survivor took
+            // 1 s to restore 126 records of a partition it took over). The start offset, checked above, is
+            // the same place as a position librdkafka fetches from at once.
+            if (!hasCheckpoint) checkpoints[changelog] = startOffset;
             return checkpoints;
         }
 

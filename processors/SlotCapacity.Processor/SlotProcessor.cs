@@ -32,6 +32,7 @@ public static class SlotProcessor
             return settings.Topics.Specs(slotPartitions, replyPartitions);
         }, TimeSpan.FromSeconds(30), ct);
         Directory.CreateDirectory(settings.StateDirectory);
+        await Task.Run(() => Rehearse(settings, replyPartitions, loggers, log), ct);
 
         var checkpoints = new ChangelogCheckpoints(settings, loggers);
         var config = SlotTopology.Config(settings, checkpoints, loggers);
@@ -68,6 +69,20 @@ public static class SlotProcessor
         }
         log.LogInformation("Processor {Instance} running", settings.InstanceName);
         return new Running(stream, checkpoints, ready, log, settings.InstanceName);
+    }
+
+    /// <summary>See <see cref="Rehearsal"/>. Only a warm-up: when it fails, the processor starts cold.</summary>
+    private static void Rehearse(ProcessorSettings settings, int replyPartitions, ILoggerFactory loggers, ILogger log)
+    {
+        try
+        {
+            Rehearsal.Run(settings, replyPartitions, loggers);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            log.LogWarning(e, "Processor {Instance}: the rehearsal of its topology failed, so it starts without it (its first tasks take longer to create): {Error}",
+                settings.InstanceName, e.Message);
+        }
     }
 
     private sealed class Running(KafkaStream stream, ChangelogCheckpoints checkpoints, ReadyFile? ready, ILogger log, string instance) : IAsyncDisposable

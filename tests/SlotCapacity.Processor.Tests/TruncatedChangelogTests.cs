@@ -86,6 +86,27 @@ public sealed class TruncatedChangelogTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_task_without_a_checkpoint_restores_from_the_changelogs_start_offset_not_from_a_logical_beginning()
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        var state = NewStateDirectory();
+        try
+        {
+            using var checkpoints = new ChangelogCheckpoints(new ProcessorSettings(broker.BootstrapServers, topics, state, "first-start"), NullLoggerFactory.Instance);
+            var restoreFrom = checkpoints.Read(new Streamiz.Kafka.Net.Processors.Internal.TaskId { Id = 0, Partition = 1 });
+            // An absolute offset: librdkafka fetches from it at once, where Offset.Beginning costs a lookup
+            // that Streamiz's resume makes outdated and librdkafka retries 500 ms later.
+            Assert.Equal(0, Assert.Single(restoreFrom, c => c.Key == new TopicPartition(topics.StateChangelog, 1)).Value);
+            Assert.Null(checkpoints.Refusal(1));
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_running_task_checkpoints_its_changelog_every_few_seconds_not_only_when_closed()
     {
         var broker = await TestBroker.SharedAsync();
