@@ -22,6 +22,8 @@ PROCESSORS=${PROCESSORS:-2}
 LOCAL_CLUSTER_BROKERS=${LOCAL_CLUSTER_BROKERS:-1}
 
 pids=()
+# Where the processors keep their state when it lives in memory (below); empty: under .run/.
+memory_state=""
 
 # supervise NAME COMMAND...: runs COMMAND (log .run/logs/NAME.log, pid .run/pids/NAME.pid) and starts
 # it again whenever it exits, after 1 s, doubling up to 30 s while it keeps failing within a minute.
@@ -79,6 +81,9 @@ stop_all() {
   fi
   rm -f "$run/bootstrap" "$run/endpoints"
   rm -rf "$pidfiles" "$run/tokens"
+  # In memory, the state goes with the cluster (and the links to it from .run/).
+  [ -n "$memory_state" ] && rm -rf "$memory_state" "$run"/processor-*
+  return 0
 }
 trap stop_all EXIT
 trap "stop_all; exit 0" INT TERM
@@ -116,6 +121,14 @@ else
   rm -f "$run/bootstrap"
   # The local cluster starts empty every time; state left by an earlier run would not match it.
   rm -rf "$run"/processor-* "$run"/gateway-* "$run"/warehouse.duckdb*
+  # The cluster lives in memory, so the processors' state need not outlive it either: it goes to
+  # tmpfs when there is one (.run/processor-N links there), where opening a task's RocksDB store
+  # and flushing it for a checkpoint wait for no disk sync (README "Faults and recovery", tenth
+  # session). One directory per checkout, removed when the system stops or starts again.
+  if [ -z "${PROCESSOR_STATE_ON_DISK:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    memory_state="/dev/shm/slot-capacity-$(printf %s "$root" | md5sum | cut -c1-12)"
+    rm -rf "$memory_state"
+  fi
   # The mock with fetches that do not walk every batch of a partition (compose/LocalCluster/mock/);
   # LOCAL_CLUSTER_LIBRDKAFKA=stock keeps Confluent.Kafka's own, for comparison.
   mock_library=${LOCAL_CLUSTER_LIBRDKAFKA:-}
@@ -152,7 +165,11 @@ else
 fi
 
 for n in $(seq 1 "$PROCESSORS"); do
-  mkdir -p "$run/processor-$n"
+  if [ -n "$memory_state" ]; then
+    mkdir -p "$memory_state/processor-$n" && ln -sfn "$memory_state/processor-$n" "$run/processor-$n"
+  else
+    mkdir -p "$run/processor-$n"
+  fi
   # The state directory outlives restarts: a restarted processor restores from its checkpoint.
   # The ready file holds the processor's pid while it serves (a rolling restart waits for it).
   PROCESSOR_STATE_DIR="$run/processor-$n" PROCESSOR_INSTANCE="processor-$n" PROCESSOR_READY_FILE="$pidfiles/processor-$n.ready" \
