@@ -43,7 +43,7 @@ summary="$out/README.md"
   echo "# Fault suite results"
   echo
   echo "\`make chaos\` on $(date -u +%F), $(nproc) cores, everything co-located (local cluster, 2 processors,"
-  echo "2 gateways, the fault client). Each run: ${SECONDS_PER_RUN} s of reserves at the given rate through both gateways by a"
+  echo "2 gateways, the fault client). Each run: rate x ${SECONDS_PER_RUN} s reserves, the rate climbing from zero over the first 5 s, through both gateways by a"
   echo "client that retries like checkout (same reservation id on the other gateway; a new id once the"
   echo "engine says the old one was abandoned), the fault at 10 s, then an audit once abandons and views"
   echo "have settled. *Phantom bookings*: orders the engine holds beyond the accepts callers were told"

@@ -35,8 +35,8 @@ static async Task<int> RunAsync(Options options)
         Console.Error.WriteLine($"slot-faults: {experiment.Name}: the system did not take the experiment's slots, nothing was run: {e.Message}");
         return 2;
     }
-    Console.WriteLine($"{experiment.Name}: {options.Rate} reserves/s for {options.Seconds} s on {slots.Count} slots of {options.Capacity} "
-                      + $"(hub {hub}); fault at {options.At} s: {experiment.Description}");
+    Console.WriteLine($"{experiment.Name}: {options.Rate} reserves/s ({options.Rate * options.Seconds} calls, climbing to that rate over the first {options.Ramp} s) "
+                      + $"on {slots.Count} slots of {options.Capacity} (hub {hub}); fault at {options.At} s: {experiment.Description}");
 
     var clock = Stopwatch.StartNew();
     var calls = new List<Task<Call>>(options.Rate * options.Seconds);
@@ -44,7 +44,7 @@ static async Task<int> RunAsync(Options options)
     var clientLag = TimeSpan.Zero;
     for (var i = 0; i < options.Rate * options.Seconds; i++)
     {
-        var due = TimeSpan.FromSeconds((double)i / options.Rate);
+        var due = Options.Due(i, options.Rate, options.Ramp);
         // One reading of the clock: read twice, it can pass `due` in between, and a negative delay throws.
         var wait = due - clock.Elapsed;
         if (wait > TimeSpan.Zero) await Task.Delay(wait);
@@ -71,8 +71,20 @@ static async Task<int> RunAsync(Options options)
     return report.Oversold > 0 || report.Phantom != 0 ? 1 : 0;
 }
 
-internal sealed record Options(string Experiment, int Rate, int Seconds, double At, int SlotCount, int Capacity, string? Out, string RunDirectory)
+internal sealed record Options(string Experiment, int Rate, int Seconds, double At, int SlotCount, int Capacity, string? Out, string RunDirectory, int Ramp)
 {
+    /// <summary>
+    /// When call <paramref name="call"/> is due: the rate climbs linearly from zero to <paramref name="rate"/>
+    /// over the first <paramref name="ramp"/> seconds (rate x ramp / 2 calls), then stays there. A fresh system
+    /// and a fresh client taken from idle to 500/s at once spend their first seconds compiling their hot paths
+    /// on a saturated machine, and some runs collapsed then, before the fault, measuring nothing about it.
+    /// </summary>
+    public static TimeSpan Due(int call, int rate, int ramp)
+    {
+        var inRamp = rate * ramp / 2.0;
+        return TimeSpan.FromSeconds(call < inRamp ? Math.Sqrt(2.0 * ramp * call / rate) : call / (double)rate + ramp / 2.0);
+    }
+
     /// <summary>The command line: the experiment and its options; a bad one is refused naming it, before anything runs.</summary>
     public static RootCommand Command(Func<Options, Task<int>> run)
     {
@@ -88,20 +100,21 @@ internal sealed record Options(string Experiment, int Rate, int Seconds, double 
         var at = CommandLines.WholeNumber("--at", "Second at which the fault is injected", 0, 600, fallback: 10);
         var slots = CommandLines.WholeNumber("--slots", "Slots the reserves are spread over", 1, 1_000, fallback: 24);
         var capacity = CommandLines.WholeNumber("--capacity", "Orders per slot (0: the slots fill about two thirds of the way through)", 0, 1_000_000, fallback: 0);
+        var ramp = CommandLines.WholeNumber("--ramp", "Seconds over which the rate climbs from zero to --rate at the start (0: full rate at once)", 0, 60, fallback: 5);
         var output = new Option<string?>("--out") { Description = "Directory the report is written to" };
         var runDirectory = new Option<string>("--run") { Description = "The running system's directory (`make run`)", DefaultValueFactory = _ => ".run" };
         var root = new RootCommand("""
             The fault suite (`make chaos`): one experiment against the running system: a steady stream of reserves
             through both gateways by a client that behaves like checkout, one fault at a set time, then an audit of
             what the engine holds against what callers were told.
-            """) { experiment, rate, seconds, at, slots, capacity, output, runDirectory };
+            """) { experiment, rate, seconds, at, slots, capacity, ramp, output, runDirectory };
         root.SetAction(parsed =>
         {
             var (r, s, n) = (parsed.GetValue(rate), parsed.GetValue(seconds), parsed.GetValue(slots));
             // By default the slots fill up about two thirds of the way through, so the audit sees full slots too.
             var c = parsed.GetValue(capacity) is > 0 and var given ? given : Math.Max(1, r * s * 2 / 3 / n);
             return run(new Options(parsed.GetRequiredValue(experiment), r, s, Math.Min(parsed.GetValue(at), s), n, c,
-                parsed.GetValue(output), parsed.GetRequiredValue(runDirectory)));
+                parsed.GetValue(output), parsed.GetRequiredValue(runDirectory), parsed.GetValue(ramp)));
         });
         return root;
     }

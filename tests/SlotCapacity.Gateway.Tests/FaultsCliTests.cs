@@ -22,7 +22,25 @@ public class FaultsCliTests
     {
         var (exit, options, _) = await ParseAsync("gateway-kill", "--rate", "100", "--seconds", "30", "--at", "45", "--out", "results/x", "--run", ".run");
         Assert.Equal(0, exit);
-        Assert.Equal(new Options("gateway-kill", 100, 30, 30, 24, 100 * 30 * 2 / 3 / 24, "results/x", ".run"), options);
+        Assert.Equal(new Options("gateway-kill", 100, 30, 30, 24, 100 * 30 * 2 / 3 / 24, "results/x", ".run", Ramp: 5), options);
+    }
+
+    [Fact]
+    public void Calls_climb_to_the_rate_over_the_ramp_then_keep_it_so_the_run_sends_rate_times_seconds_calls_a_ramp_later()
+    {
+        const int rate = 500, ramp = 4;
+        // rate x ramp / 2 = 1,000 calls during the ramp: a quarter of them in its first half.
+        Assert.Equal(TimeSpan.Zero, Options.Due(0, rate, ramp));
+        Assert.Equal(2.0, Options.Due(250, rate, ramp).TotalSeconds, 6);
+        Assert.Equal(4.0, Options.Due(1_000, rate, ramp).TotalSeconds, 6);
+        // Then one call every 2 ms: the 40 s run's last call is due 2 s (half the ramp) later than without it.
+        Assert.Equal(4.002, Options.Due(1_001, rate, ramp).TotalSeconds, 6);
+        Assert.Equal(41.998, Options.Due(rate * 40 - 1, rate, ramp).TotalSeconds, 6);
+        // TimeSpan keeps 100 ns ticks.
+        var gaps = Enumerable.Range(1, rate * 40 - 1).Select(i => (Options.Due(i, rate, ramp) - Options.Due(i - 1, rate, ramp)).TotalSeconds).ToList();
+        Assert.All(gaps, gap => Assert.True(gap >= 1.0 / rate - 1e-6, $"calls {gap} s apart, faster than the rate"));
+        // No ramp: the full rate from the first call.
+        Assert.Equal(39.998, Options.Due(rate * 40 - 1, rate, 0).TotalSeconds, 6);
     }
 
     [Fact]
