@@ -4,7 +4,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using SlotCapacity.Contracts;
 using SlotCapacity.Kafka;
-using Streamiz.Kafka.Net.Mock;
 using Streamiz.Kafka.Net.SerDes;
 
 namespace SlotCapacity.Processor;
@@ -37,10 +36,7 @@ public static class Rehearsal
         var quiet = NullLoggerFactory.Instance;
         using (var checkpoints = new ChangelogCheckpoints(rehearsing, quiet))
         {
-            var config = SlotTopology.Config(rehearsing, checkpoints, quiet, security: []);
-            // Nothing to check a changelog against in memory: Streamiz's plain checkpoint files.
-            config.OffsetCheckpointManager = null;
-            using var driver = new TopologyTestDriver(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, quiet), config);
+            using var driver = SlotTopology.InMemory(rehearsing, replyPartitions, checkpoints, quiet);
             var commands = driver.CreateInputTopic<string, byte[], StringSerDes, ByteArraySerDes>(settings.Topics.Commands);
             var replies = driver.CreateOutputTopic<string, byte[], StringSerDes, ByteArraySerDes>(settings.Topics.Replies);
             var now = DateTime.UtcNow;

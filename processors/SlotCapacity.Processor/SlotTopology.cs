@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using SlotCapacity.Contracts;
 using SlotCapacity.Kafka;
 using Streamiz.Kafka.Net;
+using Streamiz.Kafka.Net.Mock;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
 using Streamiz.Kafka.Net.State;
@@ -38,6 +39,20 @@ public static class SlotTopology
                 .Build(), "decide")
             .To(new OutboundTopic(), new StringSerDes(), new OutboundSerDes(), new OutboundTimestamp(), new OutboundPartition(), "write");
         return builder.Build();
+    }
+
+    /// <summary>
+    /// The topology on Streamiz's TopologyTestDriver: in memory, no broker, the `slot-state` store in
+    /// RocksDB under <paramref name="settings"/>' state directory. Nothing to check a changelog against
+    /// there, so checkpoints are Streamiz's plain files. The processor's rehearsal and the tests use it.
+    /// </summary>
+    public static TopologyTestDriver InMemory(ProcessorSettings settings, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers,
+        Func<IKeyValueStore<string, byte[]>, IKeyValueStore<string, byte[]>>? storeAccess = null)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        var config = Config(settings, checkpoints, loggers, security: []);
+        config.OffsetCheckpointManager = null;
+        return new TopologyTestDriver(Build(settings.Topics, replyPartitions, checkpoints, loggers, storeAccess), config);
     }
 
     /// <summary>

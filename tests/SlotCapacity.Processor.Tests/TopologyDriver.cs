@@ -32,10 +32,7 @@ internal sealed class TopologyDriver : IDisposable
     {
         var settings = new ProcessorSettings("127.0.0.1:1", Topics, _stateDirectory, "ttd");
         _checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
-        var config = SlotTopology.Config(settings, _checkpoints, NullLoggerFactory.Instance);
-        // The test driver has no broker to check a changelog against: Streamiz's plain checkpoint files.
-        config.OffsetCheckpointManager = null;
-        Driver = new TopologyTestDriver(SlotTopology.Build(Topics, replyPartitions: 4, _checkpoints, NullLoggerFactory.Instance, storeAccess), config);
+        Driver = SlotTopology.InMemory(settings, replyPartitions: 4, _checkpoints, NullLoggerFactory.Instance, storeAccess);
         Commands = Driver.CreateInputTopic<string, byte[], StringSerDes, ByteArraySerDes>(Topics.Commands);
         Replies = Driver.CreateOutputTopic<string, SlotReply, StringSerDes, ProtobufSerDes<SlotReply>>(Topics.Replies);
         Events = Driver.CreateOutputTopic<string, SlotEvent, StringSerDes, ProtobufSerDes<SlotEvent>>(Topics.Events);
