@@ -35,7 +35,7 @@ self-check:
 bench-deps:
 	bash load/bench-deps.sh
 
-## Every scenario against the system, Redis and PostgreSQL, side by side; results in load/results/.
+## Every scenario against the system, Redis and PostgreSQL, side by side, three runs on fresh systems; results and the runs compared in load/results/bench/.
 bench:
 	bash load/bench.sh
 

@@ -53,6 +53,15 @@ summarize.SetAction(parsed =>
 });
 root.Subcommands.Add(summarize);
 
+var runsOut = Out();
+var runs = new Command("runs", "Writes DIR/README.md and DIR/cpu-per-reserve.png: the runs DIR/run-N of `make bench` side by side.") { runsOut };
+runs.SetAction(parsed =>
+{
+    Console.WriteLine($"wrote {BenchRuns.Write(parsed.GetRequiredValue(runsOut))}");
+    return 0;
+});
+root.Subcommands.Add(runs);
+
 var ports = new Option<string>("--ports") { Description = "Comma list of loopback ports to serve", DefaultValueFactory = _ => "5201" };
 var echo = new Command("echo-server", "A trivial gRPC server: Checkout and Planning answered at once.") { ports };
 echo.SetAction(async parsed =>

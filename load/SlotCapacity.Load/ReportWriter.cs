@@ -15,7 +15,7 @@ public static class ReportWriter
         File.WriteAllText(Path.Combine(dir, "summary.md"), Markdown(report, plots));
     }
 
-    private static string F(double v) => v.ToString(v >= 100 ? "0" : v >= 10 ? "0.0" : "0.00", CultureInfo.InvariantCulture);
+    internal static string F(double v) => v.ToString(v >= 100 ? "0" : v >= 10 ? "0.0" : "0.00", CultureInfo.InvariantCulture);
     private static string R(double? v) => v is null ? "n/a" : v.Value.ToString("0.00", CultureInfo.InvariantCulture) + "x";
 
     public static string Markdown(ScenarioReport r, IReadOnlyList<string> plots)
@@ -238,6 +238,21 @@ public static class ReportWriter
         }
     }
 
+    /// <summary>Every scenario's report.json directly under the results dir, in the scenarios' order.</summary>
+    public static List<ScenarioReport> ScenarioReports(string resultsDir)
+    {
+        var order = Scenario.All.Select(s => s.Name).ToList();
+        // Scenario reports only: the self-check's report.json has its own schema.
+        return Directory.GetDirectories(resultsDir)
+            .Select(d => Path.Combine(d, "report.json"))
+            .Where(File.Exists)
+            .Select(f => File.ReadAllText(f))
+            .Where(json => JsonDocument.Parse(json).RootElement.TryGetProperty("schema", out var schema) && schema.GetString() == ScenarioReport.SchemaName)
+            .Select(json => JsonSerializer.Deserialize<ScenarioReport>(json, ScenarioReport.Json)!)
+            .OrderBy(r => order.IndexOf(r.Scenario) is var i && i < 0 ? int.MaxValue : i)
+            .ToList();
+    }
+
     /// <summary>One table over every scenario's report.json under the results dir.</summary>
     public static string Index(string resultsDir)
     {
@@ -250,16 +265,7 @@ public static class ReportWriter
         sb.AppendLine();
         sb.AppendLine("| scenario | target | highest step held | reserves/s | reads/s | reserve p50 | p99 | p99.9 | read p50 | p99 | p99.9 | CPU µs/reserve | µs/read | idle cores | harness cores | phantoms | audit | run (UTC) | machine (load average at start) |");
         sb.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
-        var order = Scenario.All.Select(s => s.Name).ToList();
-        // Scenario reports only: the self-check's report.json has its own schema.
-        var reports = Directory.GetDirectories(resultsDir)
-            .Select(d => Path.Combine(d, "report.json"))
-            .Where(File.Exists)
-            .Select(f => File.ReadAllText(f))
-            .Where(json => JsonDocument.Parse(json).RootElement.TryGetProperty("schema", out var schema) && schema.GetString() == ScenarioReport.SchemaName)
-            .Select(json => JsonSerializer.Deserialize<ScenarioReport>(json, ScenarioReport.Json)!)
-            .OrderBy(r => order.IndexOf(r.Scenario) is var i && i < 0 ? int.MaxValue : i)
-            .ToList();
+        var reports = ScenarioReports(resultsDir);
         foreach (var r in reports)
         {
             foreach (var t in r.Targets)
