@@ -13,6 +13,8 @@ command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/
 RUNS=${RUNS:-3}
 OUT=${OUT:-load/results/bench}
 export SCENARIO=${SCENARIO:-all} DURATION=${DURATION:-30s} TARGETS=${TARGETS:-system,redis,postgres,postgres-async}
+# The runs table reads every run-N under OUT: a longer earlier set must not mix with this one.
+if compgen -G "$OUT/run-*" >/dev/null; then echo "bench: replacing the earlier runs in $OUT"; rm -rf "$OUT"/run-*; fi
 failed=0
 for n in $(seq 1 "$RUNS"); do
   echo "bench: run $n of $RUNS -> $OUT/run-$n ($(date -u +%H:%M:%S) UTC)"
