@@ -18,7 +18,7 @@ if compgen -G "$OUT/run-*" >/dev/null; then echo "bench: replacing the earlier r
 failed=0
 for n in $(seq 1 "$RUNS"); do
   echo "bench: run $n of $RUNS -> $OUT/run-$n ($(date -u +%H:%M:%S) UTC)"
-  OUT="$OUT/run-$n" bash load/load.sh || { echo "bench: run $n: an audit failed (exit $?)"; failed=1; }
+  OUT="$OUT/run-$n" bash load/load.sh || { echo "bench: run $n failed (exit $?: an audit found a violation or a target could not run)"; failed=1; }
 done
 dotnet load/SlotCapacity.Load/bin/Release/net10.0/slot-load.dll runs --out "$OUT"
 exit $failed

@@ -13,8 +13,11 @@ public static class BenchRuns
     /// <summary>Issue 8's marks for the whole system on one 2-core box.</summary>
     private const double ReserveCpuTargetUs = 300, ReadCpuTargetUs = 60, IdleTargetCores = 0.05, BreakingPointTarget = 20;
 
+    /// <exception cref="ArgumentException">no such directory, or no run-N with a scenario report in it:
+    /// the CLI's one line naming --out, not a stack trace</exception>
     public static string Write(string benchDir)
     {
+        if (!Directory.Exists(benchDir)) throw new ArgumentException($"--out {benchDir}: no such directory");
         var runs = Directory.GetDirectories(benchDir, "run-*")
             .Select(d => (Dir: d, N: int.TryParse(Path.GetFileName(d)["run-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0))
             .Where(r => r.N > 0)
@@ -22,7 +25,7 @@ public static class BenchRuns
             .Select(r => (r.N, Reports: ReportWriter.ScenarioReports(r.Dir)))
             .Where(r => r.Reports.Count > 0)
             .ToList();
-        if (runs.Count == 0) throw new InvalidOperationException($"no run-N directory with a scenario report.json under {benchDir}");
+        if (runs.Count == 0) throw new ArgumentException($"--out {benchDir}: no run-N directory with a scenario report.json in it");
 
         var order = Scenario.All.Select(s => s.Name).ToList();
         var rows = runs.SelectMany(r => r.Reports.SelectMany(rep => rep.Targets.Select(t => (rep.Scenario, t.Target))))

@@ -7,7 +7,10 @@ public sealed class BenchRunsTests : IDisposable
 {
     private readonly string dir = Path.Combine(Path.GetTempPath(), "bench-runs-" + Guid.NewGuid().ToString("N"));
 
-    public void Dispose() => Directory.Delete(dir, recursive: true);
+    public void Dispose()
+    {
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+    }
 
     private static StepReport Step(double reserveP99Ms, bool held)
     {
@@ -55,7 +58,15 @@ public sealed class BenchRunsTests : IDisposable
     public void A_directory_without_runs_is_named_in_the_error()
     {
         Directory.CreateDirectory(dir);
-        var e = Assert.Throws<InvalidOperationException>(() => BenchRuns.Write(dir));
+        var e = Assert.Throws<ArgumentException>(() => BenchRuns.Write(dir));
         Assert.Contains(dir, e.Message);
+        Assert.Contains("no run-N directory", e.Message);
+    }
+
+    [Fact]
+    public void A_missing_directory_is_named_in_the_error()
+    {
+        var e = Assert.Throws<ArgumentException>(() => BenchRuns.Write(dir));
+        Assert.Contains($"--out {dir}: no such directory", e.Message);
     }
 }
