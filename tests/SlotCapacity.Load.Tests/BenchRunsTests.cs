@@ -69,4 +69,18 @@ public sealed class BenchRunsTests : IDisposable
         var e = Assert.Throws<ArgumentException>(() => BenchRuns.Write(dir));
         Assert.Contains($"--out {dir}: no such directory", e.Message);
     }
+
+    [Fact]
+    public void The_results_index_points_at_the_bench_set_once_there_is_one()
+    {
+        WriteRun(1, 2_000, 90, held: true, idleCores: 0.045);
+        Directory.Move(Path.Combine(dir, "run-1", "tenx"), Path.Combine(dir, "tenx"));
+        Assert.DoesNotContain("bench/README.md", ReportWriter.Index(dir));
+
+        Directory.CreateDirectory(Path.Combine(dir, "bench"));
+        File.WriteAllText(Path.Combine(dir, "bench", "README.md"), "# runs");
+        var index = ReportWriter.Index(dir);
+        Assert.Contains("**The reference figures are [`bench/README.md`](bench/README.md)**", index);
+        Assert.Contains("| [tenx](tenx/summary.md) | system | 10x |", index);
+    }
 }
