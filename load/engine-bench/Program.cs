@@ -15,10 +15,11 @@ using Streamiz.Kafka.Net.State;
 
 // Engine benchmark: (1) the pure decision per command, (2) one processor's throughput on a broker
 // (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster), (3) the processor's cost per command
-// on a slot holding many holds, (4) the warehouse's CPU per event loaded into DuckDB. Bounded in count and time.
-// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [latency] [holds] [warehouse]
+// on a slot holding many holds, (4) the warehouse's CPU per event loaded into DuckDB, (5) the CPU of one
+// Kafka hop per record on the local cluster. Bounded in count and time.
+// Usage: dotnet run -c Release --project load/engine-bench -- [decide] [throughput] [latency] [holds] [warehouse] [hop]
 //   [--commands N] [--slots N] [--seconds N] [--holds N,N] [--pairs N] [--out FILE]   (--help: every option)
-string[] allModes = ["decide", "throughput", "latency", "holds", "warehouse"];
+string[] allModes = ["decide", "throughput", "latency", "holds", "warehouse", "hop"];
 var modesArgument = new Argument<string[]>("MODE") { Description = $"Benchmarks to run: {string.Join(", ", allModes)} (default: decide throughput latency)", Arity = ArgumentArity.ZeroOrMore };
 modesArgument.Validators.Add(result =>
 {
@@ -36,12 +37,14 @@ var holdsOption = CommandLines.Parsed<int[]>("--holds", $"Holds on the slot, per
     return counts.Length > 0 && counts.All(h => h > 0);
 }, "a comma list of positive hold counts, e.g. 100,50000");
 var pairsOption = CommandLines.WholeNumber("--pairs", "Reserve/release pairs measured per run of the holds benchmark", 1, int.MaxValue, 300);
+var roundsOption = CommandLines.WholeNumber("--rounds", "Rounds of every rate of the hop benchmark", 1, 20, 3);
 var outOption = new Option<string?>("--out") { Description = "Also write the report to this file" };
 var root = new RootCommand("""
     Engine benchmark: (1) the pure decision per command, (2) one processor's throughput on a broker
     (KAFKA_BOOTSTRAP_SERVERS, else an in-process local cluster), (3) the processor's cost per command
-    on a slot holding many holds, (4) the warehouse's CPU per event loaded into DuckDB. Bounded in count and time.
-    """) { modesArgument, commandsOption, slotsOption, secondsOption, holdsOption, pairsOption, outOption };
+    on a slot holding many holds, (4) the warehouse's CPU per event loaded into DuckDB, (5) the CPU of one
+    Kafka hop per record on the local cluster. Bounded in count and time.
+    """) { modesArgument, commandsOption, slotsOption, secondsOption, holdsOption, pairsOption, roundsOption, outOption };
 
 var report = new StringBuilder();
 // One factory for the whole run: Streamiz keeps the first one it sees in a static.
@@ -64,6 +67,9 @@ root.SetAction(async parsed =>
     if (modes.Contains("latency")) await LatencyBenchmark(slotCount, [1_000, 3_000, 5_000], TimeSpan.FromSeconds(parsed.GetValue(secondsOption)));
     if (modes.Contains("holds")) HoldsBenchmark(parsed.GetValue(holdsOption) ?? defaultHolds, parsed.GetValue(pairsOption));
     if (modes.Contains("warehouse")) WarehouseBenchmark();
+    if (modes.Contains("hop"))
+        await HopBenchmark([50, 500, 5_000], [12, 1], TimeSpan.FromSeconds(parsed.GetValue(secondsOption)), parsed.GetValue(roundsOption),
+            parsed.GetValue(outOption) is { } file ? Path.ChangeExtension(file, ".png") : null);
     if (parsed.GetValue(outOption) is { } outFile)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outFile))!);
@@ -73,6 +79,173 @@ root.SetAction(async parsed =>
     return 0;
 });
 return await CommandLines.InvokeAsync(root, args, tool: "engine-bench");
+
+// One Kafka hop, the unit a reserve pays several times over (its command, the processor's four outputs
+// and the consumers that read them): a producer writes records at a fixed rate (acks=all, idempotence,
+// linger 0.5 ms: the gateway's command producer), a consumer reads them (fetch.wait.max.ms 100, as under
+// `make run`), against an in-process local cluster with one broker. All of it runs in this process, so
+// this process's CPU is the hop's whole cost, split by thread: the mock broker, the two clients'
+// librdkafka threads, the .NET threads that pace, produce and consume.
+async Task HopBenchmark(int[] rates, int[] partitionCounts, TimeSpan perRun, int rounds, string? plotFile)
+{
+    using var cluster = LocalCluster.Start(1);
+    Line("## One Kafka hop: CPU per record from producer to consumer");
+    Line("");
+    Line($"In-process local cluster, 1 broker, librdkafka {LocalCluster.LibraryDescription} for the mock; each row {perRun.TotalSeconds:0} s measured after 2 s at its rate, " +
+         $"100-byte records keyed over 500 keys, {rounds} rounds of every rate and partition count. CPU from /proc/self/task by thread name " +
+         "(the .NET threads include the pacing loop, which wakes up to 1,000 times a second).");
+    Line("");
+    Line("| round | records/s | partitions | records | CPU µs per record | mock broker | librdkafka clients | .NET threads | latency p50 ms | p99 ms |");
+    Line("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    var results = new List<HopResult>();
+    for (var round = 1; round <= rounds; round++)
+    {
+        foreach (var partitions in partitionCounts)
+        {
+            foreach (var rate in rates)
+            {
+                var topic = $"hop-{round}-{partitions}-{rate}";
+                cluster.CreateTopics([new TopicSpec(topic, partitions)]);
+                var r = await OneHop(cluster.BootstrapServers, topic, partitions, rate, perRun);
+                results.Add(r);
+                Line(string.Create(CultureInfo.InvariantCulture,
+                    $"| {round} | {rate:N0} | {partitions} | {r.Records:N0} | {r.TotalUs:F0} | {r.MockUs:F0} | {r.ClientsUs:F0} | {r.DotnetUs:F0} | {r.P50Ms:F2} | {r.P99Ms:F2} |"));
+            }
+        }
+    }
+    Line("");
+    Line("Median over the rounds:");
+    Line("");
+    Line("| records/s | partitions | CPU µs per record | mock broker | librdkafka clients | .NET threads |");
+    Line("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    static double Median(IEnumerable<double> values) => values.Order().ToList() is var v && v.Count > 0 ? v[v.Count / 2] : double.NaN;
+    var medians = results.GroupBy(r => (r.Partitions, r.Rate)).OrderBy(g => g.Key.Partitions).ThenBy(g => g.Key.Rate).ToList();
+    foreach (var g in medians)
+        Line(string.Create(CultureInfo.InvariantCulture,
+            $"| {g.Key.Rate:N0} | {g.Key.Partitions} | {Median(g.Select(r => r.TotalUs)):F0} | {Median(g.Select(r => r.MockUs)):F0} | {Median(g.Select(r => r.ClientsUs)):F0} | {Median(g.Select(r => r.DotnetUs)):F0} |"));
+    Line("");
+    if (plotFile is null) return;
+    var plot = new ScottPlot.Plot();
+    foreach (var byPartitions in medians.GroupBy(g => g.Key.Partitions))
+    {
+        var line = plot.Add.Scatter(byPartitions.Select(g => Math.Log10(g.Key.Rate)).ToArray(), byPartitions.Select(g => Median(g.Select(r => r.TotalUs))).ToArray());
+        line.LegendText = $"{byPartitions.Key} partition{(byPartitions.Key == 1 ? "" : "s")} (median of {rounds})";
+        line.MarkerSize = 8;
+    }
+    // Issue 8's mark for a whole reserve, which crosses several hops.
+    var target = plot.Add.HorizontalLine(300);
+    target.LegendText = "300 µs: the target for a whole reserve (all processes)";
+    target.LinePattern = ScottPlot.LinePattern.Dashed;
+    plot.Axes.Bottom.SetTicks(rates.Select(r => Math.Log10(r)).ToArray(), rates.Select(r => r.ToString("N0", CultureInfo.InvariantCulture)).ToArray());
+    plot.Title("One Kafka hop on the local cluster: CPU per record (producer + mock broker + consumer)");
+    plot.XLabel("records per second");
+    plot.YLabel("µs of CPU per record");
+    plot.Axes.Margins(bottom: 0);
+    plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(plotFile))!);
+    plot.SavePng(plotFile, 1000, 550);
+    Line($"![CPU per record by rate]({Path.GetFileName(plotFile)})");
+    Line("");
+}
+
+static async Task<HopResult> OneHop(string bootstrap, string topic, int partitions, int rate, TimeSpan perRun)
+{
+    using var producer = new ProducerBuilder<string, byte[]>(new ProducerConfig
+    {
+        BootstrapServers = bootstrap,
+        Acks = Acks.All,
+        EnableIdempotence = true,
+        LingerMs = 0.5,
+    }).Build();
+    using var consumer = new ConsumerBuilder<Ignore, byte[]>(new ConsumerConfig
+    {
+        BootstrapServers = bootstrap,
+        GroupId = "hop-bench",
+        EnableAutoCommit = false,
+        FetchWaitMaxMs = 100,
+    }).Build();
+    consumer.Assign(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffset(topic, p, Offset.Beginning)));
+
+    var clock = Stopwatch.StartNew();
+    var warmUp = TimeSpan.FromSeconds(2);
+    var end = warmUp + perRun;
+    var latenciesMs = new List<double>();
+    long measured = 0;
+    using var stop = new CancellationTokenSource();
+    var reader = Task.Factory.StartNew(() =>
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            var record = consumer.Consume(TimeSpan.FromMilliseconds(100));
+            if (record is null) continue;
+            var sentAt = BitConverter.ToInt64(record.Message.Value, 0);
+            var now = clock.ElapsedTicks;
+            if (TimeSpan.FromTicks(sentAt * TimeSpan.TicksPerSecond / Stopwatch.Frequency) >= warmUp)
+            {
+                latenciesMs.Add((now - sentAt) * 1000.0 / Stopwatch.Frequency);
+                measured++;
+            }
+        }
+    }, TaskCreationOptions.LongRunning);
+
+    var payload = new byte[100];
+    long sent = 0;
+    Dictionary<string, long>? before = null;
+    // Open loop: every pass writes the records due by now, then sleeps about one interval.
+    var pause = Math.Max(1, 1000 / rate);
+    while (clock.Elapsed < end)
+    {
+        if (before is null && clock.Elapsed >= warmUp) before = ThreadTicks();
+        var due = (long)(clock.Elapsed.TotalSeconds * rate);
+        for (; sent < due; sent++)
+        {
+            var value = (byte[])payload.Clone();
+            BitConverter.TryWriteBytes(value, clock.ElapsedTicks);
+            producer.Produce(topic, new Message<string, byte[]> { Key = $"k{sent % 500}", Value = value });
+        }
+        Thread.Sleep(pause);
+    }
+    producer.Flush(TimeSpan.FromSeconds(10));
+    var after = ThreadTicks();
+    await Task.Delay(500);
+    await stop.CancelAsync();
+    await reader;
+    consumer.Close();
+
+    // /proc counts CPU in USER_HZ ticks, 100 a second on Linux.
+    const double ClockTicksPerSecond = 100;
+    var used = after.ToDictionary(t => t.Key, t => t.Value - (before ?? []).GetValueOrDefault(t.Key));
+    double Share(Func<string, bool> kind) => used.Where(t => kind(t.Key)).Sum(t => t.Value) * 1e6 / ClockTicksPerSecond / Math.Max(1, measured);
+    var mock = Share(n => n.StartsWith("mock|", StringComparison.Ordinal));
+    var clients = Share(n => n.StartsWith("rdk|", StringComparison.Ordinal));
+    var dotnet = Share(n => n.StartsWith("net|", StringComparison.Ordinal));
+    latenciesMs.Sort();
+    double At(double q) => latenciesMs.Count == 0 ? double.NaN : latenciesMs[Math.Min(latenciesMs.Count - 1, (int)(q * latenciesMs.Count))];
+    return new HopResult(rate, partitions, measured, mock + clients + dotnet, mock, clients, dotnet, At(0.5), At(0.99));
+}
+
+// CPU ticks (utime + stime) of every thread of this process, keyed "kind|tid": mock = the mock cluster's
+// threads, rdk = the clients' librdkafka threads, net = the rest.
+static Dictionary<string, long> ThreadTicks()
+{
+    var ticks = new Dictionary<string, long>();
+    foreach (var task in Directory.GetDirectories("/proc/self/task"))
+    {
+        try
+        {
+            var name = File.ReadAllText(Path.Combine(task, "comm")).Trim();
+            var stat = File.ReadAllText(Path.Combine(task, "stat"));
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            var kind = name.StartsWith("rdk:mock", StringComparison.Ordinal) ? "mock" : name.StartsWith("rdk:", StringComparison.Ordinal) ? "rdk" : "net";
+            ticks[$"{kind}|{Path.GetFileName(task)}"] = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            // The thread ended between the listing and the read.
+        }
+    }
+    return ticks;
+}
 
 // The warehouse loader's write path (WarehouseStore.Write, one transaction per batch, the file opened
 // and closed for each as the loader does): CPU of this process per event, batch after batch into one
@@ -555,3 +728,6 @@ internal sealed class ParsedRecord(ISlotReader index, byte[] record) : ISlotRead
     public IEnumerable<HoldIndexEntry> HoldsDueBy(long unixMs) => index.HoldsDueBy(unixMs);
     public IEnumerable<ExpiredHold> ExpiredFrom(long offset) => index.ExpiredFrom(offset);
 }
+
+/// <summary>One rate of the hop benchmark: CPU µs per record in all and by kind of thread, and latency.</summary>
+internal sealed record HopResult(int Rate, int Partitions, long Records, double TotalUs, double MockUs, double ClientsUs, double DotnetUs, double P50Ms, double P99Ms);

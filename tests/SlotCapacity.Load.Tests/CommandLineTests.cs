@@ -52,11 +52,12 @@ public class CommandLineTests
     [Fact]
     public async Task The_engine_bench_refuses_an_unknown_benchmark_and_a_bad_count_before_running_any()
     {
-        var (exit, output, errors) = await RunAsync(EngineBench, "decide", "fastest", "--commands", "lots");
+        var (exit, output, errors) = await RunAsync(EngineBench, "decide", "fastest", "--commands", "lots", "--rounds", "0");
         Assert.Equal(2, exit);
         Assert.Equal("", output);
         var lines = errors.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Contains("engine-bench: unknown benchmark 'fastest'; one of: decide, throughput, latency, holds, warehouse", lines);
+        Assert.Contains("engine-bench: unknown benchmark 'fastest'; one of: decide, throughput, latency, holds, warehouse, hop", lines);
         Assert.Contains("engine-bench: --commands 'lots' is not a whole number from 1 to 2147483647", lines);
+        Assert.Contains("engine-bench: --rounds '0' is not a whole number from 1 to 20", lines);
     }
 }
