@@ -96,7 +96,7 @@ for project in compose/LocalCluster/SlotCapacity.LocalCluster.csproj \
   dotnet build "$project" -c Release -v quiet -nologo >"$logs/build.log" 2>&1 || { cat "$logs/build.log"; exit 1; }
 done
 # The gateways run ReadyToRun-compiled (less to JIT at start and on the first calls): under 50
-# reserves/s a restarted gateway was ready in 2.5-3.1 s instead of 2.8-3.6 (README, "Faults and
+# reserves/s a restarted gateway was ready in 2.2-3.1 s instead of 2.8-3.6 (README, "Faults and
 # recovery", twelfth session). Incremental: seconds when nothing changed, ~45 s the first time.
 gateway_bin="$run/bin/gateway"
 dotnet publish gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj -c Release --use-current-runtime --no-self-contained \

@@ -118,7 +118,6 @@ async Task HopBenchmark(int[] rates, int[] partitionCounts, TimeSpan perRun, int
     Line("");
     Line("| records/s | partitions | CPU µs per record | mock broker | librdkafka clients | .NET threads |");
     Line("| ---: | ---: | ---: | ---: | ---: | ---: |");
-    static double Median(IEnumerable<double> values) => values.Order().ToList() is var v && v.Count > 0 ? v[v.Count / 2] : double.NaN;
     var medians = results.GroupBy(r => (r.Partitions, r.Rate)).OrderBy(g => g.Key.Partitions).ThenBy(g => g.Key.Rate).ToList();
     foreach (var g in medians)
         Line(string.Create(CultureInfo.InvariantCulture,
@@ -220,8 +219,18 @@ static async Task<HopResult> OneHop(string bootstrap, string topic, int partitio
     var clients = Share(n => n.StartsWith("rdk|", StringComparison.Ordinal));
     var dotnet = Share(n => n.StartsWith("net|", StringComparison.Ordinal));
     latenciesMs.Sort();
-    double At(double q) => latenciesMs.Count == 0 ? double.NaN : latenciesMs[Math.Min(latenciesMs.Count - 1, (int)(q * latenciesMs.Count))];
-    return new HopResult(rate, partitions, measured, mock + clients + dotnet, mock, clients, dotnet, At(0.5), At(0.99));
+    return new HopResult(rate, partitions, measured, mock + clients + dotnet, mock, clients, dotnet, Percentile(latenciesMs, 0.5), Percentile(latenciesMs, 0.99));
+}
+
+// The value at quantile q of an ascending list (NaN when it is empty).
+static double Percentile(IReadOnlyList<double> sorted, double q) =>
+    sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(q * sorted.Count))];
+
+// The middle value, or the mean of the two middle ones (NaN when there are none).
+static double Median(IEnumerable<double> values)
+{
+    var v = values.Order().ToList();
+    return v.Count == 0 ? double.NaN : v.Count % 2 == 1 ? v[v.Count / 2] : (v[v.Count / 2 - 1] + v[v.Count / 2]) / 2;
 }
 
 // CPU ticks (utime + stime) of every thread of this process, keyed "kind|tid": mock = the mock cluster's
@@ -500,8 +509,7 @@ void HoldsBenchmark(int[] holdCounts, int pairs)
             var stateBytes = driver.GetKeyValueStore<string, byte[]>(TopicNames.SlotStateStore).Get(slot).Length;
             reserveTimes.Sort();
             confirmTimes.Sort();
-            static double At(List<double> sorted, double q) => sorted[Math.Min(sorted.Count - 1, (int)(q * sorted.Count))];
-            Line($"| {holds:N0} | {stateBytes:N0} | {At(reserveTimes, 0.5):F0} | {At(reserveTimes, 0.9):F0} | {At(confirmTimes, 0.5):F0} | {At(confirmTimes, 0.9):F0} "
+            Line($"| {holds:N0} | {stateBytes:N0} | {Percentile(reserveTimes, 0.5):F0} | {Percentile(reserveTimes, 0.9):F0} | {Percentile(confirmTimes, 0.5):F0} | {Percentile(confirmTimes, 0.9):F0} "
                 + $"| {reserveBytes / pairs:N0} | {confirmBytes / pairs:N0} |");
         }
         finally
@@ -684,9 +692,8 @@ async Task LatencyBenchmark(int slotCount, int[] rates, TimeSpan perRate)
         while (!sentAt.IsEmpty && drain.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50);
         double[] sorted;
         lock (latencies) sorted = [.. latencies.Order()];
-        double At(double q) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
         if (!warmUp)
-            Line($"| {rate} | {sent} | {sorted.Length} | {At(0.5):F1} | {At(0.99):F1} | {At(0.999):F1} | {(sorted.Length == 0 ? double.NaN : sorted[^1]):F1} |");
+            Line($"| {rate} | {sent} | {sorted.Length} | {Percentile(sorted, 0.5):F1} | {Percentile(sorted, 0.99):F1} | {Percentile(sorted, 0.999):F1} | {(sorted.Length == 0 ? double.NaN : sorted[^1]):F1} |");
     }
     Line("");
     await stopReading.CancelAsync();
