@@ -26,29 +26,63 @@ pids=()
 memory_state=""
 
 # supervise NAME COMMAND...: runs COMMAND (log .run/logs/NAME.log, pid .run/pids/NAME.pid) and starts
-# it again whenever it exits, after 1 s, doubling up to 30 s while it keeps failing within a minute.
-# A TERM or INT to the supervisor stops the command gracefully and ends the supervision.
+# it again whenever it exits, after 0.2 s, doubling up to 30 s while it keeps failing within a minute.
+# A TERM or INT to the supervisor stops the command gracefully and ends the supervision. With
+# HANDOVER_VARIABLE set (the processors: PROCESSOR_TAKE_OVER_FROM), a USR1 to the supervisor (its pid
+# is in .run/pids/NAME.supervisor.pid) starts a successor with that variable naming the running
+# command's pid; the successor stops its predecessor once it is ready to take over, and is supervised
+# from then on: a rolling restart that starts the new process before it stops the old one.
 supervise() {
   local name=$1
   shift
+  local handover_variable=${HANDOVER_VARIABLE:-}
   : >"$logs/$name.log"
   (
     child=""
+    successor=""
     stopping=""
-    trap 'stopping=yes; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
+    handover=""
+    trap 'stopping=yes; for p in $child $successor; do kill -TERM "$p" 2>/dev/null; done' TERM INT
+    [ -n "$handover_variable" ] && trap 'handover=yes' USR1
+    echo "$BASHPID" >"$pidfiles/$name.supervisor.pid"
     # 0.2 s first (a crashed processor's partitions move back to it as soon as it rejoins), doubling
     # to 30 s while it keeps failing within a minute.
     delay_ms=200
     while [ -z "$stopping" ]; do
       started=$(date +%s)
-      "$@" >>"$logs/$name.log" 2>&1 &
-      child=$!
+      if [ -n "$successor" ]; then
+        child=$successor
+        successor=""
+      else
+        "$@" >>"$logs/$name.log" 2>&1 &
+        child=$!
+      fi
       echo "$child" >"$pidfiles/$name.pid"
       code=0
       wait "$child" || code=$?
-      # A trapped signal ends `wait` early: wait for the command itself to finish stopping.
-      while kill -0 "$child" 2>/dev/null; do wait "$child" || code=$?; done
+      # A trapped signal ends `wait` early: wait for the command itself to finish (stopping, or replaced).
+      while kill -0 "$child" 2>/dev/null; do
+        if [ -n "$successor" ] && ! kill -0 "$successor" 2>/dev/null; then
+          successor_code=0
+          wait "$successor" || successor_code=$?
+          echo "$(date -u +%FT%TZ) $name: successor pid $successor exited with code $successor_code before it took over; pid $child keeps running" | tee -a "$logs/supervisor.log"
+          successor=""
+        fi
+        if [ -n "$handover" ] && [ -z "$successor" ] && [ -z "$stopping" ]; then
+          env "$handover_variable=$child" "$@" >>"$logs/$name.log" 2>&1 &
+          successor=$!
+          echo "$(date -u +%FT%TZ) $name (pid $child) is being replaced by pid $successor, which stops it once it is ready to take over" | tee -a "$logs/supervisor.log"
+        fi
+        handover=""
+        code=0
+        wait "$child" || code=$?
+      done
       [ -n "$stopping" ] && break
+      if [ -n "$successor" ] && kill -0 "$successor" 2>/dev/null; then
+        echo "$(date -u +%FT%TZ) $name (pid $child) exited with code $code; pid $successor took over" | tee -a "$logs/supervisor.log"
+        continue
+      fi
+      successor=""
       ran=$(($(date +%s) - started))
       [ "$ran" -ge 60 ] && delay_ms=200
       delay=$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))
@@ -57,7 +91,8 @@ supervise() {
       wait $! || true
       delay_ms=$((delay_ms * 2 > 30000 ? 30000 : delay_ms * 2))
     done
-    rm -f "$pidfiles/$name.pid"
+    if [ -n "$successor" ]; then wait "$successor" 2>/dev/null || true; fi
+    rm -f "$pidfiles/$name.pid" "$pidfiles/$name.supervisor.pid"
   ) &
   pids+=($!)
 }
@@ -95,12 +130,18 @@ for project in compose/LocalCluster/SlotCapacity.LocalCluster.csproj \
                processors/SlotCapacity.Warehouse/SlotCapacity.Warehouse.csproj; do
   dotnet build "$project" -c Release -v quiet -nologo >"$logs/build.log" 2>&1 || { cat "$logs/build.log"; exit 1; }
 done
-# The gateways run ReadyToRun-compiled (less to JIT at start and on the first calls): under 50
-# reserves/s a restarted gateway was ready in 2.2-3.1 s instead of 2.8-3.6 (README, "Faults and
-# recovery", twelfth session). Incremental: seconds when nothing changed, ~45 s the first time.
+# The gateways and processors run ReadyToRun-compiled (less to JIT at start and on the first calls):
+# under 50 reserves/s a restarted gateway was ready in 2.2-3.1 s instead of 2.8-3.6, and a processor's
+# restart is its partitions' whole outage (README, "Faults and recovery", twelfth and thirteenth
+# sessions). Incremental: seconds when nothing changed, ~45 s each the first time.
+publish_r2r() {
+  dotnet publish "$1" -c Release --use-current-runtime --no-self-contained \
+    -p:PublishReadyToRun=true -p:UseAppHost=false -o "$2" -v quiet -nologo >"$logs/build.log" 2>&1 || { cat "$logs/build.log"; exit 1; }
+}
 gateway_bin="$run/bin/gateway"
-dotnet publish gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj -c Release --use-current-runtime --no-self-contained \
-  -p:PublishReadyToRun=true -p:UseAppHost=false -o "$gateway_bin" -v quiet -nologo >"$logs/build.log" 2>&1 || { cat "$logs/build.log"; exit 1; }
+publish_r2r gateway/SlotCapacity.Gateway/SlotCapacity.Gateway.csproj "$gateway_bin"
+processor_bin="$run/bin/processor"
+publish_r2r processors/SlotCapacity.Processor/SlotCapacity.Processor.csproj "$processor_bin"
 bin() { echo "$root/$1/bin/Release/net10.0/$2.dll"; }
 gateway_cli() { dotnet "$(bin gateway/SlotCapacity.Gateway SlotCapacity.Gateway)" "$@"; }
 
@@ -179,7 +220,7 @@ for n in $(seq 1 "$PROCESSORS"); do
   # The state directory outlives restarts: a restarted processor restores from its checkpoint.
   # The ready file holds the processor's pid while it serves (a rolling restart waits for it).
   PROCESSOR_STATE_DIR="$run/processor-$n" PROCESSOR_INSTANCE="processor-$n" PROCESSOR_READY_FILE="$pidfiles/processor-$n.ready" \
-    supervise "processor-$n" dotnet "$(bin processors/SlotCapacity.Processor SlotCapacity.Processor)"
+    HANDOVER_VARIABLE=PROCESSOR_TAKE_OVER_FROM supervise "processor-$n" dotnet "$processor_bin/SlotCapacity.Processor.dll"
   echo "processor-$n started (supervised, log .run/logs/processor-$n.log)"
 done
 

@@ -25,6 +25,8 @@ internal static class Experiments
         new("processor-kill-loop", "SIGKILL a processor every 20 s, alternating, three times", KillLoopAsync),
         new("processor-empty-state", "SIGKILL processor-1 and delete its state directory before it is started again", EmptyStateAsync),
         new("processor-rolling", "SIGTERM processor-1, then processor-2 once the first is back", (system, clock, log) => RollingAsync(system, clock, log, "processor")),
+        new("processor-handover", "replace processor-1, then processor-2 once the first is back, each by a new process that stops the old one when it is ready to take over (`make run`'s rolling restart: USR1 to the supervisor)",
+            (system, clock, log) => RollingAsync(system, clock, log, "processor", handover: true)),
         new("gateway-rolling", "SIGTERM gateway-1, then gateway-2 once the first is ready again", (system, clock, log) => RollingAsync(system, clock, log, "gateway")),
         new("gateway-kill", "SIGKILL gateway-1 with calls in flight", (system, clock, log) => system.SignalAsync("gateway-1", "KILL", log, clock)),
         new("malformed-commands", "1,000 malformed records written straight into slot-commands", MalformedAsync),
@@ -56,14 +58,16 @@ internal static class Experiments
         await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s state directory of processor-1 emptied");
     }
 
-    private static async Task RollingAsync(RunningSystem system, Stopwatch clock, TextWriter log, string kind)
+    /// <param name="handover">start the new process first (the supervisor's USR1, see compose/run-local.sh) instead of SIGTERM</param>
+    private static async Task RollingAsync(RunningSystem system, Stopwatch clock, TextWriter log, string kind, bool handover = false)
     {
         var gateways = system.Gateways();
         for (var n = 1; n <= 2; n++)
         {
             var name = $"{kind}-{n}";
             var pid = system.Pid(name) ?? throw new InvalidOperationException($"no pid file for {name}");
-            await system.SignalAsync(name, "TERM", log, clock);
+            if (handover) await system.SignalAsync($"{name}.supervisor", "USR1", log, clock);
+            else await system.SignalAsync(name, "TERM", log, clock);
             if (!await system.RestartedAsync(name, pid, RestartWait))
             {
                 await log.WriteLineAsync($"{name} was not started again within {RestartWait.TotalSeconds} s");

@@ -23,6 +23,14 @@ public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
     [ConfigurationKeyName("PROCESSOR_READY_FILE")]
     public string? ReadyFile { get; set; }
 
+    [ConfigurationKeyName("PROCESSOR_STATIC_MEMBERSHIP")]
+    public bool StaticMembership { get; set; }
+
+    /// <summary>Null: start without replacing a running processor.</summary>
+    [ConfigurationKeyName("PROCESSOR_TAKE_OVER_FROM")]
+    [Range(1, int.MaxValue, ErrorMessage = "must be the process id of the processor to replace")]
+    public int? TakeOverFrom { get; set; }
+
     [ConfigurationKeyName("PROCESSOR_SESSION_TIMEOUT_MS")]
     [Range(500, int.MaxValue, ErrorMessage = "must be at least {1} ms (and at least the broker's group.min.session.timeout.ms)")]
     public int SessionTimeoutMs { get; set; } = ProcessorSettings.DefaultSessionTimeoutMs;
@@ -47,6 +55,10 @@ public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (StaticMembership && string.IsNullOrWhiteSpace(Instance))
+            yield return new("PROCESSOR_STATIC_MEMBERSHIP=true needs PROCESSOR_INSTANCE, the same on every restart: a restarted processor finds its group membership by that name");
+        if (TakeOverFrom is not null && !StaticMembership)
+            yield return new("PROCESSOR_TAKE_OVER_FROM needs PROCESSOR_STATIC_MEMBERSHIP=true: a successor takes its predecessor's place in the group, which only a static member keeps");
         if (HeartbeatIntervalMs >= SessionTimeoutMs)
             yield return new($"PROCESSOR_HEARTBEAT_INTERVAL_MS='{HeartbeatIntervalMs}' must be below PROCESSOR_SESSION_TIMEOUT_MS ({SessionTimeoutMs})");
     }
@@ -59,6 +71,8 @@ public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
             : StateDirectory;
         return new ProcessorSettings(KafkaEndpoint.BootstrapServers(BootstrapServers), Topics(), stateDirectory, instance)
         {
+            StaticMembership = StaticMembership,
+            TakeOverFrom = TakeOverFrom,
             SessionTimeoutMs = SessionTimeoutMs,
             HeartbeatIntervalMs = HeartbeatIntervalMs,
             CommitIntervalMs = CommitIntervalMs,

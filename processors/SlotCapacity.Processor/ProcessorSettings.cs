@@ -19,6 +19,27 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
     public int SessionTimeoutMs { get; init; } = DefaultSessionTimeoutMs;
 
     /// <summary>
+    /// Whether the processor is a static member of its group (PROCESSOR_STATIC_MEMBERSHIP; group.instance.id
+    /// is <see cref="InstanceName"/>, KIP-345). A static member that stops, gracefully or not, does not leave
+    /// the group: its partitions wait for it, and when it is back within the session timeout it takes them
+    /// again, restoring from its own checkpointed state, without a rebalance, so the other processors keep
+    /// serving throughout. A dynamic member's stop and return each rebalance the whole group, and Streamiz's
+    /// eager rebalance closes every task of every member. The cost: a processor that does not come back
+    /// leaves its partitions unserved for the whole session timeout before they move.
+    /// </summary>
+    public bool StaticMembership { get; init; }
+
+    /// <summary>
+    /// The process id of a running processor of the same instance that this one replaces
+    /// (PROCESSOR_TAKE_OVER_FROM; null: none): a rolling restart that starts the new process before it
+    /// stops the old one. The successor starts, reads the topics and rehearses while its predecessor still
+    /// serves, then stops it (SIGTERM) and, once it has exited, joins in its place as the same static member.
+    /// The partitions are unserved only for the predecessor's stop and the successor's join, not for a
+    /// whole process start. See <see cref="Predecessor"/>.
+    /// </summary>
+    public int? TakeOverFrom { get; init; }
+
+    /// <summary>
     /// How often the processor tells the group it is alive (PROCESSOR_HEARTBEAT_INTERVAL_MS; null: a quarter
     /// of the session timeout, at least 100 ms). A heartbeat is also how a member learns that the group is
     /// rebalancing, so it bounds how late a survivor rejoins: a rebalance ends once every member has

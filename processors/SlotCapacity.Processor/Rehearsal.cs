@@ -46,7 +46,7 @@ public static class Rehearsal
             answered = replies.ReadKeyValueList().Count();
         }
         Clear(scratch);
-        log.LogInformation("Processor {Instance} rehearsed its topology before joining: {Answered} commands answered in {ElapsedMs} ms",
+        log.LogInformation("Processor {Instance} rehearsed its topology: {Answered} commands answered in {ElapsedMs} ms",
             settings.InstanceName, answered, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return answered;
     }

@@ -32,12 +32,17 @@ public static class SlotProcessor
             return settings.Topics.Specs(slotPartitions, replyPartitions);
         }, TimeSpan.FromSeconds(30), ct);
         Directory.CreateDirectory(settings.StateDirectory);
-        await Task.Run(() => Rehearse(settings, replyPartitions, loggers, log), ct);
+        // A dynamic member rehearses before it joins, while the others still serve the partitions it will
+        // take, and so does a successor while its predecessor still serves them. A static member started
+        // on its own (after a crash) has partitions waiting for it: it joins at once, since a rehearsal
+        // would delay their return by more than it saves its first tasks.
+        if (!settings.StaticMembership || settings.TakeOverFrom is not null)
+            await Task.Run(() => Rehearse(settings, replyPartitions, loggers, log), ct);
 
         var checkpoints = new ChangelogCheckpoints(settings, loggers);
         var config = SlotTopology.Config(settings, checkpoints, loggers);
-        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config,
-            new RebalanceTolerantCommits(config, loggers, checkpoints, settings.Topics.Commands));
+        var clients = new RebalanceTolerantCommits(config, loggers, checkpoints, settings.Topics.Commands);
+        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config, clients);
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         stream.StateChanged += (_, now) =>
         {
@@ -48,6 +53,8 @@ public static class SlotProcessor
             log.LogCritical("Processor {Instance}: the stream failed and stopped processing", settings.InstanceName);
             settings.OnStreamFailed?.Invoke("the stream failed and stopped processing (see the error logged before)");
         };
+        // Everything that needs no partition is ready: only now does a successor stop its predecessor.
+        if (settings.TakeOverFrom is { } predecessor) await Predecessor.StopAsync(predecessor, settings.InstanceName, log, ct);
         log.LogInformation("Processor {Instance} starting: {Commands} ({SlotPartitions} partitions) -> {Replies} ({ReplyPartitions} partitions), state in {StateDirectory}",
             settings.InstanceName, settings.Topics.Commands, slotPartitions, settings.Topics.Replies, replyPartitions, settings.StateDirectory);
         // Not the caller's token: Streamiz would close the stream on it by itself, and a second close
@@ -68,7 +75,7 @@ public static class SlotProcessor
             throw;
         }
         log.LogInformation("Processor {Instance} running", settings.InstanceName);
-        return new Running(stream, checkpoints, ready, log, settings.InstanceName);
+        return new Running(stream, clients, checkpoints, ready, log, settings.InstanceName);
     }
 
     /// <summary>See <see cref="Rehearsal"/>. Only a warm-up: when it fails, the processor starts cold.</summary>
@@ -85,7 +92,8 @@ public static class SlotProcessor
         }
     }
 
-    private sealed class Running(KafkaStream stream, ChangelogCheckpoints checkpoints, ReadyFile? ready, ILogger log, string instance) : IAsyncDisposable
+    private sealed class Running(KafkaStream stream, RebalanceTolerantCommits clients, ChangelogCheckpoints checkpoints, ReadyFile? ready, ILogger log, string instance)
+        : IAsyncDisposable
     {
         private int _disposed;
 
@@ -94,6 +102,7 @@ public static class SlotProcessor
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             log.LogInformation("Processor {Instance} stopping", instance);
             ready?.Set(running: false);
+            clients.Stopping();
             await Task.Run(stream.Dispose);
             checkpoints.Dispose();
             log.LogInformation("Processor {Instance} stopped", instance);

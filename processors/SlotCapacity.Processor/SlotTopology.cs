@@ -96,6 +96,7 @@ public static class SlotTopology
             NumStreamThreads = 1,
             Logger = loggers,
         };
+        if (settings.StaticMembership) config.AddConfig(config.MainConsumerPrefix("group.instance.id"), settings.InstanceName);
         foreach (var (key, value) in security) config.AddConfig(key, Typed(key, value, $"KAFKA_{key.ToUpperInvariant().Replace('.', '_')}"));
         if (configuration is null) return config;
         foreach (var (key, value) in KafkaEndpoint.Section(configuration, KafkaEndpoint.ClientSection))

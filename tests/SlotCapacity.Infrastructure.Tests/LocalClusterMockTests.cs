@@ -191,6 +191,66 @@ public sealed class LocalClusterMockTests
             $"the second member's join took {rebalance.TotalSeconds:0.0} s to rebalance the group: the join phase waited out the session");
     }
 
+    [Fact]
+    public async Task The_built_mock_gives_a_restarted_static_member_its_partitions_back_without_rebalancing_the_others()
+    {
+        using var cluster = await BuiltMockCluster.StartAsync(slotPartitions: 4);
+        var topic = new TopicNames().Commands;
+        var survivorRebalances = 0;
+        IConsumer<Null, string> Member(string instance, bool counted) => new ConsumerBuilder<Null, string>(new ConsumerConfig
+            {
+                BootstrapServers = cluster.Bootstrap,
+                GroupId = "static",
+                GroupInstanceId = instance,
+                // Long enough that only a rejoin by instance id, not an expiry, can explain a quick return.
+                SessionTimeoutMs = 30_000,
+                HeartbeatIntervalMs = 100,
+                EnableAutoCommit = false,
+            })
+            .SetPartitionsAssignedHandler((_, _) => { if (counted) Interlocked.Increment(ref survivorRebalances); })
+            .SetPartitionsRevokedHandler((_, _) => { if (counted) Interlocked.Increment(ref survivorRebalances); })
+            .Build();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var stopRestarting = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
+        Task Poll(IConsumer<Null, string> member, CancellationToken until) => Task.Run(() =>
+        {
+            while (!until.IsCancellationRequested) member.Consume(TimeSpan.FromMilliseconds(50));
+        }, CancellationToken.None);
+
+        using var survivor = Member("member-a", counted: true);
+        var restarting = Member("member-b", counted: false);
+        survivor.Subscribe(topic);
+        restarting.Subscribe(topic);
+        var polling = new List<Task> { Poll(survivor, stop.Token), Poll(restarting, stopRestarting.Token) };
+        await WaitForAsync(() => survivor.Assignment.Count == 2 && restarting.Assignment.Count == 2,
+            "the two static members never shared the topic's 4 partitions", stop.Token);
+        var itsPartitions = restarting.Assignment.Select(p => p.Partition.Value).Order().ToList();
+        var rebalancesBefore = Volatile.Read(ref survivorRebalances);
+
+        // Closed without unsubscribing: a static member sends no LeaveGroup (KIP-345).
+        await stopRestarting.CancelAsync();
+        await polling[1];
+        restarting.Close();
+        restarting.Dispose();
+        var back = Stopwatch.StartNew();
+        using var restarted = Member("member-b", counted: false);
+        restarted.Subscribe(topic);
+        polling.Add(Poll(restarted, stop.Token));
+        await WaitForAsync(() => restarted.Assignment.Count == 2, "the restarted static member never got partitions back", stop.Token);
+        var returned = back.Elapsed;
+        var itsPartitionsNow = restarted.Assignment.Select(p => p.Partition.Value).Order().ToList();
+        // A second of heartbeats: a rebalance started by the rejoin would reach the survivor within it.
+        await Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None);
+        var survivorPartitions = survivor.Assignment.Count;
+        await stop.CancelAsync();
+        await Task.WhenAll(polling);
+
+        Assert.Equal(itsPartitions, itsPartitionsNow);
+        Assert.Equal(2, survivorPartitions);
+        Assert.Equal(rebalancesBefore, Volatile.Read(ref survivorRebalances));
+        Assert.True(returned < TimeSpan.FromSeconds(10), $"the restarted member took {returned.TotalSeconds:0.0} s to get its partitions back");
+    }
+
     private static async Task WaitForAsync(Func<bool> condition, string failure, CancellationToken cancel)
     {
         while (!condition())

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging.Abstractions;
 using System.Diagnostics;
 using SlotCapacity.Contracts;
 using SlotCapacity.Kafka;
@@ -98,6 +99,39 @@ public sealed class CrashTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task A_successor_stops_its_running_predecessor_once_ready_and_carries_on_from_its_state()
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        // A short session: the in-process local cluster (the stock mock) takes the successor for a new member
+        // and gives its predecessor's partitions up only once that session expires.
+        var member = new Dictionary<string, string> { ["PROCESSOR_STATIC_MEMBERSHIP"] = "true", ["PROCESSOR_SESSION_TIMEOUT_MS"] = "2000" };
+        using var predecessor = ProcessorProcess.Start(broker.BootstrapServers, topics, "handover", member);
+        await predecessor.RunningAsync();
+        using var kafka = new Kafka(broker.BootstrapServers);
+        var slot = Slot("handover");
+        await kafka.SendAsync(topics.Commands, Configure(slot, Config(vans: 2), replyPartition: null));
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "before", replyPartition: 0));
+        Assert.True(kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 1, TimeSpan.FromSeconds(30)).Single().Message.Value.Accepted);
+
+        var settings = new ProcessorSettings(broker.BootstrapServers, topics, predecessor.StateDirectory, "handover")
+        {
+            StaticMembership = true,
+            SessionTimeoutMs = 2000,
+            TakeOverFrom = predecessor.Id,
+        };
+        await using var successor = await SlotProcessor.StartAsync(settings, NullLoggerFactory.Instance, CancellationToken.None);
+        Assert.Equal(0, await predecessor.ExitAsync(TimeSpan.FromSeconds(5)));
+
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "after", replyPartition: 0));
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "one-too-many", replyPartition: 0));
+        var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 3, TimeSpan.FromSeconds(60))
+            .ToDictionary(r => r.Message.Value.ReservationId, r => r.Message.Value);
+        Assert.True(replies["after"].Accepted, $"after the handover: {replies["after"]}");
+        Assert.Equal(RejectReason.SlotFull, replies["one-too-many"].Reason);
+    }
+
     /// <summary>A processor in its own process (the built SlotCapacity.Processor.dll), so it can be SIGKILLed.</summary>
     private sealed class ProcessorProcess : IDisposable
     {
@@ -115,7 +149,7 @@ public sealed class CrashTests(ITestOutputHelper output)
             _stateDirectory = stateDirectory;
         }
 
-        public static ProcessorProcess Start(string bootstrap, TopicNames topics, string name)
+        public static ProcessorProcess Start(string bootstrap, TopicNames topics, string name, IReadOnlyDictionary<string, string>? environment = null)
         {
             var dll = Path.Combine(AppContext.BaseDirectory, "SlotCapacity.Processor.dll");
             var info = new ProcessStartInfo("dotnet", [dll])
@@ -129,6 +163,7 @@ public sealed class CrashTests(ITestOutputHelper output)
             var stateDirectory = Path.Combine(Path.GetTempPath(), "slot-crash", Guid.NewGuid().ToString("N"));
             info.Environment["PROCESSOR_STATE_DIR"] = stateDirectory;
             info.Environment["PROCESSOR_INSTANCE"] = name;
+            foreach (var (variable, value) in environment ?? new Dictionary<string, string>()) info.Environment[variable] = value;
             var process = new Process { StartInfo = info };
             var wrapper = new ProcessorProcess(process, name, stateDirectory);
             process.OutputDataReceived += (_, e) => wrapper.OnLine(e.Data);
@@ -165,6 +200,25 @@ public sealed class CrashTests(ITestOutputHelper output)
         public string Tail()
         {
             lock (_lines) return $"[{_name}: {string.Join(" | ", _lines.TakeLast(5))}]";
+        }
+
+        public int Id => _process.Id;
+
+        public string StateDirectory => _stateDirectory;
+
+        /// <summary>The exit code once the process has exited by itself.</summary>
+        public async Task<int> ExitAsync(TimeSpan timeout)
+        {
+            using var limit = new CancellationTokenSource(timeout);
+            try
+            {
+                await _process.WaitForExitAsync(limit.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"{_name} had not exited within {timeout.TotalSeconds} s: {Tail()}");
+            }
+            return _process.ExitCode;
         }
 
         /// <summary>SIGKILL: no shutdown, no final commit, no flush.</summary>

@@ -88,6 +88,51 @@ public sealed class EndToEndTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_static_processor_that_stops_leaves_the_group_alone_so_the_other_keeps_serving_without_a_rebalance()
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        var folder = Directory.CreateTempSubdirectory("slot-static-").FullName;
+        try
+        {
+            ProcessorSettings Member(string name) => new(broker.BootstrapServers, topics, Path.Combine(folder, name), name)
+            {
+                StaticMembership = true,
+                SessionTimeoutMs = 30_000,
+                ReadyFile = Path.Combine(folder, name + ".ready"),
+            };
+            var (staying, stopping) = (Member("static-a"), Member("static-b"));
+            await using var survivor = await SlotProcessor.StartAsync(staying, NullLoggerFactory.Instance, CancellationToken.None);
+            var stopped = await SlotProcessor.StartAsync(stopping, NullLoggerFactory.Instance, CancellationToken.None);
+            // The second one's join rebalanced the first: both serve once both files have stayed for a second.
+            var settled = DateTime.UtcNow.AddSeconds(60);
+            var steadySince = DateTime.UtcNow;
+            while (DateTime.UtcNow - steadySince < TimeSpan.FromSeconds(1))
+            {
+                Assert.True(DateTime.UtcNow < settled, "the two processors never both served for a second");
+                if (!File.Exists(staying.ReadyFile) || !File.Exists(stopping.ReadyFile)) steadySince = DateTime.UtcNow;
+                await Task.Delay(20);
+            }
+
+            await stopped.DisposeAsync();
+            // A member that left would rebalance the group at once (the survivor's ready file goes while it
+            // takes the partitions over); a static member's stop leaves them waiting for its return.
+            var watched = DateTime.UtcNow.AddSeconds(3);
+            var gone = 0;
+            while (DateTime.UtcNow < watched)
+            {
+                if (!File.Exists(staying.ReadyFile)) gone++;
+                await Task.Delay(5);
+            }
+            Assert.Equal(0, gone);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_malformed_record_gets_an_INVALID_reply_and_the_stream_continues()
     {
         var (broker, topics, processor) = await StartAsync();

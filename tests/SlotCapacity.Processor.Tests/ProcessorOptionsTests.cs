@@ -65,6 +65,28 @@ public sealed class ProcessorOptionsTests : IDisposable
     }
 
     [Fact]
+    public void A_static_member_joins_under_its_instance_name_and_needs_one()
+    {
+        ConsumerConfig Consumer(params (string, string)[] variables)
+        {
+            var settings = SettingsBinder.BindValid<ProcessorOptions>(Environment([("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), .. variables])).ToSettings();
+            using var checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
+            return SlotTopology.Config(settings, checkpoints, NullLoggerFactory.Instance, []).ToConsumerConfig("c");
+        }
+
+        Assert.Null(Consumer(("PROCESSOR_INSTANCE", "processor-1")).GroupInstanceId);
+        Assert.Equal("processor-1", Consumer(("PROCESSOR_INSTANCE", "processor-1"), ("PROCESSOR_STATIC_MEMBERSHIP", "true")).GroupInstanceId);
+        var refused = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
+            ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), ("PROCESSOR_INSTANCE", " "), ("PROCESSOR_STATIC_MEMBERSHIP", "true"))));
+        Assert.Equal("PROCESSOR_STATIC_MEMBERSHIP=true needs PROCESSOR_INSTANCE, the same on every restart: a restarted processor finds its group membership by that name",
+            refused.Message);
+        var successor = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
+            ("PROCESSOR_INSTANCE", "processor-1"), ("PROCESSOR_STATIC_MEMBERSHIP", "false"), ("PROCESSOR_TAKE_OVER_FROM", "4242"))));
+        Assert.Equal("PROCESSOR_TAKE_OVER_FROM needs PROCESSOR_STATIC_MEMBERSHIP=true: a successor takes its predecessor's place in the group, which only a static member keeps",
+            successor.Message);
+    }
+
+    [Fact]
     public void Every_bad_value_is_one_line_naming_its_variable()
     {
         var error = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
