@@ -48,7 +48,7 @@ internal static class Experiments
     private static async Task EmptyStateAsync(RunningSystem system, Stopwatch clock, TextWriter log)
     {
         await system.SignalAsync("processor-1", "KILL", log, clock);
-        // The supervisor waits a second before it starts the process again.
+        // The supervisor starts it again at once, but a new process reads the topics before it opens its state.
         var state = Path.Combine(system.Directory, "processor-1");
         foreach (var entry in Directory.EnumerateFileSystemEntries(state))
         {

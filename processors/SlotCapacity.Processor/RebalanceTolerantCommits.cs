@@ -18,15 +18,12 @@ namespace SlotCapacity.Processor;
 /// Its polls also wait longer once a poll found nothing (see <see cref="Consumer.Consume(TimeSpan)"/>),
 /// and it never commits the offsets of a command partition this processor refused
 /// (<see cref="ChangelogCheckpoints"/>): those commands are decided by the processor that can restore it.
-/// A static member (<see cref="ProcessorSettings.StaticMembership"/>) that is stopping does not unsubscribe
-/// (see <see cref="Stopping"/>).
 /// </summary>
 public sealed class RebalanceTolerantCommits : IKafkaSupplier
 {
     private readonly DefaultKafkaClientSupplier _clients;
     private readonly ILogger _log;
     private readonly Func<TopicPartitionOffset, bool> _heldBack;
-    private volatile bool _stopping;
 
     /// <param name="commandsTopic">the topic whose partitions <paramref name="checkpoints"/> may refuse</param>
     public RebalanceTolerantCommits(IStreamConfig config, ILoggerFactory loggers, ChangelogCheckpoints checkpoints, string commandsTopic)
@@ -44,20 +41,8 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
         set => _clients.MetricsRegistry = value;
     }
 
-    /// <summary>
-    /// Called before the stream is closed. Streamiz's close unsubscribes before it closes the consumer,
-    /// and librdkafka sends LeaveGroup on an unsubscribe even for a static member, which rebalances the
-    /// whole group twice (once now, once when this processor is back). Closing without it, a static
-    /// member leaves no LeaveGroup (KIP-345) and keeps its place in the group for the session timeout.
-    /// </summary>
-    public void Stopping() => _stopping = true;
-
-    public IConsumer<byte[], byte[]> GetConsumer(ConsumerConfig config, IConsumerRebalanceListener rebalanceListener)
-    {
-        ArgumentNullException.ThrowIfNull(config);
-        var staysInGroup = config.GroupInstanceId is null ? (Func<bool>)(() => false) : () => _stopping;
-        return new Consumer(_clients.GetConsumer(config, rebalanceListener), _log, _heldBack, staysInGroup);
-    }
+    public IConsumer<byte[], byte[]> GetConsumer(ConsumerConfig config, IConsumerRebalanceListener rebalanceListener) =>
+        new Consumer(_clients.GetConsumer(config, rebalanceListener), _log, _heldBack);
 
     public IProducer<byte[], byte[]> GetProducer(ProducerConfig config) => _clients.GetProducer(config);
 
@@ -68,10 +53,8 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
     public IConsumer<byte[], byte[]> GetGlobalConsumer(ConsumerConfig config) => _clients.GetGlobalConsumer(config);
 
     /// <summary>The stream thread's consumer: every call goes to Streamiz's, commits tolerate a rebalance
-    /// and leave out the offsets <paramref name="heldBack"/> names, and an unsubscribe is skipped while
-    /// <paramref name="staysInGroup"/> says so.</summary>
-    private sealed class Consumer(IConsumer<byte[], byte[]> inner, ILogger log, Func<TopicPartitionOffset, bool> heldBack, Func<bool> staysInGroup)
-        : IConsumer<byte[], byte[]>
+    /// and leave out the offsets <paramref name="heldBack"/> names.</summary>
+    private sealed class Consumer(IConsumer<byte[], byte[]> inner, ILogger log, Func<TopicPartitionOffset, bool> heldBack) : IConsumer<byte[], byte[]>
     {
         /// <summary>How long a poll waits once the previous one found nothing.</summary>
         internal static readonly TimeSpan IdleWait = TimeSpan.FromMilliseconds(100);
@@ -119,16 +102,7 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
         public ConsumeResult<byte[], byte[]> Consume(CancellationToken cancellationToken = default) => inner.Consume(cancellationToken);
         public void Subscribe(IEnumerable<string> topics) => inner.Subscribe(topics);
         public void Subscribe(string topic) => inner.Subscribe(topic);
-        public void Unsubscribe()
-        {
-            if (staysInGroup())
-            {
-                log.LogInformation("Stopping as a static member of the group: its partitions wait for this processor's return (up to the session timeout) instead of moving");
-                return;
-            }
-            inner.Unsubscribe();
-        }
-
+        public void Unsubscribe() => inner.Unsubscribe();
         public void Assign(TopicPartition partition) => inner.Assign(partition);
         public void Assign(TopicPartitionOffset partition) => inner.Assign(partition);
         public void Assign(IEnumerable<TopicPartitionOffset> partitions) => inner.Assign(partitions);

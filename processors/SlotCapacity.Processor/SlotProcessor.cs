@@ -41,8 +41,8 @@ public static class SlotProcessor
 
         var checkpoints = new ChangelogCheckpoints(settings, loggers);
         var config = SlotTopology.Config(settings, checkpoints, loggers);
-        var clients = new RebalanceTolerantCommits(config, loggers, checkpoints, settings.Topics.Commands);
-        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config, clients);
+        var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config,
+            new RebalanceTolerantCommits(config, loggers, checkpoints, settings.Topics.Commands));
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         stream.StateChanged += (_, now) =>
         {
@@ -75,7 +75,7 @@ public static class SlotProcessor
             throw;
         }
         log.LogInformation("Processor {Instance} running", settings.InstanceName);
-        return new Running(stream, clients, checkpoints, ready, log, settings.InstanceName);
+        return new Running(stream, checkpoints, ready, log, settings.InstanceName);
     }
 
     /// <summary>See <see cref="Rehearsal"/>. Only a warm-up: when it fails, the processor starts cold.</summary>
@@ -92,8 +92,7 @@ public static class SlotProcessor
         }
     }
 
-    private sealed class Running(KafkaStream stream, RebalanceTolerantCommits clients, ChangelogCheckpoints checkpoints, ReadyFile? ready, ILogger log, string instance)
-        : IAsyncDisposable
+    private sealed class Running(KafkaStream stream, ChangelogCheckpoints checkpoints, ReadyFile? ready, ILogger log, string instance) : IAsyncDisposable
     {
         private int _disposed;
 
@@ -102,7 +101,6 @@ public static class SlotProcessor
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             log.LogInformation("Processor {Instance} stopping", instance);
             ready?.Set(running: false);
-            clients.Stopping();
             await Task.Run(stream.Dispose);
             checkpoints.Dispose();
             log.LogInformation("Processor {Instance} stopped", instance);

@@ -99,6 +99,8 @@ public sealed class EndToEndTests(ITestOutputHelper output)
             {
                 StaticMembership = true,
                 SessionTimeoutMs = 30_000,
+                // A member learns of a rebalance from its next heartbeat.
+                HeartbeatIntervalMs = 100,
                 ReadyFile = Path.Combine(folder, name + ".ready"),
             };
             var (staying, stopping) = (Member("static-a"), Member("static-b"));
