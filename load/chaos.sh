@@ -16,7 +16,7 @@ run="$root/.run"
 out="$root/load/results/faults"
 mkdir -p "$run/logs" "$out"
 LOADS=${LOADS:-50 500}
-EXPERIMENTS=${EXPERIMENTS:-processor-empty-state processor-kill processor-rolling gateway-rolling gateway-kill malformed-commands broker-down processor-kill-loop leader-move}
+EXPERIMENTS=${EXPERIMENTS:-processor-empty-state processor-kill processor-rolling processor-handover gateway-rolling gateway-kill malformed-commands broker-down processor-kill-loop leader-move}
 SECONDS_PER_RUN=${RUN_SECONDS:-40}
 
 if [ -s "$run/endpoints" ]; then

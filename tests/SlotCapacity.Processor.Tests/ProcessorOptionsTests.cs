@@ -22,6 +22,14 @@ public sealed class ProcessorOptionsTests : IDisposable
         return new ConfigurationBuilder().AddEnvironmentVariables(_prefix).Build();
     }
 
+    /// <summary>The command consumer's configuration for these variables (and a bootstrap list).</summary>
+    private ConsumerConfig Consumer(params (string, string)[] variables)
+    {
+        var settings = SettingsBinder.BindValid<ProcessorOptions>(Environment([("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), .. variables])).ToSettings();
+        using var checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
+        return SlotTopology.Config(settings, checkpoints, NullLoggerFactory.Instance, []).ToConsumerConfig("c");
+    }
+
     [Fact]
     public void Unset_variables_take_the_defaults_of_ProcessorSettings()
     {
@@ -48,13 +56,6 @@ public sealed class ProcessorOptionsTests : IDisposable
     [Fact]
     public void The_heartbeat_is_a_quarter_of_the_session_unless_set_and_must_stay_below_the_session()
     {
-        ConsumerConfig Consumer(params (string, string)[] variables)
-        {
-            var settings = SettingsBinder.BindValid<ProcessorOptions>(Environment([("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), .. variables])).ToSettings();
-            using var checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
-            return SlotTopology.Config(settings, checkpoints, NullLoggerFactory.Instance, []).ToConsumerConfig("c");
-        }
-
         var derived = Consumer();
         Assert.Equal((1500, 6000), (derived.HeartbeatIntervalMs, derived.SessionTimeoutMs));
         var set = Consumer(("PROCESSOR_SESSION_TIMEOUT_MS", "1500"), ("PROCESSOR_HEARTBEAT_INTERVAL_MS", "100"));
@@ -67,13 +68,6 @@ public sealed class ProcessorOptionsTests : IDisposable
     [Fact]
     public void A_static_member_joins_under_its_instance_name_and_needs_one()
     {
-        ConsumerConfig Consumer(params (string, string)[] variables)
-        {
-            var settings = SettingsBinder.BindValid<ProcessorOptions>(Environment([("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), .. variables])).ToSettings();
-            using var checkpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
-            return SlotTopology.Config(settings, checkpoints, NullLoggerFactory.Instance, []).ToConsumerConfig("c");
-        }
-
         Assert.Null(Consumer(("PROCESSOR_INSTANCE", "processor-1")).GroupInstanceId);
         Assert.Equal("processor-1", Consumer(("PROCESSOR_INSTANCE", "processor-1"), ("PROCESSOR_STATIC_MEMBERSHIP", "true")).GroupInstanceId);
         var refused = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
