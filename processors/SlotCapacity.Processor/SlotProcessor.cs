@@ -53,15 +53,15 @@ public static class SlotProcessor
             log.LogCritical("Processor {Instance}: the stream failed and stopped processing", settings.InstanceName);
             settings.OnStreamFailed?.Invoke("the stream failed and stopped processing (see the error logged before)");
         };
-        // Everything that needs no partition is ready: only now does a successor stop its predecessor.
-        if (settings.TakeOverFrom is { } predecessor) await Predecessor.StopAsync(predecessor, settings.InstanceName, log, ct);
-        log.LogInformation("Processor {Instance} starting: {Commands} ({SlotPartitions} partitions) -> {Replies} ({ReplyPartitions} partitions), state in {StateDirectory}",
-            settings.InstanceName, settings.Topics.Commands, slotPartitions, settings.Topics.Replies, replyPartitions, settings.StateDirectory);
-        // Not the caller's token: Streamiz would close the stream on it by itself, and a second close
-        // (DisposeAsync) would then return before the final commit. ct only bounds the start.
-        await stream.StartAsync(CancellationToken.None);
         try
         {
+            // Everything that needs no partition is ready: only now does a successor stop its predecessor.
+            if (settings.TakeOverFrom is { } predecessor) await Predecessor.StopAsync(predecessor, settings.InstanceName, log, ct);
+            log.LogInformation("Processor {Instance} starting: {Commands} ({SlotPartitions} partitions) -> {Replies} ({ReplyPartitions} partitions), state in {StateDirectory}",
+                settings.InstanceName, settings.Topics.Commands, slotPartitions, settings.Topics.Replies, replyPartitions, settings.StateDirectory);
+            // Not the caller's token: Streamiz would close the stream on it by itself, and a second close
+            // (DisposeAsync) would then return before the final commit. ct only bounds the start.
+            await stream.StartAsync(CancellationToken.None);
             await running.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
         }
         catch (Exception e)
