@@ -69,6 +69,7 @@ public sealed class AvailabilityFollower : IDisposable
             // at the oldest record left, not at the end: fewer slots are missed, and it is reported.
             AutoOffsetReset = AutoOffsetReset.Earliest,
             FetchWaitMaxMs = settings.ViewFetchWaitMaxMs,
+            FetchMinBytes = settings.ViewFetchMinBytes,
             IsolationLevel = IsolationLevel.ReadCommitted,
             SocketNagleDisable = true,
             // The end-of-partition event tells a round that a partition without new records was fetched.

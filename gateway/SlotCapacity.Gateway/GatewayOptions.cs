@@ -44,6 +44,9 @@ public sealed class GatewayOptions : KafkaOptions, IValidatableObject
     [ConfigurationKeyName("GATEWAY_VIEW_FETCH_WAIT_MS"), Range(1, int.MaxValue, ErrorMessage = Positive)]
     public int ViewFetchWaitMs { get; set; } = Defaults.ViewFetchWaitMaxMs;
 
+    [ConfigurationKeyName("GATEWAY_VIEW_FETCH_MIN_BYTES"), Range(1, 100_000_000, ErrorMessage = "must be a whole number of bytes from 1 to 100000000")]
+    public int ViewFetchMinBytes { get; set; } = Defaults.ViewFetchMinBytes;
+
     [ConfigurationKeyName("GATEWAY_VIEW_FETCH_INTERVAL_MS"), Range(0, int.MaxValue, ErrorMessage = "must be a whole number of milliseconds, 0 to follow continuously")]
     public int ViewFetchIntervalMs { get; set; } = (int)Defaults.ViewFetchInterval.TotalMilliseconds;
 
@@ -92,6 +95,7 @@ public sealed class GatewayOptions : KafkaOptions, IValidatableObject
         MaxInFlight = MaxInFlight,
         FetchWaitMaxMs = ReplyFetchWaitMs,
         ViewFetchWaitMaxMs = ViewFetchWaitMs,
+        ViewFetchMinBytes = ViewFetchMinBytes,
         ViewFetchInterval = TimeSpan.FromMilliseconds(ViewFetchIntervalMs),
         ReplyShare = Ordinal is { } ordinal && Count is { } count ? new ReplyShare(ordinal, count) : null,
         ViewCheckpoint = ViewCheckpoint,

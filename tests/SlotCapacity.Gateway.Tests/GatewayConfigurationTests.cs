@@ -28,8 +28,8 @@ public sealed class GatewayConfigurationTests : IDisposable
         var defaults = new GatewaySettings { BootstrapServers = "", Security = new() };
         Assert.Equal(("kafka:9092", defaults.Url, defaults.Deadline, defaults.PlanningDeadline, defaults.MaxInFlight, defaults.FetchWaitMaxMs, defaults.ViewFetchWaitMaxMs),
             (settings.BootstrapServers, settings.Url, settings.Deadline, settings.PlanningDeadline, settings.MaxInFlight, settings.FetchWaitMaxMs, settings.ViewFetchWaitMaxMs));
-        Assert.Equal((defaults.LogLevel, (ReplyShare?)null, "", TopicNames.DefaultSlotPartitions, TopicNames.DefaultReplyPartitions, defaults.ViewFetchInterval),
-            (settings.LogLevel, settings.ReplyShare, settings.Topics.Prefix, slotPartitions, replyPartitions, settings.ViewFetchInterval));
+        Assert.Equal((defaults.LogLevel, (ReplyShare?)null, "", TopicNames.DefaultSlotPartitions, TopicNames.DefaultReplyPartitions, defaults.ViewFetchInterval, 65_536),
+            (settings.LogLevel, settings.ReplyShare, settings.Topics.Prefix, slotPartitions, replyPartitions, settings.ViewFetchInterval, settings.ViewFetchMinBytes));
         Assert.Equal((new SecuritySettings().MaxMessageBytes, SecuritySettings.DefaultIssuer, 32), (settings.Security.MaxMessageBytes, settings.Security.Issuer, settings.Security.SigningKey!.Length));
         Assert.StartsWith("gateway-", settings.Instance, StringComparison.Ordinal);
     }
@@ -40,9 +40,9 @@ public sealed class GatewayConfigurationTests : IDisposable
         var (settings, slotPartitions, _) = GatewayConfiguration.Read(Environment([.. Minimal,
             ("GATEWAY_DEADLINE_MS", "250"), ("GATEWAY_ORDINAL", "1"), ("GATEWAY_COUNT", "3"), ("GATEWAY_LOG_LEVEL", "warning"),
             ("TOPIC_PREFIX", "t1."), ("SLOT_PARTITIONS", "4"), ("ASPNETCORE_URLS", "http://127.0.0.1:5201;http://127.0.0.1:5202"),
-            ("GATEWAY_PLANNING_RATE", "9"), ("GATEWAY_INSTANCE", ""), ("GATEWAY_VIEW_FETCH_INTERVAL_MS", "200")]), url: null);
-        Assert.Equal((TimeSpan.FromMilliseconds(250), new ReplyShare(1, 3), Microsoft.Extensions.Logging.LogLevel.Warning, "t1.", 4, "http://127.0.0.1:5201", 9, TimeSpan.FromMilliseconds(200)),
-            (settings.Deadline, settings.ReplyShare, settings.LogLevel, settings.Topics.Prefix, slotPartitions, settings.Url, settings.Security.PlanningCallsPerSecond, settings.ViewFetchInterval));
+            ("GATEWAY_PLANNING_RATE", "9"), ("GATEWAY_INSTANCE", ""), ("GATEWAY_VIEW_FETCH_INTERVAL_MS", "200"), ("GATEWAY_VIEW_FETCH_MIN_BYTES", "1")]), url: null);
+        Assert.Equal((TimeSpan.FromMilliseconds(250), new ReplyShare(1, 3), Microsoft.Extensions.Logging.LogLevel.Warning, "t1.", 4, "http://127.0.0.1:5201", 9, TimeSpan.FromMilliseconds(200), 1),
+            (settings.Deadline, settings.ReplyShare, settings.LogLevel, settings.Topics.Prefix, slotPartitions, settings.Url, settings.Security.PlanningCallsPerSecond, settings.ViewFetchInterval, settings.ViewFetchMinBytes));
         Assert.StartsWith("gateway-", settings.Instance, StringComparison.Ordinal);
         Assert.Equal("http://127.0.0.1:5301", GatewayConfiguration.Read(Environment(Minimal), "http://127.0.0.1:5301").Settings.Url);
     }
@@ -52,11 +52,12 @@ public sealed class GatewayConfigurationTests : IDisposable
     {
         var error = Assert.Throws<StartupException>(() => GatewayConfiguration.Read(Environment(
             ("GATEWAY_DEADLINE_MS", "soon"), ("GATEWAY_MAX_IN_FLIGHT", "0"), ("GATEWAY_ORDINAL", "2"), ("GATEWAY_LOG_LEVEL", "loud"),
-            ("GATEWAY_PLANNING_BURST", "-1"), ("GATEWAY_JWT_AUTHORITY", "http://idp"), ("GATEWAY_VIEW_FETCH_INTERVAL_MS", "-5")), url: null));
+            ("GATEWAY_PLANNING_BURST", "-1"), ("GATEWAY_JWT_AUTHORITY", "http://idp"), ("GATEWAY_VIEW_FETCH_INTERVAL_MS", "-5"), ("GATEWAY_VIEW_FETCH_MIN_BYTES", "0")), url: null));
         Assert.Equal([
             "GATEWAY_DEADLINE_MS='soon' is not a whole number",
             "GATEWAY_LOG_LEVEL='loud' is not one of Trace, Debug, Information, Warning, Error, Critical, None",
             "GATEWAY_MAX_IN_FLIGHT='0': must be a positive whole number",
+            "GATEWAY_VIEW_FETCH_MIN_BYTES='0': must be a whole number of bytes from 1 to 100000000",
             "GATEWAY_VIEW_FETCH_INTERVAL_MS='-5': must be a whole number of milliseconds, 0 to follow continuously",
             "KAFKA_BOOTSTRAP_SERVERS is not set: " + KafkaEndpoint.BootstrapHint,
             "GATEWAY_ORDINAL='2' and GATEWAY_COUNT='': set both (e.g. 0 and 2 for the first of two gateways) or neither",

@@ -6,12 +6,13 @@ using SlotCapacity.Kafka;
 namespace SlotCapacity.Infrastructure.Tests;
 
 /// <summary>
-/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with six changes
+/// `make run`'s local cluster hosts its mock brokers in a librdkafka built with nine changes
 /// (compose/LocalCluster/mock/mock.patch): a fetch looks for its offset from the end of the
 /// partition nearer to it instead of always from the oldest batch, a waiting fetch is answered
-/// when data arrives, a fetch gets every whole batch that fits, not one, a partition keeps
-/// LOCAL_CLUSTER_PARTITION_MAX_MB, a commit is accepted while a group prepares a rebalance, and a
-/// rebalance ends once every member has rejoined. These tests build it (once; cached) and use it.
+/// when data (fetch.min.bytes of it) arrives and with that data, a fetch gets every whole batch that fits, not one, a
+/// partition keeps LOCAL_CLUSTER_PARTITION_MAX_MB, a commit is accepted while a group prepares a
+/// rebalance, a rebalance ends once every member has rejoined, and a restarted static member gets
+/// its partitions back without a rebalance. These tests build it (once; cached) and use it.
 /// </summary>
 public sealed class LocalClusterMockTests
 {
@@ -93,9 +94,7 @@ public sealed class LocalClusterMockTests
         Assert.NotNull(statistics);
 
         // The stock mock answers with one batch per fetch: at least one fetch per record here.
-        using var json = System.Text.Json.JsonDocument.Parse(statistics);
-        var fetches = json.RootElement.GetProperty("brokers").EnumerateObject()
-            .Sum(broker => broker.Value.TryGetProperty("req", out var requests) && requests.TryGetProperty("Fetch", out var n) ? n.GetInt64() : 0);
+        var fetches = Fetches(statistics);
         Assert.True(fetches < count / 10, $"{fetches} fetches for {count} one-record batches");
     }
 
@@ -130,6 +129,7 @@ public sealed class LocalClusterMockTests
         await producer.ProduceAsync(topic, new Message<Null, string> { Value = "first" });
 
         // A fetch that would wait 30 s for data: the stock mock holds its empty answer that long.
+        string? statistics = null;
         using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
         {
             BootstrapServers = bootstrap,
@@ -137,11 +137,13 @@ public sealed class LocalClusterMockTests
             EnableAutoCommit = false,
             FetchWaitMaxMs = 30_000,
             SocketTimeoutMs = 60_000,
-        }).Build();
+            StatisticsIntervalMs = 100,
+        }).SetStatisticsHandler((_, json) => statistics = json).Build();
         consumer.Assign(new TopicPartitionOffset(topic, 0, 0));
         Assert.Equal(["first"], ReadUntil(consumer, 1));
         // Now at the tail, the fetch waits; a record arrives on the partition it waits on.
         Assert.Null(consumer.Consume(TimeSpan.FromSeconds(1)));
+        var fetchesBefore = Fetches(statistics);
         var waited = Stopwatch.StartNew();
         await producer.ProduceAsync(new TopicPartition(topic, 0), new Message<Null, string> { Value = "second" });
         var read = new List<string>();
@@ -149,6 +151,59 @@ public sealed class LocalClusterMockTests
             if (consumer.Consume(TimeSpan.FromMilliseconds(100)) is { } record) read.Add(record.Message.Value);
         Assert.Equal(["second"], read);
         Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), $"the record took {waited.Elapsed.TotalSeconds:0.0} s, the fetch's whole wait");
+
+        // The waiting fetch's answer carried the record, so the only fetch since is the next waiting one.
+        // An answer woken empty (mock.patch before change 8) needs a second fetch to get the record.
+        Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(500)));
+        Assert.Equal(fetchesBefore + 1, Fetches(statistics));
+    }
+
+    [Fact]
+    public async Task The_built_mock_holds_a_waiting_fetch_until_fetch_min_bytes_arrive_or_its_wait_ends_then_answers_with_the_data()
+    {
+        using var cluster = await BuiltMockCluster.StartAsync(slotPartitions: 1);
+        var partition = new TopicPartition(new TopicNames().Replies, 0);
+        using var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = cluster.Bootstrap, LingerMs = 0 }).Build();
+        await producer.ProduceAsync(partition, new Message<Null, string> { Value = "first" });
+
+        string? statistics = null;
+        using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
+        {
+            BootstrapServers = cluster.Bootstrap,
+            GroupId = "unused",
+            EnableAutoCommit = false,
+            FetchWaitMaxMs = 3_000,
+            FetchMinBytes = 4_096,
+            StatisticsIntervalMs = 100,
+        }).SetStatisticsHandler((_, json) => statistics = json).Build();
+        consumer.Assign(new TopicPartitionOffset(partition, 0));
+        Assert.Equal(["first"], ReadUntil(consumer, 1));
+
+        // A small record does not wake the waiting fetch; it comes with the answer at the wait's end.
+        Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(200)));
+        var fetchesBefore = Fetches(statistics);
+        var waited = Stopwatch.StartNew();
+        await producer.ProduceAsync(partition, new Message<Null, string> { Value = "small" });
+        Assert.Equal(["small"], ReadUntil(consumer, 1));
+        Assert.True(waited.Elapsed > TimeSpan.FromSeconds(1.5), $"a 5-byte record woke a fetch waiting for 4,096 bytes after {waited.Elapsed.TotalMilliseconds:0} ms");
+        Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(300)));
+        Assert.Equal(fetchesBefore + 1, Fetches(statistics));
+
+        // fetch.min.bytes arriving wakes it long before the wait's end.
+        Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(200)));
+        waited.Restart();
+        await producer.ProduceAsync(partition, new Message<Null, string> { Value = new string('x', 5_000) });
+        Assert.Single(ReadUntil(consumer, 1));
+        Assert.True(waited.Elapsed < TimeSpan.FromSeconds(1.5), $"5,000 bytes took {waited.Elapsed.TotalMilliseconds:0} ms to wake a fetch waiting for 4,096");
+    }
+
+    /// <summary>Fetch requests the consumer has sent, from its latest statistics.</summary>
+    private static long Fetches(string? statistics)
+    {
+        Assert.NotNull(statistics);
+        using var json = System.Text.Json.JsonDocument.Parse(statistics);
+        return json.RootElement.GetProperty("brokers").EnumerateObject()
+            .Sum(broker => broker.Value.TryGetProperty("req", out var requests) && requests.TryGetProperty("Fetch", out var n) ? n.GetInt64() : 0);
     }
 
     [Fact]

@@ -8,7 +8,9 @@
 # (the stock mock sent one batch per partition), and a partition keeps LOCAL_CLUSTER_PARTITION_MAX_MB
 # (64 MiB by default, read when the cluster starts) instead of 5 MiB, a commit is accepted while a
 # group prepares a rebalance, and a rebalance ends once every member has rejoined (and a member expires
-# at its session timeout). Only the local cluster host loads this library
+# at its session timeout), a restarted static member gets its partitions back without a rebalance,
+# and a waiting fetch is answered with the data that woke it and waits for its fetch.min.bytes.
+# Only the local cluster host loads this library
 # (LOCAL_CLUSTER_LIBRDKAFKA); the processors, gateways and tests use Confluent.Kafka's own.
 # Prints the path of the built library; builds once, then reuses it (about a minute on 2 cores).
 set -euo pipefail
