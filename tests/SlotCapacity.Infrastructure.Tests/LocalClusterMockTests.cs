@@ -76,25 +76,14 @@ public sealed class LocalClusterMockTests
             for (var i = 0; i < count; i++)
                 await producer.ProduceAsync(topic, new Message<Null, string> { Value = Text(i) });
 
-        string? statistics = null;
-        using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
-        {
-            BootstrapServers = cluster.Bootstrap,
-            GroupId = "unused",
-            EnableAutoCommit = false,
-            // At the tail a fetch then waits for data instead of coming back every few ms.
-            FetchWaitMaxMs = 5_000,
-            StatisticsIntervalMs = 100,
-        }).SetStatisticsHandler((_, json) => statistics = json).Build();
+        // At the tail a fetch then waits for data instead of coming back every few ms.
+        using var counted = new CountingConsumer(cluster.Bootstrap, fetchWaitMaxMs: 5_000);
+        var consumer = counted.Consumer;
         consumer.Assign(new TopicPartitionOffset(topic, 0, 0));
         Assert.Equal(Enumerable.Range(0, count).Select(Text), ReadUntil(consumer, count));
-        // Statistics come with Consume calls; wait for some taken after the last record.
-        statistics = null;
-        for (var i = 0; i < 50 && statistics is null; i++) consumer.Consume(TimeSpan.FromMilliseconds(100));
-        Assert.NotNull(statistics);
 
         // The stock mock answers with one batch per fetch: at least one fetch per record here.
-        var fetches = Fetches(statistics);
+        var fetches = counted.FetchesFromNewStatistics();
         Assert.True(fetches < count / 10, $"{fetches} fetches for {count} one-record batches");
     }
 
@@ -129,21 +118,13 @@ public sealed class LocalClusterMockTests
         await producer.ProduceAsync(topic, new Message<Null, string> { Value = "first" });
 
         // A fetch that would wait 30 s for data: the stock mock holds its empty answer that long.
-        string? statistics = null;
-        using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
-        {
-            BootstrapServers = bootstrap,
-            GroupId = "unused",
-            EnableAutoCommit = false,
-            FetchWaitMaxMs = 30_000,
-            SocketTimeoutMs = 60_000,
-            StatisticsIntervalMs = 100,
-        }).SetStatisticsHandler((_, json) => statistics = json).Build();
+        using var counted = new CountingConsumer(bootstrap, fetchWaitMaxMs: 30_000);
+        var consumer = counted.Consumer;
         consumer.Assign(new TopicPartitionOffset(topic, 0, 0));
         Assert.Equal(["first"], ReadUntil(consumer, 1));
         // Now at the tail, the fetch waits; a record arrives on the partition it waits on.
         Assert.Null(consumer.Consume(TimeSpan.FromSeconds(1)));
-        var fetchesBefore = Fetches(statistics);
+        var fetchesBefore = counted.Fetches();
         var waited = Stopwatch.StartNew();
         await producer.ProduceAsync(new TopicPartition(topic, 0), new Message<Null, string> { Value = "second" });
         var read = new List<string>();
@@ -155,7 +136,7 @@ public sealed class LocalClusterMockTests
         // The waiting fetch's answer carried the record, so the only fetch since is the next waiting one.
         // An answer woken empty (mock.patch before change 8) needs a second fetch to get the record.
         Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(500)));
-        Assert.Equal(fetchesBefore + 1, Fetches(statistics));
+        Assert.Equal(fetchesBefore + 1, counted.Fetches());
     }
 
     [Fact]
@@ -166,28 +147,20 @@ public sealed class LocalClusterMockTests
         using var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = cluster.Bootstrap, LingerMs = 0 }).Build();
         await producer.ProduceAsync(partition, new Message<Null, string> { Value = "first" });
 
-        string? statistics = null;
-        using var consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
-        {
-            BootstrapServers = cluster.Bootstrap,
-            GroupId = "unused",
-            EnableAutoCommit = false,
-            FetchWaitMaxMs = 3_000,
-            FetchMinBytes = 4_096,
-            StatisticsIntervalMs = 100,
-        }).SetStatisticsHandler((_, json) => statistics = json).Build();
+        using var counted = new CountingConsumer(cluster.Bootstrap, fetchWaitMaxMs: 3_000, fetchMinBytes: 4_096);
+        var consumer = counted.Consumer;
         consumer.Assign(new TopicPartitionOffset(partition, 0));
         Assert.Equal(["first"], ReadUntil(consumer, 1));
 
         // A small record does not wake the waiting fetch; it comes with the answer at the wait's end.
         Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(200)));
-        var fetchesBefore = Fetches(statistics);
+        var fetchesBefore = counted.Fetches();
         var waited = Stopwatch.StartNew();
         await producer.ProduceAsync(partition, new Message<Null, string> { Value = "small" });
         Assert.Equal(["small"], ReadUntil(consumer, 1));
         Assert.True(waited.Elapsed > TimeSpan.FromSeconds(1.5), $"a 5-byte record woke a fetch waiting for 4,096 bytes after {waited.Elapsed.TotalMilliseconds:0} ms");
         Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(300)));
-        Assert.Equal(fetchesBefore + 1, Fetches(statistics));
+        Assert.Equal(fetchesBefore + 1, counted.Fetches());
 
         // fetch.min.bytes arriving wakes it long before the wait's end.
         Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(200)));
@@ -197,13 +170,46 @@ public sealed class LocalClusterMockTests
         Assert.True(waited.Elapsed < TimeSpan.FromSeconds(1.5), $"5,000 bytes took {waited.Elapsed.TotalMilliseconds:0} ms to wake a fetch waiting for 4,096");
     }
 
-    /// <summary>Fetch requests the consumer has sent, from its latest statistics.</summary>
-    private static long Fetches(string? statistics)
+    /// <summary>A consumer of the built mock that keeps its latest statistics (every 100 ms, delivered
+    /// by its Consume calls), to count the fetch requests it has sent.</summary>
+    private sealed class CountingConsumer : IDisposable
     {
-        Assert.NotNull(statistics);
-        using var json = System.Text.Json.JsonDocument.Parse(statistics);
-        return json.RootElement.GetProperty("brokers").EnumerateObject()
-            .Sum(broker => broker.Value.TryGetProperty("req", out var requests) && requests.TryGetProperty("Fetch", out var n) ? n.GetInt64() : 0);
+        private string? _statistics;
+
+        public CountingConsumer(string bootstrap, int fetchWaitMaxMs, int fetchMinBytes = 1)
+        {
+            Consumer = new ConsumerBuilder<Null, string>(new ConsumerConfig
+            {
+                BootstrapServers = bootstrap,
+                GroupId = "unused",
+                EnableAutoCommit = false,
+                FetchWaitMaxMs = fetchWaitMaxMs,
+                FetchMinBytes = fetchMinBytes,
+                SocketTimeoutMs = 60_000,
+                StatisticsIntervalMs = 100,
+            }).SetStatisticsHandler((_, json) => _statistics = json).Build();
+        }
+
+        public IConsumer<Null, string> Consumer { get; }
+
+        /// <summary>Fetch requests sent, from the latest statistics.</summary>
+        public long Fetches()
+        {
+            Assert.NotNull(_statistics);
+            using var json = System.Text.Json.JsonDocument.Parse(_statistics);
+            return json.RootElement.GetProperty("brokers").EnumerateObject()
+                .Sum(broker => broker.Value.TryGetProperty("req", out var requests) && requests.TryGetProperty("Fetch", out var n) ? n.GetInt64() : 0);
+        }
+
+        /// <summary>Fetch requests sent, from statistics taken after this call.</summary>
+        public long FetchesFromNewStatistics()
+        {
+            _statistics = null;
+            for (var i = 0; i < 50 && _statistics is null; i++) Consumer.Consume(TimeSpan.FromMilliseconds(100));
+            return Fetches();
+        }
+
+        public void Dispose() => Consumer.Dispose();
     }
 
     [Fact]
