@@ -33,20 +33,47 @@ memory_state=""
 # is in .run/pids/NAME.supervisor.pid) starts a successor with that variable naming the running
 # command's pid; the successor stops its predecessor once it is ready to take over, and is supervised
 # from then on: a rolling restart that starts the new process before it stops the old one.
+# With STANDBY_VARIABLE set (the processors: PROCESSOR_STANDBY_FOR), a second process runs beside the
+# command with that variable naming its pid (.run/pids/NAME.standby.pid): a warm spare that takes the
+# command's place the moment it exits, instead of a cold start. It is started STANDBY_DELAY seconds
+# (default 10) after the command, so that its own start does not take the cores from the command's.
 supervise() {
   local name=$1
   shift
   local handover_variable=${HANDOVER_VARIABLE:-}
+  local standby_variable=${STANDBY_VARIABLE:-}
+  local standby_delay=${STANDBY_DELAY:-10}
   : >"$logs/$name.log"
   (
     child=""
     successor=""
+    standby=""
+    standby_timer=""
     stopping=""
     handover=""
-    trap 'stopping=yes; for p in $child $successor; do kill -TERM "$p" 2>/dev/null; done' TERM INT
+    standby_failures=0
+    trap 'stopping=yes; for p in $child $successor $standby $standby_timer; do kill -TERM "$p" 2>/dev/null; done' TERM INT
     # Without a handover variable a USR1 is ignored (its default would end the supervision).
     if [ -n "$handover_variable" ]; then trap 'handover=yes' USR1; else trap ':' USR1; fi
     echo "$BASHPID" >"$pidfiles/$name.supervisor.pid"
+    note() { echo "$(date -u +%FT%TZ) $name$*" | tee -a "$logs/supervisor.log"; }
+    # A spare that keeps failing is given up after three tries: the command itself still runs.
+    start_standby() {
+      standby_timer=""
+      [ -n "$standby_variable" ] && [ -z "$standby" ] && [ -z "$successor" ] && [ -z "$stopping" ] && [ "$standby_failures" -lt 3 ] || return 0
+      env "$standby_variable=$child" "$@" >>"$logs/$name.log" 2>&1 &
+      standby=$!
+      echo "$standby" >"$pidfiles/$name.standby.pid"
+      note ": pid $standby stands by for pid $child"
+    }
+    stop_standby() {
+      [ -n "$standby" ] || return 0
+      kill -TERM "$standby" 2>/dev/null || true
+      wait "$standby" 2>/dev/null || true
+      note ": standby pid $standby stopped"
+      standby=""
+      rm -f "$pidfiles/$name.standby.pid"
+    }
     # At once the first time (a crashed static processor's partitions wait for it), then 0.2 s,
     # doubling to 30 s while it keeps failing within a minute.
     delay_ms=0
@@ -60,35 +87,68 @@ supervise() {
         child=$!
       fi
       echo "$child" >"$pidfiles/$name.pid"
+      if [ -n "$standby_variable" ] && [ -z "$standby" ]; then
+        sleep "$standby_delay" &
+        standby_timer=$!
+      fi
+      # Until the command exits: a trapped signal ends `wait` early (exited stays empty).
       code=0
-      wait "$child" || code=$?
-      # A trapped signal ends `wait` early: wait for the command itself to finish (stopping, or replaced).
-      while kill -0 "$child" 2>/dev/null; do
-        if [ -n "$successor" ] && ! kill -0 "$successor" 2>/dev/null; then
-          successor_code=0
-          wait "$successor" || successor_code=$?
-          echo "$(date -u +%FT%TZ) $name: successor pid $successor exited with code $successor_code before it took over; pid $child keeps running" | tee -a "$logs/supervisor.log"
+      while :; do
+        exited=""
+        status=0
+        wait -n -p exited $child $successor $standby $standby_timer || status=$?
+        if [ "$exited" = "$child" ]; then
+          code=$status
+          break
+        elif [ -n "$exited" ] && [ "$exited" = "$standby_timer" ]; then
+          start_standby "$@"
+        elif [ -n "$exited" ] && [ "$exited" = "$successor" ]; then
+          note ": successor pid $successor exited with code $status before it took over; pid $child keeps running"
           successor=""
+        elif [ -n "$exited" ] && [ "$exited" = "$standby" ]; then
+          standby=""
+          rm -f "$pidfiles/$name.standby.pid"
+          if [ -z "$stopping" ]; then
+            standby_failures=$((standby_failures + 1))
+            note ": standby pid $exited exited with code $status while pid $child runs"
+            start_standby "$@"
+          fi
         fi
         if [ -n "$handover" ] && [ -z "$successor" ] && [ -z "$stopping" ]; then
+          # The spare would take over too when the successor stops its predecessor.
+          stop_standby
           env "$handover_variable=$child" "$@" >>"$logs/$name.log" 2>&1 &
           successor=$!
-          echo "$(date -u +%FT%TZ) $name (pid $child) is being replaced by pid $successor, which stops it once it is ready to take over" | tee -a "$logs/supervisor.log"
+          note " (pid $child) is being replaced by pid $successor, which stops it once it is ready to take over"
         fi
         handover=""
-        code=0
-        wait "$child" || code=$?
       done
-      [ -n "$stopping" ] && break
+      if [ -n "$standby_timer" ]; then
+        kill "$standby_timer" 2>/dev/null || true
+        wait "$standby_timer" 2>/dev/null || true
+        standby_timer=""
+      fi
+      if [ -n "$stopping" ]; then
+        [ -n "$standby" ] && { wait "$standby" 2>/dev/null || true; }
+        break
+      fi
       if [ -n "$successor" ] && kill -0 "$successor" 2>/dev/null; then
-        echo "$(date -u +%FT%TZ) $name (pid $child) exited with code $code; pid $successor took over" | tee -a "$logs/supervisor.log"
+        note " (pid $child) exited with code $code; pid $successor took over"
         continue
       fi
       successor=""
+      if [ -n "$standby" ] && kill -0 "$standby" 2>/dev/null; then
+        note " (pid $child) exited with code $code; standby pid $standby takes over"
+        successor=$standby
+        standby=""
+        standby_failures=0
+        rm -f "$pidfiles/$name.standby.pid"
+        continue
+      fi
       ran=$(($(date +%s) - started))
       [ "$ran" -ge 60 ] && delay_ms=0
       delay=$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))
-      echo "$(date -u +%FT%TZ) $name (pid $child) exited with code $code after ${ran}s; starting it again in ${delay}s" | tee -a "$logs/supervisor.log"
+      note " (pid $child) exited with code $code after ${ran}s; starting it again in ${delay}s"
       if [ "$delay_ms" -gt 0 ]; then
         sleep "$delay" &
         wait $! || true
@@ -96,7 +156,7 @@ supervise() {
       delay_ms=$((delay_ms == 0 ? 200 : delay_ms * 2 > 30000 ? 30000 : delay_ms * 2))
     done
     if [ -n "$successor" ]; then wait "$successor" 2>/dev/null || true; fi
-    rm -f "$pidfiles/$name.pid" "$pidfiles/$name.supervisor.pid"
+    rm -f "$pidfiles/$name.pid" "$pidfiles/$name.supervisor.pid" "$pidfiles/$name.standby.pid"
   ) &
   pids+=($!)
 }
@@ -223,6 +283,11 @@ else
   echo "local cluster (librdkafka mock, $LOCAL_CLUSTER_BROKERS broker(s), in memory) at $KAFKA_BOOTSTRAP_SERVERS"
 fi
 
+# A warm spare beside each static processor (PROCESSOR_STANDBY=false: none): started, its topics read
+# and its topology rehearsed, it takes the processor's place the moment that one exits, so a crash
+# costs a join and a restore instead of a process start (seconds on a busy machine).
+processor_standby=""
+if [ "${PROCESSOR_STATIC_MEMBERSHIP:-false}" = true ] && [ "${PROCESSOR_STANDBY:-true}" = true ]; then processor_standby=PROCESSOR_STANDBY_FOR; fi
 for n in $(seq 1 "$PROCESSORS"); do
   if [ -n "$memory_state" ]; then
     mkdir -p "$memory_state/processor-$n" && ln -sfn "$memory_state/processor-$n" "$run/processor-$n"
@@ -232,8 +297,8 @@ for n in $(seq 1 "$PROCESSORS"); do
   # The state directory outlives restarts: a restarted processor restores from its checkpoint.
   # The ready file holds the processor's pid while it serves (a rolling restart waits for it).
   PROCESSOR_STATE_DIR="$run/processor-$n" PROCESSOR_INSTANCE="processor-$n" PROCESSOR_READY_FILE="$pidfiles/processor-$n.ready" \
-    HANDOVER_VARIABLE=PROCESSOR_TAKE_OVER_FROM supervise "processor-$n" dotnet "$processor_bin/SlotCapacity.Processor.dll"
-  echo "processor-$n started (supervised, log .run/logs/processor-$n.log)"
+    HANDOVER_VARIABLE=PROCESSOR_TAKE_OVER_FROM STANDBY_VARIABLE=$processor_standby supervise "processor-$n" dotnet "$processor_bin/SlotCapacity.Processor.dll"
+  echo "processor-$n started (supervised${processor_standby:+, with a standby}, log .run/logs/processor-$n.log)"
 done
 
 # The warehouse loader: slot-events into .run/warehouse.duckdb, exactly once by event id.

@@ -20,10 +20,10 @@ internal static class Experiments
     public static readonly IReadOnlyList<Experiment> All =
     [
         new("none", "no fault (a steady run, the baseline)", (_, _, _) => Task.CompletedTask),
-        new("processor-kill", "SIGKILL processor-1 (the supervisor starts it again)",
+        new("processor-kill", "SIGKILL processor-1 (its standby takes its place, or the supervisor starts it again)",
             (system, clock, log) => system.SignalAsync("processor-1", "KILL", log, clock)),
         new("processor-kill-loop", "SIGKILL a processor every 20 s, alternating, three times", KillLoopAsync),
-        new("processor-empty-state", "SIGKILL processor-1 and delete its state directory before it is started again", EmptyStateAsync),
+        new("processor-empty-state", "SIGKILL processor-1 and delete its state directory before it is started again (or its standby, held until then, takes over)", EmptyStateAsync),
         new("processor-rolling", "SIGTERM processor-1, then processor-2 once the first is back", (system, clock, log) => RollingAsync(system, clock, log, "processor")),
         new("processor-handover", "replace processor-1, then processor-2 once the first is back, each by a new process that stops the old one when it is ready to take over (`make run`'s rolling restart: USR1 to the supervisor)",
             (system, clock, log) => RollingAsync(system, clock, log, "processor", handover: true)),
@@ -47,8 +47,12 @@ internal static class Experiments
 
     private static async Task EmptyStateAsync(RunningSystem system, Stopwatch clock, TextWriter log)
     {
+        // A standby would take over from the state directory at once: held still until it is empty, so
+        // that whoever takes over starts from nothing, as on a new machine.
+        var standby = system.Pid("processor-1.standby") is not null;
+        if (standby) await system.SignalAsync("processor-1.standby", "STOP", log, clock);
         await system.SignalAsync("processor-1", "KILL", log, clock);
-        // The supervisor starts it again at once, but a new process reads the topics before it opens its state.
+        // Without a standby the supervisor starts it again at once, but a new process reads the topics before it opens its state.
         var state = Path.Combine(system.Directory, "processor-1");
         foreach (var entry in Directory.EnumerateFileSystemEntries(state))
         {
@@ -56,6 +60,7 @@ internal static class Experiments
             else File.Delete(entry);
         }
         await log.WriteLineAsync($"t={clock.Elapsed.TotalSeconds:F2}s state directory of processor-1 emptied");
+        if (standby) await system.SignalAsync("processor-1.standby", "CONT", log, clock);
     }
 
     /// <param name="handover">start the new process first (the supervisor's USR1, see compose/run-local.sh) instead of SIGTERM</param>

@@ -31,6 +31,11 @@ public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
     [Range(1, int.MaxValue, ErrorMessage = "must be the process id of the processor to replace")]
     public int? TakeOverFrom { get; set; }
 
+    /// <summary>Null: not a standby.</summary>
+    [ConfigurationKeyName("PROCESSOR_STANDBY_FOR")]
+    [Range(1, int.MaxValue, ErrorMessage = "must be the process id of the running processor to stand by for")]
+    public int? StandbyFor { get; set; }
+
     [ConfigurationKeyName("PROCESSOR_SESSION_TIMEOUT_MS")]
     [Range(500, int.MaxValue, ErrorMessage = "must be at least {1} ms (and at least the broker's group.min.session.timeout.ms)")]
     public int SessionTimeoutMs { get; set; } = ProcessorSettings.DefaultSessionTimeoutMs;
@@ -59,6 +64,10 @@ public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
             yield return new("PROCESSOR_STATIC_MEMBERSHIP=true needs PROCESSOR_INSTANCE, the same on every restart: a restarted processor finds its group membership by that name");
         if (TakeOverFrom is not null && !StaticMembership)
             yield return new("PROCESSOR_TAKE_OVER_FROM needs PROCESSOR_STATIC_MEMBERSHIP=true: a successor takes its predecessor's place in the group, which only a static member keeps");
+        if (StandbyFor is not null && !StaticMembership)
+            yield return new("PROCESSOR_STANDBY_FOR needs PROCESSOR_STATIC_MEMBERSHIP=true: a standby takes the running processor's place in the group, which only a static member keeps");
+        if (StandbyFor is not null && TakeOverFrom is not null)
+            yield return new("PROCESSOR_STANDBY_FOR and PROCESSOR_TAKE_OVER_FROM are exclusive: a standby waits for a processor to exit, a successor stops it");
         if (HeartbeatIntervalMs >= SessionTimeoutMs)
             yield return new($"PROCESSOR_HEARTBEAT_INTERVAL_MS='{HeartbeatIntervalMs}' must be below PROCESSOR_SESSION_TIMEOUT_MS ({SessionTimeoutMs})");
     }
@@ -73,6 +82,7 @@ public sealed class ProcessorOptions : KafkaOptions, IValidatableObject
         {
             StaticMembership = StaticMembership,
             TakeOverFrom = TakeOverFrom,
+            StandbyFor = StandbyFor,
             SessionTimeoutMs = SessionTimeoutMs,
             HeartbeatIntervalMs = HeartbeatIntervalMs,
             CommitIntervalMs = CommitIntervalMs,

@@ -40,6 +40,19 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
     public int? TakeOverFrom { get; init; }
 
     /// <summary>
+    /// The process id of the running processor of the same instance that this one stands by for
+    /// (PROCESSOR_STANDBY_FOR; null: none): a warm spare. It reads the topics, rehearses and builds its
+    /// stream at once, then waits. When that process exits, however it exits (a crash, a SIGKILL, a
+    /// stop), the standby joins in its place as the same static member within milliseconds: the
+    /// partitions wait for a join and a restore from the shared state directory, not for a whole process
+    /// start, which takes seconds on a busy machine. If the process has exited before the standby is
+    /// warm, it takes over as soon as it can, as a restarted processor would. Whoever starts a standby
+    /// starts it some seconds after the processor, so that the two starts do not share the cores, and
+    /// makes sure that it is the only one (`make run`'s supervisor does both). See <see cref="Predecessor"/>.
+    /// </summary>
+    public int? StandbyFor { get; init; }
+
+    /// <summary>
     /// How often the processor tells the group it is alive (PROCESSOR_HEARTBEAT_INTERVAL_MS; null: a quarter
     /// of the session timeout, at least 100 ms). A heartbeat is also how a member learns that the group is
     /// rebalancing, so it bounds how late a survivor rejoins: a rebalance ends once every member has

@@ -20,8 +20,8 @@ public static class SlotProcessor
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(loggers);
         var log = loggers.CreateLogger(typeof(SlotProcessor));
-        // One left by a processor that was killed says nothing about this one: removed first.
-        var ready = settings.ReadyFile is { } readyPath ? new ReadyFile(readyPath, log) : null;
+        // A standby whose processor has already gone takes over at once, like a restart, without rehearsing.
+        var standingBy = settings.StandbyFor is { } active && !await Predecessor.ExitedAsync(active, TimeSpan.Zero, ct);
         // One metadata read: a restarted processor's start is part of every failover.
         int slotPartitions = 0, replyPartitions = 0;
         await TopicProvisioner.VerifyAsync(settings.BootstrapServers, existing =>
@@ -36,7 +36,7 @@ public static class SlotProcessor
         // take, and so does a successor while its predecessor still serves them. A static member started
         // on its own (after a crash) has partitions waiting for it: it joins at once, since a rehearsal
         // would delay their return by more than it saves its first tasks.
-        if (!settings.StaticMembership || settings.TakeOverFrom is not null)
+        if (!settings.StaticMembership || settings.TakeOverFrom is not null || standingBy)
             await Task.Run(() => Rehearse(settings, replyPartitions, loggers, log), ct);
 
         var checkpoints = new ChangelogCheckpoints(settings, loggers);
@@ -44,6 +44,7 @@ public static class SlotProcessor
         var stream = new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config,
             new RebalanceTolerantCommits(config, loggers, checkpoints, settings.Topics.Commands));
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        ReadyFile? ready = null;
         stream.StateChanged += (_, now) =>
         {
             ready?.Set(now == KafkaStream.State.RUNNING);
@@ -57,6 +58,10 @@ public static class SlotProcessor
         {
             // Everything that needs no partition is ready: only now does a successor stop its predecessor.
             if (settings.TakeOverFrom is { } predecessor) await Predecessor.StopAsync(predecessor, settings.InstanceName, log, ct);
+            if (standingBy) await StandByAsync(settings.StandbyFor!.Value, settings.InstanceName, log, ct);
+            // Only now, when nobody else serves this instance: the running one's file is its own until then.
+            // One left by a processor that was killed says nothing about this one: removed first.
+            ready = settings.ReadyFile is { } readyPath ? new ReadyFile(readyPath, log) : null;
             log.LogInformation("Processor {Instance} starting: {Commands} ({SlotPartitions} partitions) -> {Replies} ({ReplyPartitions} partitions), state in {StateDirectory}",
                 settings.InstanceName, settings.Topics.Commands, slotPartitions, settings.Topics.Replies, replyPartitions, settings.StateDirectory);
             // Not the caller's token: Streamiz would close the stream on it by itself, and a second close
@@ -76,6 +81,14 @@ public static class SlotProcessor
         }
         log.LogInformation("Processor {Instance} running", settings.InstanceName);
         return new Running(stream, checkpoints, ready, log, settings.InstanceName);
+    }
+
+    private static async Task StandByAsync(int active, string instance, ILogger log, CancellationToken ct)
+    {
+        log.LogInformation("Processor {Instance} stands by for pid {Pid}: warmed up, it takes that process's place when it exits", instance, active);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        await Predecessor.ExitedAsync(active, limit: null, ct);
+        log.LogInformation("Processor {Instance} takes over from pid {Pid}, which exited after {Seconds:0.0} s on standby", instance, active, waited.Elapsed.TotalSeconds);
     }
 
     /// <summary>See <see cref="Rehearsal"/>. Only a warm-up: when it fails, the processor starts cold.</summary>

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.Extensions.Logging.Abstractions;
 using System.Diagnostics;
 using SlotCapacity.Contracts;
@@ -129,6 +130,50 @@ public sealed class CrashTests(ITestOutputHelper output)
         var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 3, TimeSpan.FromSeconds(60))
             .ToDictionary(r => r.Message.Value.ReservationId, r => r.Message.Value);
         Assert.True(replies["after"].Accepted, $"after the handover: {replies["after"]}");
+        Assert.Equal(RejectReason.SlotFull, replies["one-too-many"].Reason);
+    }
+
+    [Fact]
+    public async Task A_standby_leaves_its_processor_alone_until_it_is_killed_then_takes_over_from_its_state()
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        var readyFile = Path.Combine(Path.GetTempPath(), "slot-crash", $"standby-{Guid.NewGuid():N}.ready");
+        // A short session, as for the successor above: the stock mock moves the killed member's partitions after it.
+        var member = new Dictionary<string, string>
+        {
+            ["PROCESSOR_STATIC_MEMBERSHIP"] = "true", ["PROCESSOR_SESSION_TIMEOUT_MS"] = "2000", ["PROCESSOR_READY_FILE"] = readyFile,
+        };
+        using var active = ProcessorProcess.Start(broker.BootstrapServers, topics, "standby", member);
+        await active.RunningAsync();
+        using var kafka = new Kafka(broker.BootstrapServers);
+        var slot = Slot("standby");
+        await kafka.SendAsync(topics.Commands, Configure(slot, Config(vans: 3), replyPartition: null));
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "before", replyPartition: 0));
+        Assert.True(kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 1, TimeSpan.FromSeconds(30)).Single().Message.Value.Accepted);
+
+        var settings = new ProcessorSettings(broker.BootstrapServers, topics, active.StateDirectory, "standby")
+        {
+            StaticMembership = true,
+            SessionTimeoutMs = 2000,
+            StandbyFor = active.Id,
+            ReadyFile = readyFile,
+        };
+        var standby = SlotProcessor.StartAsync(settings, NullLoggerFactory.Instance, CancellationToken.None);
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "standing-by", replyPartition: 0));
+        Assert.Equal(2, kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 2, TimeSpan.FromSeconds(30)).Count(r => r.Message.Value.Accepted));
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.False(standby.IsCompleted, "the standby started its stream while the processor it stands by for was running");
+        Assert.Equal(active.Id.ToString(CultureInfo.InvariantCulture), (await File.ReadAllTextAsync(readyFile)).Trim());
+
+        active.Kill();
+        await using var tookOver = await standby.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(Environment.ProcessId.ToString(CultureInfo.InvariantCulture), (await File.ReadAllTextAsync(readyFile)).Trim());
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "after", replyPartition: 0));
+        await kafka.SendAsync(topics.Commands, Reserve(slot, "one-too-many", replyPartition: 0));
+        var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 4, TimeSpan.FromSeconds(60))
+            .ToDictionary(r => r.Message.Value.ReservationId, r => r.Message.Value);
+        Assert.True(replies["after"].Accepted, $"after the takeover: {replies["after"]}");
         Assert.Equal(RejectReason.SlotFull, replies["one-too-many"].Reason);
     }
 

@@ -81,6 +81,25 @@ public sealed class ProcessorOptionsTests : IDisposable
     }
 
     [Fact]
+    public void A_standby_is_a_static_member_and_not_a_successor_as_well()
+    {
+        // The variables accumulate over this test, as in a shell.
+        var standby = SettingsBinder.BindValid<ProcessorOptions>(Environment(
+            ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"), ("PROCESSOR_INSTANCE", "processor-1"), ("PROCESSOR_STATIC_MEMBERSHIP", "true"), ("PROCESSOR_STANDBY_FOR", "4242")));
+        Assert.Equal(4242, standby.ToSettings().StandbyFor);
+        var notAPid = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(("PROCESSOR_STANDBY_FOR", "0"))));
+        Assert.Equal("PROCESSOR_STANDBY_FOR='0': must be the process id of the running processor to stand by for", notAPid.Message);
+        var both = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
+            ("PROCESSOR_STANDBY_FOR", "4242"), ("PROCESSOR_TAKE_OVER_FROM", "4243"))));
+        Assert.Equal("PROCESSOR_STANDBY_FOR and PROCESSOR_TAKE_OVER_FROM are exclusive: a standby waits for a processor to exit, a successor stops it",
+            both.Message);
+        var dynamic = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
+            ("PROCESSOR_TAKE_OVER_FROM", ""), ("PROCESSOR_STATIC_MEMBERSHIP", "false"))));
+        Assert.Equal("PROCESSOR_STANDBY_FOR needs PROCESSOR_STATIC_MEMBERSHIP=true: a standby takes the running processor's place in the group, which only a static member keeps",
+            dynamic.Message);
+    }
+
+    [Fact]
     public void Every_bad_value_is_one_line_naming_its_variable()
     {
         var error = Assert.Throws<StartupException>(() => SettingsBinder.BindValid<ProcessorOptions>(Environment(
