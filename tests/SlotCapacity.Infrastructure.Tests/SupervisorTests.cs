@@ -58,7 +58,8 @@ public sealed class SupervisorTests : IDisposable
     {
         var child = await PidAsync("fake.pid", other: null);
         var standby = await PidAsync("fake.standby.pid", other: null);
-        Assert.Contains($"standby {standby} for {child}", Events());
+        // The supervisor writes the pid file as it starts the standby, before the standby's first line.
+        await UntilAsync(() => Events().Contains($"standby {standby} for {child}"), "the standby never started");
 
         using (var kill = Process.Start("kill", ["-KILL", child.ToString(CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync();
 
