@@ -18,6 +18,7 @@ public sealed class ReplyRouter(ILogger<ReplyRouter> logger, GatewayMetrics metr
     private readonly ConcurrentDictionary<string, TaskCompletionSource<SlotReply>> waiting = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Ending> endings = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<string> endingOrder = new();
+    private readonly Lock endingLock = new();
 
     private long droppedLate, droppedDuplicate, droppedUnknown;
 
@@ -57,10 +58,13 @@ public sealed class ReplyRouter(ILogger<ReplyRouter> logger, GatewayMetrics metr
         catch (TimeoutException) { }
         catch (OperationCanceledException) { }
         // The reply may have raced the timer: Deliver removes the waiter before completing it.
-        if (waiting.TryRemove(correlationId, out _))
+        lock (endingLock)
         {
-            Remember(correlationId, Ending.MissedDeadline);
-            return null;
+            if (waiting.TryRemove(correlationId, out _))
+            {
+                Remember(correlationId, Ending.MissedDeadline);
+                return null;
+            }
         }
         return await waiter.Task.ConfigureAwait(false);
     }
@@ -82,15 +86,21 @@ public sealed class ReplyRouter(ILogger<ReplyRouter> logger, GatewayMetrics metr
     /// <summary>Hands a reply to its waiting call; returns false when nobody waits (dropped).</summary>
     public bool Deliver(SlotReply reply)
     {
-        if (waiting.TryRemove(reply.CorrelationId, out var waiter))
+        string kind;
+        // A call's end and its record are one step: a reply racing the deadline read as neither
+        // waiting nor ended, "unknown", between the two.
+        lock (endingLock)
         {
-            Remember(reply.CorrelationId, Ending.Answered);
-            waiter.TrySetResult(reply);
-            return true;
+            if (waiting.TryRemove(reply.CorrelationId, out var waiter))
+            {
+                Remember(reply.CorrelationId, Ending.Answered);
+                waiter.TrySetResult(reply);
+                return true;
+            }
+            kind = endings.TryGetValue(reply.CorrelationId, out var ending)
+                ? ending == Ending.Answered ? "duplicate" : "late"
+                : "unknown";
         }
-        var kind = endings.TryGetValue(reply.CorrelationId, out var ending)
-            ? ending == Ending.Answered ? "duplicate" : "late"
-            : "unknown";
         if (kind == "duplicate") Interlocked.Increment(ref droppedDuplicate);
         else if (kind == "late") Interlocked.Increment(ref droppedLate);
         else Interlocked.Increment(ref droppedUnknown);
