@@ -105,16 +105,9 @@ public sealed class CrashTests(ITestOutputHelper output)
     {
         var broker = await TestBroker.SharedAsync();
         var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
-        // A short session: the in-process local cluster (the stock mock) takes the successor for a new member
-        // and gives its predecessor's partitions up only once that session expires.
-        var member = new Dictionary<string, string> { ["PROCESSOR_STATIC_MEMBERSHIP"] = "true", ["PROCESSOR_SESSION_TIMEOUT_MS"] = "2000" };
-        using var predecessor = ProcessorProcess.Start(broker.BootstrapServers, topics, "handover", member);
-        await predecessor.RunningAsync();
+        using var predecessor = await StaticProcessorWithOneBookingAsync(broker, topics, "handover", vans: 2);
         using var kafka = new Kafka(broker.BootstrapServers);
         var slot = Slot("handover");
-        await kafka.SendAsync(topics.Commands, Configure(slot, Config(vans: 2), replyPartition: null));
-        await kafka.SendAsync(topics.Commands, Reserve(slot, "before", replyPartition: 0));
-        Assert.True(kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 1, TimeSpan.FromSeconds(30)).Single().Message.Value.Accepted);
 
         var settings = new ProcessorSettings(broker.BootstrapServers, topics, predecessor.StateDirectory, "handover")
         {
@@ -139,18 +132,9 @@ public sealed class CrashTests(ITestOutputHelper output)
         var broker = await TestBroker.SharedAsync();
         var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
         var readyFile = Path.Combine(Path.GetTempPath(), "slot-crash", $"standby-{Guid.NewGuid():N}.ready");
-        // A short session, as for the successor above: the stock mock moves the killed member's partitions after it.
-        var member = new Dictionary<string, string>
-        {
-            ["PROCESSOR_STATIC_MEMBERSHIP"] = "true", ["PROCESSOR_SESSION_TIMEOUT_MS"] = "2000", ["PROCESSOR_READY_FILE"] = readyFile,
-        };
-        using var active = ProcessorProcess.Start(broker.BootstrapServers, topics, "standby", member);
-        await active.RunningAsync();
+        using var active = await StaticProcessorWithOneBookingAsync(broker, topics, "standby", vans: 3, readyFile);
         using var kafka = new Kafka(broker.BootstrapServers);
         var slot = Slot("standby");
-        await kafka.SendAsync(topics.Commands, Configure(slot, Config(vans: 3), replyPartition: null));
-        await kafka.SendAsync(topics.Commands, Reserve(slot, "before", replyPartition: 0));
-        Assert.True(kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 1, TimeSpan.FromSeconds(30)).Single().Message.Value.Accepted);
 
         var settings = new ProcessorSettings(broker.BootstrapServers, topics, active.StateDirectory, "standby")
         {
@@ -175,6 +159,32 @@ public sealed class CrashTests(ITestOutputHelper output)
             .ToDictionary(r => r.Message.Value.ReservationId, r => r.Message.Value);
         Assert.True(replies["after"].Accepted, $"after the takeover: {replies["after"]}");
         Assert.Equal(RejectReason.SlotFull, replies["one-too-many"].Reason);
+    }
+
+    /// <summary>
+    /// A static processor in its own process, serving slot <paramref name="name"/> with <paramref name="vans"/>
+    /// vans and one of them booked ("before"). A short session: the in-process local cluster (the stock mock)
+    /// takes a successor or standby for a new member and gives the old one's partitions up once it expires.
+    /// </summary>
+    private static async Task<ProcessorProcess> StaticProcessorWithOneBookingAsync(TestBroker broker, TopicNames topics, string name, int vans, string? readyFile = null)
+    {
+        var member = new Dictionary<string, string> { ["PROCESSOR_STATIC_MEMBERSHIP"] = "true", ["PROCESSOR_SESSION_TIMEOUT_MS"] = "2000" };
+        if (readyFile is not null) member["PROCESSOR_READY_FILE"] = readyFile;
+        var processor = ProcessorProcess.Start(broker.BootstrapServers, topics, name, member);
+        try
+        {
+            await processor.RunningAsync();
+            using var kafka = new Kafka(broker.BootstrapServers);
+            await kafka.SendAsync(topics.Commands, Configure(Slot(name), Config(vans: vans), replyPartition: null));
+            await kafka.SendAsync(topics.Commands, Reserve(Slot(name), "before", replyPartition: 0));
+            Assert.True(kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 1, TimeSpan.FromSeconds(30)).Single().Message.Value.Accepted);
+            return processor;
+        }
+        catch
+        {
+            processor.Dispose();
+            throw;
+        }
     }
 
     /// <summary>A processor in its own process (the built SlotCapacity.Processor.dll), so it can be SIGKILLed.</summary>
