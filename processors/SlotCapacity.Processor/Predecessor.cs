@@ -31,16 +31,11 @@ public static partial class Predecessor
         }
         if (Kill(pid, SigTerm) != 0)
             throw new StartupException($"processor {instance}: could not stop its predecessor, pid {pid} (errno {Marshal.GetLastPInvokeError()})");
-        var killed = false;
-        while (Running(pid))
+        if (!await ExitedAsync(pid, StopLimit, ct))
         {
-            if (!killed && stopping.Elapsed > StopLimit)
-            {
-                killed = true;
-                log.LogWarning("Processor {Instance}: its predecessor (pid {Pid}) did not stop within {Seconds} s of SIGTERM, so it is killed", instance, pid, StopLimit.TotalSeconds);
-                _ = Kill(pid, SigKill);
-            }
-            await Task.Delay(TimeSpan.FromMilliseconds(10), ct);
+            log.LogWarning("Processor {Instance}: its predecessor (pid {Pid}) did not stop within {Seconds} s of SIGTERM, so it is killed", instance, pid, StopLimit.TotalSeconds);
+            _ = Kill(pid, SigKill);
+            await ExitedAsync(pid, limit: null, ct);
         }
         log.LogInformation("Processor {Instance} took over from its predecessor (pid {Pid}), which stopped in {ElapsedMs} ms",
             instance, pid, stopping.ElapsedMilliseconds);
