@@ -48,6 +48,28 @@ public sealed class ChangelogCheckpoints : IOffsetCheckpointManager, IDisposable
         })).SetLogHandler((_, _) => { }).Build());
     }
 
+    /// <summary>
+    /// Connects the client that checks changelogs before restores and asks it once, so that it knows
+    /// the cluster: a standby does this before it waits, since the first check after a takeover,
+    /// made cold, took 0.7 s of the partitions' dark time under 500 reserves/s (5 ms idle). A failure
+    /// only leaves the first check cold.
+    /// </summary>
+    public void Connect()
+    {
+        var changelog = new TopicPartition(_settings.Topics.StateChangelog, 0);
+        try
+        {
+            RetainedHistory.StartOffset(_watermarks.Value, changelog, WatermarkTimeout);
+        }
+        catch (KafkaException e)
+        {
+            _log.LogWarning("The changelog check's client could not reach {Changelog} ahead of a takeover ({Reason}); it connects at the first check", changelog, e.Error.Reason);
+        }
+    }
+
+    /// <summary>The command partitions whose tasks are restored and deciding, for readiness.</summary>
+    public ServedPartitions Served { get; } = new();
+
     /// <summary>Why the task of this command partition is refused, or null when it is served.</summary>
     public string? Refusal(int partition) => _refused.GetValueOrDefault(partition);
 

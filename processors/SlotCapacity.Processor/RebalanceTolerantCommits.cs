@@ -24,6 +24,9 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
     private readonly DefaultKafkaClientSupplier _clients;
     private readonly ILogger _log;
     private readonly Func<TopicPartitionOffset, bool> _heldBack;
+    private readonly string _commandsTopic;
+    // The stream thread's consumer is Streamiz's to close; only its assignment is read here.
+    private Func<List<TopicPartition>> _assignment = () => [];
 
     /// <param name="commandsTopic">the topic whose partitions <paramref name="checkpoints"/> may refuse</param>
     public RebalanceTolerantCommits(IStreamConfig config, ILoggerFactory loggers, ChangelogCheckpoints checkpoints, string commandsTopic)
@@ -33,6 +36,21 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
         _clients = new DefaultKafkaClientSupplier(new KafkaLoggerAdapter(config), config);
         _log = loggers.CreateLogger<RebalanceTolerantCommits>();
         _heldBack = offset => offset.Topic == commandsTopic && checkpoints.Refusal(offset.Partition.Value) is not null;
+        _commandsTopic = commandsTopic;
+    }
+
+    /// <summary>The command partitions the stream thread's consumer is assigned now; none before it
+    /// exists or once it is closed.</summary>
+    public IReadOnlyList<int> AssignedCommandPartitions()
+    {
+        try
+        {
+            return _assignment().Where(p => p.Topic == _commandsTopic).Select(p => p.Partition.Value).ToList();
+        }
+        catch (ObjectDisposedException)
+        {
+            return [];
+        }
     }
 
     public StreamMetricsRegistry MetricsRegistry
@@ -41,8 +59,12 @@ public sealed class RebalanceTolerantCommits : IKafkaSupplier
         set => _clients.MetricsRegistry = value;
     }
 
-    public IConsumer<byte[], byte[]> GetConsumer(ConsumerConfig config, IConsumerRebalanceListener rebalanceListener) =>
-        new Consumer(_clients.GetConsumer(config, rebalanceListener), _log, _heldBack);
+    public IConsumer<byte[], byte[]> GetConsumer(ConsumerConfig config, IConsumerRebalanceListener rebalanceListener)
+    {
+        var consumer = new Consumer(_clients.GetConsumer(config, rebalanceListener), _log, _heldBack);
+        _assignment = () => consumer.Assignment;
+        return consumer;
+    }
 
     public IProducer<byte[], byte[]> GetProducer(ProducerConfig config) => _clients.GetProducer(config);
 

@@ -224,6 +224,8 @@ public sealed class SlotCommandProcessor : ITransformer<byte[], byte[], string, 
 
     public void Close()
     {
+        // Null when Streamiz closes a processor it never initialised.
+        if (_context is not null) _checkpoints.Served.Stopped(_context.Id.Partition);
         _states.Clear();
         _records.Clear();
     }

@@ -34,25 +34,35 @@ public static partial class SlotProcessor
             return settings.Topics.Specs(slotPartitions, replyPartitions);
         }, TimeSpan.FromSeconds(30), ct);
         Directory.CreateDirectory(settings.StateDirectory);
-        // A dynamic member rehearses before it joins, while the others still serve the partitions it will
-        // take, and so does a successor while its predecessor still serves them. A static member started
-        // on its own (after a crash) has partitions waiting for it: it joins at once, since a rehearsal
-        // would delay their return by more than it saves its first tasks. A standby warms up, then waits.
-        if (standingBy)
+        // One checker of changelogs for the whole run: a standby connects it before it waits.
+        var checkpoints = new ChangelogCheckpoints(settings, loggers);
+        try
         {
-            await StandByAsync(settings, replyPartitions, loggers, log, ct);
+            // A dynamic member rehearses before it joins, while the others still serve the partitions it will
+            // take, and so does a successor while its predecessor still serves them. A static member started
+            // on its own (after a crash) has partitions waiting for it: it joins at once, since a rehearsal
+            // would delay their return by more than it saves its first tasks. A standby warms up, then waits.
+            if (standingBy)
+            {
+                await StandByAsync(settings, replyPartitions, checkpoints, loggers, log, ct);
+            }
+            else if (!settings.StaticMembership || settings.TakeOverFrom is not null)
+            {
+                await Task.Run(() => Rehearse(settings, replyPartitions, loggers, log), ct);
+            }
         }
-        else if (!settings.StaticMembership || settings.TakeOverFrom is not null)
+        catch
         {
-            await Task.Run(() => Rehearse(settings, replyPartitions, loggers, log), ct);
+            checkpoints.Dispose();
+            throw;
         }
 
-        var (stream, checkpoints) = Stream(settings, replyPartitions, loggers);
+        var (stream, clients) = Stream(settings, replyPartitions, checkpoints, loggers);
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        ReadyFile? ready = null;
+        var serving = new Serving(stream, checkpoints.Served, clients, log, settings.InstanceName);
         stream.StateChanged += (_, now) =>
         {
-            ready?.Set(now == KafkaStream.State.RUNNING);
+            serving.StreamChanged(now);
             if (now == KafkaStream.State.RUNNING) running.TrySetResult();
             if (now != KafkaStream.State.ERROR) return;
             if (running.TrySetException(new StartupException($"processor {settings.InstanceName}: the stream failed while starting"))) return;
@@ -65,34 +75,34 @@ public static partial class SlotProcessor
             if (settings.TakeOverFrom is { } predecessor) await Predecessor.StopAsync(predecessor, settings.InstanceName, log, ct);
             // Only now, when nobody else serves this instance: the running one's file is its own until then.
             // One left by a processor that was killed says nothing about this one: removed first.
-            ready = settings.ReadyFile is { } readyPath ? new ReadyFile(readyPath, log) : null;
+            serving.Ready = settings.ReadyFile is { } readyPath ? new ReadyFile(readyPath, log) : null;
             log.LogInformation("Processor {Instance} starting: {Commands} ({SlotPartitions} partitions) -> {Replies} ({ReplyPartitions} partitions), state in {StateDirectory}",
                 settings.InstanceName, settings.Topics.Commands, slotPartitions, settings.Topics.Replies, replyPartitions, settings.StateDirectory);
             // Not the caller's token: Streamiz would close the stream on it by itself, and a second close
             // (DisposeAsync) would then return before the final commit. ct only bounds the start.
             await stream.StartAsync(CancellationToken.None);
             await running.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
+            // Not bounded: a long restore is progress, and the stream runs (it would have failed otherwise).
+            await serving.AllAssigned.WaitAsync(ct);
         }
         catch (Exception e)
         {
             await Task.Run(stream.Dispose, CancellationToken.None);
-            ready?.Set(running: false);
+            serving.Ready?.Set(running: false);
             checkpoints.Dispose();
             if (e is TimeoutException)
                 throw new StartupException($"processor {settings.InstanceName}: the stream was not running 60 s after start (still joining the group or restoring); "
                                            + "stopped so that it can be started again", e) { Retryable = true };
             throw;
         }
-        log.LogInformation("Processor {Instance} running", settings.InstanceName);
-        return new Running(stream, checkpoints, ready, log, settings.InstanceName);
+        return new Running(stream, checkpoints, serving.Ready, log, settings.InstanceName);
     }
 
-    private static (KafkaStream Stream, ChangelogCheckpoints Checkpoints) Stream(ProcessorSettings settings, int replyPartitions, ILoggerFactory loggers)
+    private static (KafkaStream Stream, RebalanceTolerantCommits Clients) Stream(ProcessorSettings settings, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers)
     {
-        var checkpoints = new ChangelogCheckpoints(settings, loggers);
         var config = SlotTopology.Config(settings, checkpoints, loggers);
-        return (new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config,
-            new RebalanceTolerantCommits(config, loggers, checkpoints, settings.Topics.Commands)), checkpoints);
+        var clients = new RebalanceTolerantCommits(config, loggers, checkpoints, settings.Topics.Commands);
+        return (new KafkaStream(SlotTopology.Build(settings.Topics, replyPartitions, checkpoints, loggers), config, clients), clients);
     }
 
     /// <summary>
@@ -102,7 +112,7 @@ public static partial class SlotProcessor
     /// 500 reserves/s when cold), and it is not kept, since its Kafka clients' threads would wake ten times
     /// a second each for as long as the standby waits.
     /// </summary>
-    private static async Task StandByAsync(ProcessorSettings settings, int replyPartitions, ILoggerFactory loggers, ILogger log, CancellationToken ct)
+    private static async Task StandByAsync(ProcessorSettings settings, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers, ILogger log, CancellationToken ct)
     {
         var active = settings.StandbyFor!.Value;
         var warmUp = new Thread(() =>
@@ -111,9 +121,8 @@ public static partial class SlotProcessor
             Rehearse(settings, replyPartitions, loggers, log);
             try
             {
-                var (stream, checkpoints) = Stream(settings, replyPartitions, NullLoggerFactory.Instance);
-                stream.Dispose();
-                checkpoints.Dispose();
+                using var warmUpCheckpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
+                Stream(settings, replyPartitions, warmUpCheckpoints, NullLoggerFactory.Instance).Stream.Dispose();
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -122,6 +131,7 @@ public static partial class SlotProcessor
         }) { IsBackground = true, Name = "standby warm-up" };
         warmUp.Start();
         await Task.Run(warmUp.Join, ct);
+        await Task.Run(checkpoints.Connect, ct);
         log.LogInformation("Processor {Instance} stands by for pid {Pid}: warmed up, it takes that process's place when it exits", settings.InstanceName, active);
         var waited = System.Diagnostics.Stopwatch.StartNew();
         await Predecessor.ExitedAsync(active, limit: null, ct);
@@ -154,6 +164,70 @@ public static partial class SlotProcessor
         {
             log.LogWarning(e, "Processor {Instance}: the rehearsal of its topology failed, so it starts without it (its first tasks take longer to create): {Error}",
                 settings.InstanceName, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Whether the processor serves: its stream runs and every command partition it is assigned has a
+    /// restored task deciding it (see <see cref="ServedPartitions"/>). The ready file follows it, and
+    /// each time it starts serving it logs how many partitions it serves.
+    /// </summary>
+    private sealed class Serving
+    {
+        private readonly ServedPartitions _served;
+        private readonly RebalanceTolerantCommits _clients;
+        private readonly ILogger _log;
+        private readonly string _instance;
+        private readonly Lock _lock = new();
+        private readonly TaskCompletionSource _allAssigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private bool _running;
+        private bool _serving;
+
+        public Serving(KafkaStream stream, ServedPartitions served, RebalanceTolerantCommits clients, ILogger log, string instance)
+        {
+            _served = served;
+            _clients = clients;
+            _log = log;
+            _instance = instance;
+            // Changelog partitions are numbered as the command partitions of their tasks.
+            stream.OnRestoreStartEvent += (changelog, _, _, _) => served.Stopped(changelog.Partition.Value);
+            stream.OnRestoreEndEvent += (changelog, _, _) => served.Started(changelog.Partition.Value);
+            served.Changed += Update;
+        }
+
+        /// <summary>Set once nobody else serves this instance; until then the file is the running one's.</summary>
+        public ReadyFile? Ready
+        {
+            get;
+            set
+            {
+                field = value;
+                Update(write: true);
+            }
+        }
+
+        /// <summary>Completes the first time the processor serves.</summary>
+        public Task AllAssigned => _allAssigned.Task;
+
+        public void StreamChanged(KafkaStream.State now)
+        {
+            lock (_lock) _running = now == KafkaStream.State.RUNNING;
+            Update();
+        }
+
+        private void Update() => Update(write: false);
+
+        private void Update(bool write)
+        {
+            lock (_lock)
+            {
+                var assigned = _running ? _clients.AssignedCommandPartitions() : [];
+                var serving = _running && _served.ServesAll(assigned);
+                if (serving && !_serving) _log.LogInformation("Processor {Instance} serves: {Partitions} command partitions, each restored and deciding", _instance, assigned.Count);
+                if (serving != _serving || write) Ready?.Set(serving);
+                _serving = serving;
+                if (serving) _allAssigned.TrySetResult();
+            }
         }
     }
 

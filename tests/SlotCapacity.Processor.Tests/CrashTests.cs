@@ -237,7 +237,7 @@ public sealed class CrashTests(ITestOutputHelper output)
                 _lines.Enqueue(line);
                 if (_lines.Count > 20) _lines.Dequeue();
             }
-            if (line.Contains($"Processor {_name} running", StringComparison.Ordinal)) _running.TrySetResult();
+            if (line.Contains($"Processor {_name} serves", StringComparison.Ordinal)) _running.TrySetResult();
         }
 
         public async Task RunningAsync()

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using SlotCapacity.Contracts;
 using SlotCapacity.Kafka;
@@ -85,6 +86,54 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         {
             Directory.Delete(folder, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task The_ready_file_appears_only_once_every_assigned_task_is_restored_and_deciding()
+    {
+        var broker = await TestBroker.SharedAsync();
+        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
+        var folder = Directory.CreateTempSubdirectory("slot-serving-").FullName;
+        try
+        {
+            var readyFile = Path.Combine(folder, "processor.ready");
+            var restoring = 0;
+            var restoringWhileReady = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            // Logged when a task's store is opened, before its restore: no task may be that far behind
+            // once the file exists.
+            var loggers = new EachMessage(message =>
+            {
+                if (!message.Contains("checked before restoring", StringComparison.Ordinal)) return;
+                Interlocked.Increment(ref restoring);
+                if (File.Exists(readyFile)) restoringWhileReady.Enqueue(message);
+            });
+            var settings = new ProcessorSettings(broker.BootstrapServers, topics, Path.Combine(folder, "state"), "serving") { ReadyFile = readyFile };
+            await using (await SlotProcessor.StartAsync(settings, loggers, CancellationToken.None))
+            {
+                Assert.Equal(Partitions, Volatile.Read(ref restoring));
+                Assert.Empty(restoringWhileReady);
+                Assert.True(File.Exists(readyFile), "the processor serves every partition but has no ready file");
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>Every message, to a callback. Streamiz keeps the last logger factory it was given in a
+    /// static, so this one outlives its test and has nothing to dispose.</summary>
+    private sealed class EachMessage(Action<string> onMessage) : ILoggerFactory, ILogger
+    {
+        public ILogger CreateLogger(string categoryName) => this;
+        public void AddProvider(ILoggerProvider provider) { }
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel)) onMessage(formatter(state, exception));
+        }
+        public void Dispose() { }
     }
 
     [Fact]
