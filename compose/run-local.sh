@@ -164,7 +164,7 @@ for n in $(seq 1 "$PROCESSORS"); do
   # The state directory outlives restarts: a restarted processor restores from its checkpoint.
   # The ready file holds the processor's pid while it serves (a rolling restart waits for it).
   PROCESSOR_STATE_DIR="$run/processor-$n" PROCESSOR_INSTANCE="processor-$n" PROCESSOR_READY_FILE="$pidfiles/processor-$n.ready" \
-    HANDOVER_VARIABLE=PROCESSOR_TAKE_OVER_FROM STANDBY_VARIABLE=$processor_standby supervise "processor-$n" dotnet "$processor_bin/SlotCapacity.Processor.dll"
+    HANDOVER_VARIABLE=PROCESSOR_TAKE_OVER_FROM STANDBY_VARIABLE=$processor_standby STANDBY_READY_FILE="$pidfiles/processor-$n.ready.standby" supervise "processor-$n" dotnet "$processor_bin/SlotCapacity.Processor.dll"
   echo "processor-$n started (supervised${processor_standby:+, with a standby}, log .run/logs/processor-$n.log)"
 done
 

@@ -14,12 +14,17 @@
 # command with that variable naming its pid (.run/pids/NAME.standby.pid): a warm spare that takes the
 # command's place the moment it exits, instead of a cold start. It is started STANDBY_DELAY seconds
 # (default 10) after the command, so that its own start does not take the cores from the command's.
+# With STANDBY_READY_FILE set (the processors: the ready file's path + .standby), a standby that holds
+# its pid in that file is warm, and a USR1 hands over to it: the command is stopped (TERM) and the
+# standby takes its place as it exits; the new process was started before the old one stopped, and
+# is warm already. Without a warm standby, a USR1 starts a successor as above.
 supervise() {
   local name=$1
   shift
   local handover_variable=${HANDOVER_VARIABLE:-}
   local standby_variable=${STANDBY_VARIABLE:-}
   local standby_delay=${STANDBY_DELAY:-10}
+  local standby_ready_file=${STANDBY_READY_FILE:-}
   : >"$logs/$name.log"
   (
     child=""
@@ -91,7 +96,11 @@ supervise() {
             start_standby "$@"
           fi
         fi
-        if [ -n "$handover" ] && [ -z "$successor" ] && [ -z "$stopping" ]; then
+        if [ -n "$handover" ] && [ -z "$successor" ] && [ -z "$stopping" ] && [ -n "$standby" ] && [ -n "$standby_ready_file" ] &&
+          [ "$(cat "$standby_ready_file" 2>/dev/null)" = "$standby" ]; then
+          note " (pid $child) hands over to warm standby pid $standby: stopping it"
+          kill -TERM "$child" 2>/dev/null || true
+        elif [ -n "$handover" ] && [ -z "$successor" ] && [ -z "$stopping" ]; then
           # The spare would take over too when the successor stops its predecessor.
           stop_standby
           env "$handover_variable=$child" "$@" >>"$logs/$name.log" 2>&1 &

@@ -25,7 +25,7 @@ internal static class Experiments
         new("processor-kill-loop", "SIGKILL a processor every 20 s, alternating, three times", KillLoopAsync),
         new("processor-empty-state", "SIGKILL processor-1 and delete its state directory before it is started again (or its standby, held until then, takes over)", EmptyStateAsync),
         new("processor-rolling", "SIGTERM processor-1, then processor-2 once the first is back", (system, clock, log) => RollingAsync(system, clock, log, "processor")),
-        new("processor-handover", "replace processor-1, then processor-2 once the first is back, each by a new process that stops the old one when it is ready to take over (`make run`'s rolling restart: USR1 to the supervisor)",
+        new("processor-handover", "replace processor-1, then processor-2 once the first is back (`make run`'s rolling restart: USR1 to the supervisor, which stops the processor for its warm standby, or without one starts a new process that stops the old one when it is ready to take over)",
             (system, clock, log) => RollingAsync(system, clock, log, "processor", handover: true)),
         new("gateway-rolling", "SIGTERM gateway-1, then gateway-2 once the first is ready again", (system, clock, log) => RollingAsync(system, clock, log, "gateway")),
         new("gateway-kill", "SIGKILL gateway-1 with calls in flight", (system, clock, log) => system.SignalAsync("gateway-1", "KILL", log, clock)),

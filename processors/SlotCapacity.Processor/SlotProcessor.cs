@@ -133,12 +133,25 @@ public static partial class SlotProcessor
         await Task.Run(warmUp.Join, ct);
         await Task.Run(checkpoints.Connect, ct);
         log.LogInformation("Processor {Instance} stands by for pid {Pid}: warmed up, it takes that process's place when it exits", settings.InstanceName, active);
+        // Says it is warm, so that a planned restart (`make run`'s handover) stops the active one for it.
+        var warm = settings.ReadyFile is { } readyPath ? new ReadyFile(StandbyReadyFile(readyPath), log) : null;
+        warm?.Set(running: true);
         var waited = System.Diagnostics.Stopwatch.StartNew();
-        await Predecessor.ExitedAsync(active, limit: null, ct);
+        try
+        {
+            await Predecessor.ExitedAsync(active, limit: null, ct);
+        }
+        finally
+        {
+            warm?.Set(running: false);
+        }
         // Stopped together with it (the whole system stopping): nothing to take over.
         ct.ThrowIfCancellationRequested();
         log.LogInformation("Processor {Instance} takes over from pid {Pid}, which exited after {Seconds:0.0} s on standby", settings.InstanceName, active, waited.Elapsed.TotalSeconds);
     }
+
+    /// <summary>Where a warm standby holds its pid: beside the ready file of the processor it stands by for.</summary>
+    public static string StandbyReadyFile(string readyFile) => readyFile + ".standby";
 
     private static void LowerThisThreadsPriority(ILogger log)
     {

@@ -11,9 +11,10 @@ namespace SlotCapacity.Infrastructure.Tests;
 public sealed class SupervisorTests : IDisposable
 {
     private readonly string _folder = Path.Combine(Path.GetTempPath(), "slot-supervisor", Guid.NewGuid().ToString("N"));
-    private readonly Process _supervisor;
+    private Process? _supervisor;
 
-    public SupervisorTests()
+    /// <param name="warmStandbys">whether a standby says it is warm (holds its pid in the standby ready file), as a processor's does</param>
+    private void Start(bool warmStandbys)
     {
         Directory.CreateDirectory(Path.Combine(_folder, "logs"));
         Directory.CreateDirectory(Path.Combine(_folder, "pids"));
@@ -23,6 +24,7 @@ public sealed class SupervisorTests : IDisposable
             events="$(dirname "$0")/events"
             if [ -n "${FAKE_STANDBY_FOR:-}" ]; then
               echo "standby $$ for $FAKE_STANDBY_FOR" >>"$events"
+              if [ -n "${FAKE_WARM_FILE:-}" ]; then echo "$$" >"$FAKE_WARM_FILE"; fi
               tail -f --pid="$FAKE_STANDBY_FOR" -s 0.05 /dev/null
               echo "took over $$" >>"$events"
             elif [ -n "${FAKE_TAKE_OVER_FROM:-}" ]; then
@@ -38,12 +40,14 @@ public sealed class SupervisorTests : IDisposable
         while (!File.Exists(Path.Combine(root, "Streams.sln")))
             root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException($"no Streams.sln above {AppContext.BaseDirectory}");
         var info = new ProcessStartInfo("bash") { UseShellExecute = false };
+        if (warmStandbys) info.Environment["FAKE_WARM_FILE"] = Path.Combine(_folder, "pids", "fake.ready.standby");
         info.ArgumentList.Add("-c");
         info.ArgumentList.Add("""
             set -euo pipefail
             logs="$1/logs" pidfiles="$1/pids" pids=()
             source "$2/compose/supervise.sh"
-            HANDOVER_VARIABLE=FAKE_TAKE_OVER_FROM STANDBY_VARIABLE=FAKE_STANDBY_FOR STANDBY_DELAY=1 supervise fake bash "$1/fake.sh"
+            HANDOVER_VARIABLE=FAKE_TAKE_OVER_FROM STANDBY_VARIABLE=FAKE_STANDBY_FOR STANDBY_DELAY=1 STANDBY_READY_FILE="$1/pids/fake.ready.standby" \
+              supervise fake bash "$1/fake.sh"
             trap 'kill -TERM "${pids[@]}"; wait' TERM
             wait
             """);
@@ -56,6 +60,7 @@ public sealed class SupervisorTests : IDisposable
     [Fact]
     public async Task A_killed_process_is_replaced_by_its_standby_at_once_and_a_new_standby_follows()
     {
+        Start(warmStandbys: false);
         var child = await PidAsync("fake.pid", other: null);
         var standby = await PidAsync("fake.standby.pid", other: null);
         // The supervisor writes the pid file as it starts the standby, before the standby's first line.
@@ -73,8 +78,9 @@ public sealed class SupervisorTests : IDisposable
     }
 
     [Fact]
-    public async Task A_handover_stops_the_standby_first_so_that_only_the_successor_takes_over()
+    public async Task A_handover_without_a_warm_standby_stops_the_standby_first_so_that_only_the_successor_takes_over()
     {
+        Start(warmStandbys: false);
         var child = await PidAsync("fake.pid", other: null);
         var standby = await PidAsync("fake.standby.pid", other: null);
         var supervisor = await PidAsync("fake.supervisor.pid", other: null);
@@ -86,6 +92,27 @@ public sealed class SupervisorTests : IDisposable
         Assert.DoesNotContain($"took over {standby}", Events());
         var next = await PidAsync("fake.standby.pid", other: standby);
         await UntilAsync(() => Events().Contains($"standby {next} for {successor}"), "no new standby for the successor");
+    }
+
+    [Fact]
+    public async Task A_handover_with_a_warm_standby_stops_the_process_and_the_standby_takes_its_place()
+    {
+        Start(warmStandbys: true);
+        var child = await PidAsync("fake.pid", other: null);
+        var standby = await PidAsync("fake.ready.standby", other: null);
+        // The standby was started before its ready file: it is the supervisor's standby by now.
+        Assert.Equal(standby, await PidAsync("fake.standby.pid", other: null));
+        var supervisor = await PidAsync("fake.supervisor.pid", other: null);
+
+        using (var usr1 = Process.Start("kill", ["-USR1", supervisor.ToString(CultureInfo.InvariantCulture)])) await usr1.WaitForExitAsync();
+
+        Assert.Equal(standby, await PidAsync("fake.pid", other: child));
+        await UntilAsync(() => Events().Contains($"took over {standby}"), "the standby never took over");
+        Assert.DoesNotContain(Events(), e => e.StartsWith("succeeded", StringComparison.Ordinal));
+        var next = await PidAsync("fake.standby.pid", other: standby);
+        await UntilAsync(() => Events().Contains($"standby {next} for {standby}"), "no new standby for the process that took over");
+        Assert.Contains(File.ReadAllLines(Path.Combine(_folder, "logs", "supervisor.log")),
+            l => l.EndsWith($"fake (pid {child}) hands over to warm standby pid {standby}: stopping it", StringComparison.Ordinal));
     }
 
     private string[] Events()
@@ -117,13 +144,13 @@ public sealed class SupervisorTests : IDisposable
 
     public void Dispose()
     {
-        if (!_supervisor.HasExited)
+        if (_supervisor is { HasExited: false })
         {
             using var term = Process.Start("kill", ["-TERM", _supervisor.Id.ToString(CultureInfo.InvariantCulture)]);
             term.WaitForExit();
             if (!_supervisor.WaitForExit(10_000)) _supervisor.Kill(entireProcessTree: true);
         }
-        _supervisor.Dispose();
-        Directory.Delete(_folder, recursive: true);
+        _supervisor?.Dispose();
+        if (Directory.Exists(_folder)) Directory.Delete(_folder, recursive: true);
     }
 }

@@ -149,10 +149,20 @@ public sealed class CrashTests(ITestOutputHelper output)
         await Task.Delay(TimeSpan.FromSeconds(2));
         Assert.False(standby.IsCompleted, "the standby started its stream while the processor it stands by for was running");
         Assert.Equal(active.Id.ToString(CultureInfo.InvariantCulture), (await File.ReadAllTextAsync(readyFile)).Trim());
+        // Warm: it says so beside the ready file (a supervisor's handover stops the active one for it).
+        var standbyReadyFile = SlotProcessor.StandbyReadyFile(readyFile);
+        var warmBy = DateTime.UtcNow.AddSeconds(30);
+        while (!File.Exists(standbyReadyFile))
+        {
+            Assert.True(DateTime.UtcNow < warmBy, "the standby never said it was warm");
+            await Task.Delay(50);
+        }
+        Assert.Equal(Environment.ProcessId.ToString(CultureInfo.InvariantCulture), (await File.ReadAllTextAsync(standbyReadyFile)).Trim());
 
         active.Kill();
         await using var tookOver = await standby.WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(Environment.ProcessId.ToString(CultureInfo.InvariantCulture), (await File.ReadAllTextAsync(readyFile)).Trim());
+        Assert.False(File.Exists(standbyReadyFile), "the standby that took over still says it stands by");
         await kafka.SendAsync(topics.Commands, Reserve(slot, "after", replyPartition: 0));
         await kafka.SendAsync(topics.Commands, Reserve(slot, "one-too-many", replyPartition: 0));
         var replies = kafka.ReadUntil<SlotReply>(topics.Replies, Partitions, read => read.Count >= 4, TimeSpan.FromSeconds(60))
