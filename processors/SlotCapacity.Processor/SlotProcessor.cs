@@ -110,7 +110,9 @@ public static partial class SlotProcessor
     /// at a lower CPU priority (nice 10, that thread only), since it runs beside processors that serve. The
     /// stream is built once and closed unstarted: built again at takeover it is compiled code (0.9 s under
     /// 500 reserves/s when cold), and it is not kept, since its Kafka clients' threads would wake ten times
-    /// a second each for as long as the standby waits.
+    /// a second each for as long as the standby waits. Only the changelog checker's client stays
+    /// connected (a standby idles at 0.002-0.004 cores with it). Once warm it says so in the standby
+    /// ready file, which it removes when it stops waiting.
     /// </summary>
     private static async Task StandByAsync(ProcessorSettings settings, int replyPartitions, ChangelogCheckpoints checkpoints, ILoggerFactory loggers, ILogger log, CancellationToken ct)
     {
