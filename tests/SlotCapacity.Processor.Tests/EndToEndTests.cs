@@ -64,7 +64,7 @@ public sealed class EndToEndTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task A_running_processor_holds_its_pid_in_its_ready_file_and_removes_it_when_it_stops()
+    public async Task A_processor_holds_its_pid_in_its_ready_file_once_every_assigned_task_is_restored_and_removes_it_when_it_stops()
     {
         var broker = await TestBroker.SharedAsync();
         var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
@@ -74,29 +74,6 @@ public sealed class EndToEndTests(ITestOutputHelper output)
             var readyFile = Path.Combine(folder, "processor.ready");
             // Left by a processor that was killed: it names a process that is gone.
             await File.WriteAllTextAsync(readyFile, "1\n");
-            var settings = new ProcessorSettings(broker.BootstrapServers, topics, Path.Combine(folder, "state"), "ready") { ReadyFile = readyFile };
-            var processor = await SlotProcessor.StartAsync(settings, NullLoggerFactory.Instance, CancellationToken.None);
-            await using (processor)
-            {
-                Assert.Equal(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), (await File.ReadAllTextAsync(readyFile)).Trim());
-            }
-            Assert.False(File.Exists(readyFile), "the ready file outlived the processor's stop");
-        }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
-        }
-    }
-
-    [Fact]
-    public async Task The_ready_file_appears_only_once_every_assigned_task_is_restored_and_deciding()
-    {
-        var broker = await TestBroker.SharedAsync();
-        var topics = await broker.CreateTopicsAsync(Partitions, Partitions);
-        var folder = Directory.CreateTempSubdirectory("slot-serving-").FullName;
-        try
-        {
-            var readyFile = Path.Combine(folder, "processor.ready");
             var restoring = 0;
             var restoringWhileReady = new System.Collections.Concurrent.ConcurrentQueue<string>();
             // Logged when a task's store is opened, before its restore: no task may be that far behind
@@ -107,13 +84,14 @@ public sealed class EndToEndTests(ITestOutputHelper output)
                 Interlocked.Increment(ref restoring);
                 if (File.Exists(readyFile)) restoringWhileReady.Enqueue(message);
             });
-            var settings = new ProcessorSettings(broker.BootstrapServers, topics, Path.Combine(folder, "state"), "serving") { ReadyFile = readyFile };
+            var settings = new ProcessorSettings(broker.BootstrapServers, topics, Path.Combine(folder, "state"), "ready") { ReadyFile = readyFile };
             await using (await SlotProcessor.StartAsync(settings, loggers, CancellationToken.None))
             {
                 Assert.Equal(Partitions, Volatile.Read(ref restoring));
                 Assert.Empty(restoringWhileReady);
-                Assert.True(File.Exists(readyFile), "the processor serves every partition but has no ready file");
+                Assert.Equal(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), (await File.ReadAllTextAsync(readyFile)).Trim());
             }
+            Assert.False(File.Exists(readyFile), "the ready file outlived the processor's stop");
         }
         finally
         {
