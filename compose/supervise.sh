@@ -48,6 +48,24 @@ supervise() {
       echo "$standby" >"$pidfiles/$name.standby.pid"
       note ": pid $standby stands by for pid $child"
     }
+    # Sets exited and status for the first of the given pids to end. One that ended while the
+    # supervisor was busy (a successor stops its predecessor within milliseconds) may already be
+    # reaped and dropped from the job table, which `wait -n` then skips ("no such job") and waits
+    # for the others instead: the supervisor hung until its successor exited. `wait PID` still has
+    # its status.
+    wait_any() {
+      exited=""
+      status=0
+      local pid
+      for pid in "$@"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+          exited=$pid
+          wait "$pid" 2>/dev/null || status=$?
+          return 0
+        fi
+      done
+      wait -n -p exited "$@" || status=$?
+    }
     stop_standby() {
       [ -n "$standby" ] || return 0
       kill -TERM "$standby" 2>/dev/null || true
@@ -76,9 +94,7 @@ supervise() {
       # Until the command exits: a trapped signal ends `wait` early (and leaves exited unset).
       code=0
       while :; do
-        exited=""
-        status=0
-        wait -n -p exited $child $successor $standby $standby_timer || status=$?
+        wait_any $child $successor $standby $standby_timer
         if [ "${exited:-}" = "$child" ]; then
           code=$status
           break
