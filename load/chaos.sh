@@ -9,6 +9,8 @@
 #   LOADS        which loads (default "50 500")
 #   EXPERIMENTS  which experiments (default: all, in the order below)
 #   RUN_SECONDS  length of each experiment (default 40), fault at 10 s
+# The new table goes on top of load/results/faults/README.md; what the file held before, from its
+# first table on, is kept below it under "Earlier runs".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -39,6 +41,24 @@ stop_system() {
 trap stop_system EXIT INT TERM
 
 summary="$out/README.md"
+# The previous results stay below the new table: everything from its first table on, appended once,
+# when the suite ends or stops.
+earlier=""
+if [ -s "$summary" ]; then
+  earlier=$(awk '/^\| experiment/ { keep = 1 } keep' "$summary")
+  # A checkout's file times say nothing: the commit that last wrote it dates the runs, unless it was
+  # changed since.
+  earlier_from="as it was before this run"
+  if git diff --quiet -- "$summary" 2>/dev/null && committed=$(TZ=UTC git log -1 --format=%cd --date=format-local:'%F %H:%M' -- "$summary" 2>/dev/null) && [ -n "$committed" ]; then
+    earlier_from="as committed $committed UTC"
+  fi
+fi
+keep_earlier() {
+  [ -n "$earlier" ] || return 0
+  printf '\n## Earlier runs (this file %s, kept by `make chaos`)\n\n%s\n' "$earlier_from" "$earlier" >>"$summary"
+  earlier=""
+}
+trap 'stop_system; keep_earlier' EXIT
 {
   echo "# Fault suite results"
   echo
@@ -79,6 +99,7 @@ for rate in $LOADS; do
     stop_system
   done
 done
+keep_earlier
 echo
-cat "$summary"
+awk '/^## Earlier runs/ { exit } { print }' "$summary"
 exit "$failed"
