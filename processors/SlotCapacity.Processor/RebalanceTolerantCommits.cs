@@ -18,6 +18,7 @@ namespace SlotCapacity.Processor;
 /// Its polls also wait longer once a poll found nothing (see <see cref="Consumer.Consume(TimeSpan)"/>),
 /// and it never commits the offsets of a command partition this processor refused
 /// (<see cref="ChangelogCheckpoints"/>): those commands are decided by the processor that can restore it.
+/// It also tells which command partitions the stream thread is assigned, for the processor's readiness.
 /// </summary>
 public sealed class RebalanceTolerantCommits : IKafkaSupplier
 {
