@@ -112,16 +112,17 @@ supervise() {
             start_standby "$@"
           fi
         fi
-        if [ -n "$handover" ] && [ -z "$successor" ] && [ -z "$stopping" ] && [ -n "$standby" ] && [ -n "$standby_ready_file" ] &&
-          [ "$(cat "$standby_ready_file" 2>/dev/null)" = "$standby" ]; then
-          note " (pid $child) hands over to warm standby pid $standby: stopping it"
-          kill -TERM "$child" 2>/dev/null || true
-        elif [ -n "$handover" ] && [ -z "$successor" ] && [ -z "$stopping" ]; then
-          # The spare would take over too when the successor stops its predecessor.
-          stop_standby
-          env "$handover_variable=$child" "$@" >>"$logs/$name.log" 2>&1 &
-          successor=$!
-          note " (pid $child) is being replaced by pid $successor, which stops it once it is ready to take over"
+        if [ -n "$handover" ] && [ -z "$successor" ] && [ -z "$stopping" ]; then
+          if [ -n "$standby" ] && [ -n "$standby_ready_file" ] && [ "$(cat "$standby_ready_file" 2>/dev/null)" = "$standby" ]; then
+            note " (pid $child) hands over to warm standby pid $standby: stopping it"
+            kill -TERM "$child" 2>/dev/null || true
+          else
+            # The spare would take over too when the successor stops its predecessor.
+            stop_standby
+            env "$handover_variable=$child" "$@" >>"$logs/$name.log" 2>&1 &
+            successor=$!
+            note " (pid $child) is being replaced by pid $successor, which stops it once it is ready to take over"
+          fi
         fi
         handover=""
       done

@@ -42,7 +42,7 @@ public sealed record ProcessorSettings(string BootstrapServers, TopicNames Topic
     /// <summary>
     /// The process id of the running processor of the same instance that this one stands by for
     /// (PROCESSOR_STANDBY_FOR; null: none): a warm spare. It reads the topics and rehearses at once, then
-    /// waits, with no Kafka client open. When that process exits, however it exits (a crash, a SIGKILL, a
+    /// waits, with one Kafka client open (its changelog checker, connected). When that process exits, however it exits (a crash, a SIGKILL, a
     /// stop), the standby joins in its place as the same static member within milliseconds: the
     /// partitions wait for a join and a restore from the shared state directory, not for a whole process
     /// start, which takes seconds on a busy machine. If the process has exited before the standby is

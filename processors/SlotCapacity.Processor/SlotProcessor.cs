@@ -123,8 +123,8 @@ public static partial class SlotProcessor
             Rehearse(settings, replyPartitions, loggers, log);
             try
             {
-                using var warmUpCheckpoints = new ChangelogCheckpoints(settings, NullLoggerFactory.Instance);
-                Stream(settings, replyPartitions, warmUpCheckpoints, NullLoggerFactory.Instance).Stream.Dispose();
+                // Never started, so it never reads a checkpoint: the takeover's own checker serves it.
+                Stream(settings, replyPartitions, checkpoints, NullLoggerFactory.Instance).Stream.Dispose();
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
